@@ -1,0 +1,1094 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! Layout:
+//! - `log(rev, key, deleted, create_rev, version, prev_rev, value)`: one row per write, the
+//!   revision as primary key. A delete writes a tombstone row. `prev_rev` points at the row the
+//!   write replaced, which gives watches their previous value and compaction its victims.
+//! - `current(key, rev)`: the live keys, each pointing at its newest `log` row. Reads at the
+//!   current revision touch only this table and the rows it points at.
+//! - `meta(name, value)`: the current revision, the compacted revision and the compaction
+//!   sweep's cursor.
+//!
+//! One writer thread owns the only writing connection. It drains every queued write into one
+//! transaction (group commit), gives each applied write its own revision, commits with one
+//! fsync, then publishes the batch's events to watchers and answers the callers. Readers use
+//! a small pool of connections; WAL gives each read a consistent snapshot.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::{broadcast, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::{
+    Error, Event, EventKind, Expect, KeyValue, Outcome, RangeRequest, RangeResult, Result,
+    Revision, Store, WatchMessage, WatchRequest, WatchStream, check_value_size, prefix_end,
+};
+
+/// How hard SQLite pushes each commit to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Synchronous {
+    /// fsync the WAL on every commit: an acknowledged write survives power loss.
+    Full,
+    /// fsync only at checkpoints: an acknowledged write survives a process crash but not a
+    /// power loss.
+    Normal,
+}
+
+#[derive(Clone, Debug)]
+pub struct SqliteConfig {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    /// The most writes one transaction takes.
+    pub max_batch: usize,
+    /// Keep this many revisions of history and compact older ones automatically.
+    /// `None` turns automatic compaction off.
+    pub retain_revisions: Option<i64>,
+    /// Live events kept for watchers that fall behind before they must re-read the log.
+    pub watch_buffer: usize,
+}
+
+impl SqliteConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteConfig {
+            path: path.into(),
+            synchronous: Synchronous::Full,
+            max_batch: 1024,
+            retain_revisions: Some(100_000),
+            watch_buffer: 4096,
+        }
+    }
+}
+
+/// Rows the compaction sweep handles per transaction, so that it never holds the write lock
+/// for long.
+const COMPACTION_CHUNK: i64 = 4096;
+/// Log rows a catching-up watcher reads per query.
+const CATCH_UP_CHUNK: i64 = 2048;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS log (
+    rev        INTEGER PRIMARY KEY,
+    key        BLOB    NOT NULL,
+    deleted    INTEGER NOT NULL,
+    create_rev INTEGER NOT NULL,
+    version    INTEGER NOT NULL,
+    prev_rev   INTEGER NOT NULL,
+    value      BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_key_rev ON log(key, rev);
+CREATE TABLE IF NOT EXISTS current (
+    key BLOB PRIMARY KEY,
+    rev INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta(name, value) VALUES ('rev', 0), ('compacted', 0), ('swept', 0);
+";
+
+/// The embedded store. Cheap to clone; the writer thread stops when the last clone drops.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<WriteMsg>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+    hub: Hub,
+    current: AtomicI64,
+    compacted: AtomicI64,
+    _lock: File,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.writer.lock().unwrap().take();
+        if let Some(thread) = self.writer_thread.lock().unwrap().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+enum WriteMsg {
+    Put {
+        key: String,
+        value: Bytes,
+        expect: Expect,
+        reply: oneshot::Sender<Result<Outcome>>,
+    },
+    Delete {
+        key: String,
+        expect: Expect,
+        reply: oneshot::Sender<Result<Outcome>>,
+    },
+    Compact {
+        revision: Revision,
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+impl SqliteStore {
+    /// Open (or create) the database at `config.path`.
+    ///
+    /// Fails with [`Error::Locked`] when another process has it open, and with
+    /// [`Error::Sqlite`] when the file is not a database, is read-only or cannot be created.
+    pub fn open(config: SqliteConfig) -> Result<Self> {
+        let path = config.path.clone();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let lock = lock_database(&path)?;
+        let sql = |source: rusqlite::Error| sqlite_error(&path, source);
+
+        let conn = Connection::open(&path).map_err(sql)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(sql)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Sqlite {
+                path,
+                message: format!("cannot switch to WAL journal mode (got {mode})"),
+            });
+        }
+        let sync = match config.synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous={sync}; PRAGMA journal_size_limit=67108864; PRAGMA cache_size=-65536;"
+        ))
+        .map_err(sql)?;
+        conn.execute_batch(SCHEMA).map_err(sql)?;
+        let meta = |conn: &Connection, name: &str| -> Result<i64> {
+            conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .map_err(sql)
+        };
+        let current = meta(&conn, "rev")?;
+        let compacted = meta(&conn, "compacted")?;
+        let swept = meta(&conn, "swept")?;
+        // A log row beyond the recorded revision would mean a half-applied transaction, which
+        // SQLite's atomic commit rules out; check anyway, it is one index lookup.
+        let max_rev: Option<i64> = conn
+            .query_row("SELECT MAX(rev) FROM log", [], |r| r.get(0))
+            .map_err(sql)?;
+        if max_rev.unwrap_or(0) > current {
+            return Err(Error::Corrupt(format!(
+                "{}: log holds revision {} beyond the recorded revision {current}",
+                path.display(),
+                max_rev.unwrap_or(0)
+            )));
+        }
+        conn.set_prepared_statement_cache_capacity(64);
+        info!(path = %path.display(), revision = current, compacted, "opened sqlite store");
+
+        let (tx, rx) = mpsc::channel();
+        let inner = Arc::new(Inner {
+            path: path.clone(),
+            writer: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(None),
+            readers: Mutex::new(Vec::new()),
+            hub: Hub::new(current, config.watch_buffer),
+            current: AtomicI64::new(current),
+            compacted: AtomicI64::new(compacted),
+            _lock: lock,
+        });
+        let writer = Writer {
+            conn,
+            path,
+            rev: current,
+            compacted,
+            swept,
+            config,
+            inner: Arc::downgrade(&inner),
+        };
+        let thread = std::thread::Builder::new()
+            .name("dao-sqlite-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|source| Error::Io {
+                path: inner.path.clone(),
+                source,
+            })?;
+        *inner.writer_thread.lock().unwrap() = Some(thread);
+        Ok(SqliteStore { inner })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn send_write<T>(
+        &self,
+        msg: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteMsg,
+    ) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        {
+            let guard = self.inner.writer.lock().unwrap();
+            let sender = guard.as_ref().ok_or(Error::Closed)?;
+            sender.send(msg(reply)).map_err(|_| Error::Closed)?;
+        }
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Run `f` on a pooled read connection, off the async runtime.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.readers.lock().unwrap().pop();
+            let mut conn = match conn {
+                Some(c) => c,
+                None => open_reader(&inner.path)?,
+            };
+            let result = f(&mut conn);
+            let mut pool = inner.readers.lock().unwrap();
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| Error::Corrupt(format!("read task failed: {e}")))?
+    }
+}
+
+fn lock_database(path: &Path) -> Result<File> {
+    let lock_path = path.with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| Error::Io {
+            path: lock_path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
+            path: path.to_owned(),
+            detail: format!(
+                "{} is held; is another dao server using this data directory?",
+                lock_path.display()
+            ),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::Io {
+            path: lock_path,
+            source,
+        }),
+    }
+}
+
+fn sqlite_error(path: &Path, source: rusqlite::Error) -> Error {
+    Error::Sqlite {
+        path: path.to_owned(),
+        message: source.to_string(),
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let sql = |source| sqlite_error(path, source);
+    let conn = Connection::open(path).map_err(sql)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+    conn.execute_batch("PRAGMA query_only=1; PRAGMA cache_size=-32768;")
+        .map_err(sql)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// The revisions a read transaction sees.
+struct Snapshot {
+    current: Revision,
+    compacted: Revision,
+}
+
+fn snapshot(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<Snapshot> {
+    let mut stmt =
+        tx.prepare_cached("SELECT name, value FROM meta WHERE name IN ('rev', 'compacted')")?;
+    let mut snap = Snapshot {
+        current: 0,
+        compacted: 0,
+    };
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let name: String = row.get(0)?;
+        let value: i64 = row.get(1)?;
+        match name.as_str() {
+            "rev" => snap.current = value,
+            _ => snap.compacted = value,
+        }
+    }
+    Ok(snap)
+}
+
+impl Snapshot {
+    /// Resolve a requested read revision against this snapshot.
+    fn resolve(&self, requested: Option<Revision>) -> Result<Revision> {
+        match requested {
+            None | Some(0) => Ok(self.current),
+            Some(r) if r > self.current => Err(Error::FutureRevision {
+                requested: r,
+                current: self.current,
+            }),
+            Some(r) if r < self.compacted => Err(Error::Compacted {
+                requested: r,
+                compacted: self.compacted,
+            }),
+            Some(r) => Ok(r),
+        }
+    }
+}
+
+fn key_string(bytes: Vec<u8>) -> rusqlite::Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
+    })
+}
+
+/// Reads `key, rev, create_rev, version, value` columns starting at `at`.
+fn row_kv(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<KeyValue> {
+    Ok(KeyValue {
+        key: key_string(row.get(at)?)?,
+        mod_revision: row.get(at + 1)?,
+        create_revision: row.get(at + 2)?,
+        version: row.get(at + 3)?,
+        value: Bytes::from(row.get::<_, Vec<u8>>(at + 4)?),
+    })
+}
+
+fn read_get(
+    conn: &mut Connection,
+    path: &Path,
+    key: &str,
+    revision: Option<Revision>,
+) -> Result<(Option<KeyValue>, Revision)> {
+    let sql = |source| sqlite_error(path, source);
+    let tx = conn.transaction().map_err(sql)?;
+    let snap = snapshot(&tx).map_err(sql)?;
+    let at = snap.resolve(revision)?;
+    let kv = if at == snap.current {
+        tx.prepare_cached(
+            "SELECT l.key, l.rev, l.create_rev, l.version, l.value
+             FROM current c JOIN log l ON l.rev = c.rev WHERE c.key = ?1",
+        )
+        .and_then(|mut s| s.query_row([key.as_bytes()], |r| row_kv(r, 0)).optional())
+        .map_err(sql)?
+    } else {
+        tx.prepare_cached(
+            "SELECT key, rev, create_rev, version, value, deleted FROM log
+             WHERE key = ?1 AND rev <= ?2 ORDER BY rev DESC LIMIT 1",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![key.as_bytes(), at], |r| {
+                let deleted: bool = r.get(5)?;
+                if deleted {
+                    Ok(None)
+                } else {
+                    row_kv(r, 0).map(Some)
+                }
+            })
+            .optional()
+        })
+        .map_err(sql)?
+        .flatten()
+    };
+    Ok((kv, at))
+}
+
+fn read_range(conn: &mut Connection, path: &Path, req: &RangeRequest) -> Result<RangeResult> {
+    let sql = |source| sqlite_error(path, source);
+    let tx = conn.transaction().map_err(sql)?;
+    let snap = snapshot(&tx).map_err(sql)?;
+    let at = snap.resolve(req.revision)?;
+    let start: Vec<u8> = match &req.start {
+        Some(s) if s.as_str() > req.prefix.as_str() => s.as_bytes().to_vec(),
+        _ => req.prefix.as_bytes().to_vec(),
+    };
+    let mut end = prefix_end(&req.prefix);
+    if end.is_empty() {
+        // No upper bound: every key is below a lone 0xff byte only if keys are valid UTF-8,
+        // which they are (keys are `String`s).
+        end = vec![0xff];
+    }
+    let limit = req
+        .limit
+        .filter(|l| *l > 0)
+        .map(|l| l as i64 + 1)
+        .unwrap_or(-1);
+    let current = at == snap.current;
+    let (rows_sql, count_sql) = if current {
+        (
+            "SELECT l.key, l.rev, l.create_rev, l.version, l.value
+             FROM current c JOIN log l ON l.rev = c.rev
+             WHERE c.key >= ?1 AND c.key < ?2 ORDER BY c.key LIMIT ?3",
+            "SELECT COUNT(*) FROM current WHERE key >= ?1 AND key < ?2",
+        )
+    } else {
+        (
+            "SELECT l.key, l.rev, l.create_rev, l.version, l.value
+             FROM (SELECT key, MAX(rev) AS rev FROM log
+                   WHERE key >= ?1 AND key < ?2 AND rev <= ?4 GROUP BY key) g
+             JOIN log l ON l.rev = g.rev
+             WHERE l.deleted = 0 ORDER BY g.key LIMIT ?3",
+            "SELECT COUNT(*) FROM (SELECT key, MAX(rev) AS rev FROM log
+                   WHERE key >= ?1 AND key < ?2 AND rev <= ?3 GROUP BY key) g
+             JOIN log l ON l.rev = g.rev WHERE l.deleted = 0",
+        )
+    };
+    let mut kvs = {
+        let mut stmt = tx.prepare_cached(rows_sql).map_err(sql)?;
+        let map = |r: &rusqlite::Row<'_>| row_kv(r, 0);
+        let rows = if current {
+            stmt.query_map(params![start, end, limit], map)
+        } else {
+            stmt.query_map(params![start, end, limit, at], map)
+        }
+        .map_err(sql)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql)?
+    };
+    let more = limit > 0 && kvs.len() as i64 == limit;
+    if more {
+        kvs.pop();
+    }
+    let count: i64 = if !more {
+        kvs.len() as i64
+    } else if current {
+        tx.query_row(count_sql, params![start, end], |r| r.get(0))
+            .map_err(sql)?
+    } else {
+        tx.query_row(count_sql, params![start, end, at], |r| r.get(0))
+            .map_err(sql)?
+    };
+    Ok(RangeResult {
+        kvs,
+        more,
+        count,
+        revision: at,
+    })
+}
+
+/// Changes under `prefix` with revisions in `(after, upto]`, at most one chunk.
+/// Returns the events and the highest revision examined.
+fn read_events(
+    conn: &mut Connection,
+    path: &Path,
+    prefix: &str,
+    after: Revision,
+    upto: Revision,
+) -> Result<(Vec<Event>, Revision)> {
+    let sql = |source| sqlite_error(path, source);
+    let tx = conn.transaction().map_err(sql)?;
+    let snap = snapshot(&tx).map_err(sql)?;
+    if after < snap.compacted {
+        return Err(Error::Compacted {
+            requested: after + 1,
+            compacted: snap.compacted,
+        });
+    }
+    let hi = upto.min(after + CATCH_UP_CHUNK);
+    let mut end = prefix_end(prefix);
+    if end.is_empty() {
+        end = vec![0xff];
+    }
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT l.key, l.rev, l.create_rev, l.version, l.value, l.deleted,
+                    p.key, p.rev, p.create_rev, p.version, p.value
+             FROM log l LEFT JOIN log p ON p.rev = l.prev_rev AND l.prev_rev > 0
+             WHERE l.rev > ?1 AND l.rev <= ?2 AND l.key >= ?3 AND l.key < ?4
+             ORDER BY l.rev",
+        )
+        .map_err(sql)?;
+    let events = stmt
+        .query_map(params![after, hi, prefix.as_bytes(), end], |r| {
+            let kv = row_kv(r, 0)?;
+            let deleted: bool = r.get(5)?;
+            let prev = match r.get::<_, Option<i64>>(7)? {
+                Some(_) => Some(row_kv(r, 6)?),
+                None => None,
+            };
+            Ok(Event {
+                kind: if deleted {
+                    EventKind::Delete
+                } else {
+                    EventKind::Put
+                },
+                kv,
+                prev,
+            })
+        })
+        .map_err(sql)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sql)?;
+    Ok((events, hi))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get(
+        &self,
+        key: &str,
+        revision: Option<Revision>,
+    ) -> Result<(Option<KeyValue>, Revision)> {
+        let key = key.to_owned();
+        let path = self.inner.path.clone();
+        self.read(move |conn| read_get(conn, &path, &key, revision))
+            .await
+    }
+
+    async fn range(&self, req: RangeRequest) -> Result<RangeResult> {
+        let path = self.inner.path.clone();
+        self.read(move |conn| read_range(conn, &path, &req)).await
+    }
+
+    async fn put(&self, key: &str, value: Bytes, expect: Expect) -> Result<Outcome> {
+        check_value_size(key, &value)?;
+        let key = key.to_owned();
+        self.send_write(|reply| WriteMsg::Put {
+            key,
+            value,
+            expect,
+            reply,
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str, expect: Expect) -> Result<Outcome> {
+        let key = key.to_owned();
+        self.send_write(|reply| WriteMsg::Delete { key, expect, reply })
+            .await
+    }
+
+    async fn watch(&self, req: WatchRequest) -> Result<WatchStream> {
+        let compacted = self.inner.compacted.load(Ordering::Acquire);
+        if req.after < compacted {
+            return Err(Error::Compacted {
+                requested: req.after + 1,
+                compacted,
+            });
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let store = self.clone();
+        tokio::spawn(async move { store.run_watch(req, tx).await });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<()> {
+        self.send_write(|reply| WriteMsg::Compact { revision, reply })
+            .await
+    }
+
+    async fn current_revision(&self) -> Result<Revision> {
+        Ok(self.inner.current.load(Ordering::Acquire))
+    }
+
+    async fn compacted_revision(&self) -> Result<Revision> {
+        Ok(self.inner.compacted.load(Ordering::Acquire))
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+type WatchSender = tokio::sync::mpsc::Sender<Result<WatchMessage>>;
+
+impl SqliteStore {
+    /// One watcher: catch up from the log, then follow the live broadcast; when it falls too
+    /// far behind the broadcast, catch up from the log again.
+    async fn run_watch(self, req: WatchRequest, out: WatchSender) {
+        let mut delivered = req.after;
+        let mut ticker = req.progress_interval.map(|d| {
+            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        let mut sent_since_tick = false;
+        'resubscribe: loop {
+            let (mut live, published) = self.inner.hub.subscribe();
+            // Catch up: everything in (delivered, published] comes from the log.
+            while delivered < published {
+                let path = self.inner.path.clone();
+                let prefix = req.prefix.clone();
+                let after = delivered;
+                let read = self
+                    .read(move |conn| read_events(conn, &path, &prefix, after, published))
+                    .await;
+                match read {
+                    Ok((events, upto)) => {
+                        delivered = upto;
+                        if !events.is_empty() {
+                            sent_since_tick = true;
+                            if out.send(Ok(WatchMessage::Events(events))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = out.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+            // Live: batches arrive in revision order; skip what the catch-up covered.
+            loop {
+                let tick = async {
+                    match ticker.as_mut() {
+                        Some(t) => {
+                            t.tick().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = out.closed() => return,
+                    _ = tick => {
+                        if !sent_since_tick && out.send(Ok(WatchMessage::Progress(delivered))).await.is_err() {
+                            return;
+                        }
+                        sent_since_tick = false;
+                    }
+                    batch = live.recv() => match batch {
+                        Ok(batch) => {
+                            if batch.revision <= delivered {
+                                continue;
+                            }
+                            let events: Vec<Event> = batch
+                                .events
+                                .iter()
+                                .filter(|e| e.kv.mod_revision > delivered && e.kv.key.starts_with(&req.prefix))
+                                .cloned()
+                                .collect();
+                            delivered = batch.revision;
+                            if !events.is_empty() {
+                                sent_since_tick = true;
+                                if out.send(Ok(WatchMessage::Events(events))).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            debug!(missed, delivered, "watcher fell behind the live stream, catching up from the log");
+                            continue 'resubscribe;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => {
+                            let _ = out.send(Err(Error::Closed)).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A batch of committed events, shared by every watcher.
+struct Batch {
+    /// The store's revision after the batch.
+    revision: Revision,
+    events: Vec<Event>,
+}
+
+/// Fan-out of committed batches. Subscribing and publishing share one lock so that a new
+/// watcher learns exactly which revision the live stream starts after.
+struct Hub {
+    published: Mutex<Revision>,
+    tx: broadcast::Sender<Arc<Batch>>,
+}
+
+impl Hub {
+    fn new(revision: Revision, capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(16));
+        Hub {
+            published: Mutex::new(revision),
+            tx,
+        }
+    }
+
+    fn subscribe(&self) -> (broadcast::Receiver<Arc<Batch>>, Revision) {
+        let published = self.published.lock().unwrap();
+        (self.tx.subscribe(), *published)
+    }
+
+    fn publish(&self, batch: Batch) {
+        let mut published = self.published.lock().unwrap();
+        *published = batch.revision;
+        let _ = self.tx.send(Arc::new(batch));
+    }
+}
+
+/// The single writer. Owns the writing connection and the revision counter.
+struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    rev: Revision,
+    compacted: Revision,
+    /// Compaction has removed superseded rows up to here.
+    swept: Revision,
+    config: SqliteConfig,
+    inner: std::sync::Weak<Inner>,
+}
+
+/// A write waiting for its batch to commit.
+enum Pending {
+    Write(oneshot::Sender<Result<Outcome>>, Outcome),
+    Compact(oneshot::Sender<Result<()>>, Result<()>),
+}
+
+/// etcd's rule: compaction must move forward and cannot pass the current revision.
+fn validate_compact(revision: Revision, current: Revision, compacted: Revision) -> Result<()> {
+    if revision > current {
+        return Err(Error::FutureRevision {
+            requested: revision,
+            current,
+        });
+    }
+    if revision <= compacted {
+        return Err(Error::Compacted {
+            requested: revision,
+            compacted,
+        });
+    }
+    Ok(())
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<WriteMsg>) {
+        loop {
+            let first = if self.swept < self.compacted {
+                match rx.try_recv() {
+                    Ok(msg) => Some(msg),
+                    Err(mpsc::TryRecvError::Empty) => None,
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(msg) => Some(msg),
+                    Err(_) => break,
+                }
+            };
+            if let Some(first) = first {
+                let mut batch = vec![first];
+                while batch.len() < self.config.max_batch {
+                    match rx.try_recv() {
+                        Ok(msg) => batch.push(msg),
+                        Err(_) => break,
+                    }
+                }
+                self.commit_batch(batch);
+                self.auto_compact();
+            }
+            if self.swept < self.compacted {
+                if let Err(e) = self.sweep_chunk() {
+                    warn!(error = %e, "compaction sweep failed; will retry");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        debug!(path = %self.path.display(), "sqlite writer stopped");
+    }
+
+    fn commit_batch(&mut self, batch: Vec<WriteMsg>) {
+        let mut pending = Vec::with_capacity(batch.len());
+        let mut events = Vec::with_capacity(batch.len());
+        let replies: Vec<Reply>;
+        match self.apply(batch, &mut pending, &mut events) {
+            Ok((next, compacted)) => {
+                let wrote = next > self.rev;
+                if compacted > self.compacted {
+                    info!(compacted, "compacted sqlite store");
+                }
+                self.rev = next;
+                self.compacted = compacted;
+                if let Some(inner) = self.inner.upgrade() {
+                    inner.current.store(next, Ordering::Release);
+                    inner.compacted.store(compacted, Ordering::Release);
+                    if wrote {
+                        inner.hub.publish(Batch {
+                            revision: next,
+                            events,
+                        });
+                    }
+                }
+                for p in pending {
+                    match p {
+                        Pending::Write(reply, outcome) => {
+                            let _ = reply.send(Ok(outcome));
+                        }
+                        Pending::Compact(reply, result) => {
+                            let _ = reply.send(result);
+                        }
+                    }
+                }
+                return;
+            }
+            Err((e, rest)) => {
+                warn!(error = %e, path = %self.path.display(), "write batch failed; nothing in it was applied");
+                replies = pending
+                    .into_iter()
+                    .map(|p| match p {
+                        Pending::Write(r, _) => Reply::Write(r),
+                        Pending::Compact(r, _) => Reply::Compact(r),
+                    })
+                    .chain(rest)
+                    .collect();
+                let message = e.to_string();
+                for reply in replies {
+                    let err = Error::Sqlite {
+                        path: self.path.clone(),
+                        message: message.clone(),
+                    };
+                    match reply {
+                        Reply::Write(r) => {
+                            let _ = r.send(Err(err));
+                        }
+                        Reply::Compact(r) => {
+                            let _ = r.send(Err(err));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Apply a batch in one transaction and return the new revision and compaction mark.
+    /// On failure nothing applied, and the error comes back with the callers not yet in
+    /// `pending`, so that every caller hears of it.
+    fn apply(
+        &mut self,
+        batch: Vec<WriteMsg>,
+        pending: &mut Vec<Pending>,
+        events: &mut Vec<Event>,
+    ) -> Result<(Revision, Revision), (rusqlite::Error, Vec<Reply>)> {
+        let tx = match self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Ok(tx) => tx,
+            Err(e) => return Err((e, batch.into_iter().map(WriteMsg::into_reply).collect())),
+        };
+        let mut next = self.rev;
+        let mut compacted = self.compacted;
+        let mut iter = batch.into_iter();
+        while let Some(msg) = iter.next() {
+            let (key, value, expect, reply) = match msg {
+                WriteMsg::Put {
+                    key,
+                    value,
+                    expect,
+                    reply,
+                } => (key, Some(value), expect, reply),
+                WriteMsg::Delete { key, expect, reply } => (key, None, expect, reply),
+                WriteMsg::Compact { revision, reply } => {
+                    let result = validate_compact(revision, next, compacted);
+                    if result.is_ok() {
+                        compacted = revision;
+                    }
+                    pending.push(Pending::Compact(reply, result));
+                    continue;
+                }
+            };
+            match write_one(&tx, &mut next, &key, value, expect) {
+                Ok((outcome, event)) => {
+                    events.extend(event);
+                    pending.push(Pending::Write(reply, outcome));
+                }
+                Err(e) => {
+                    let rest = std::iter::once(Reply::Write(reply))
+                        .chain(iter.map(WriteMsg::into_reply))
+                        .collect();
+                    return Err((e, rest));
+                }
+            }
+        }
+        let commit = tx
+            .execute(
+                "UPDATE meta SET value = CASE name WHEN 'rev' THEN ?1 ELSE ?2 END
+                 WHERE name IN ('rev', 'compacted')",
+                params![next, compacted],
+            )
+            .and_then(|_| tx.commit());
+        match commit {
+            Ok(()) => Ok((next, compacted)),
+            Err(e) => Err((e, Vec::new())),
+        }
+    }
+
+    fn auto_compact(&mut self) {
+        let Some(retain) = self.config.retain_revisions else {
+            return;
+        };
+        // Compact in steps of a quarter window so the sweep has steady, small work.
+        let target = self.rev - retain;
+        if target - self.compacted < (retain / 4).max(1) {
+            return;
+        }
+        match self.conn.execute(
+            "UPDATE meta SET value = ?1 WHERE name = 'compacted'",
+            [target],
+        ) {
+            Ok(_) => {
+                self.compacted = target;
+                if let Some(inner) = self.inner.upgrade() {
+                    inner.compacted.store(target, Ordering::Release);
+                }
+                debug!(compacted = target, "automatic compaction");
+            }
+            Err(e) => warn!(error = %e, "automatic compaction failed; will retry"),
+        }
+    }
+
+    /// Delete the rows superseded by writes in the next chunk of `(swept, compacted]`, and
+    /// the tombstones there. A row is superseded at the compacted revision when a later write
+    /// to its key is at or below it; that later write names it in `prev_rev`.
+    fn sweep_chunk(&mut self) -> rusqlite::Result<()> {
+        let lo = self.swept;
+        let hi = self.compacted.min(lo + COMPACTION_CHUNK);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "DELETE FROM log WHERE rev IN
+               (SELECT prev_rev FROM log WHERE rev > ?1 AND rev <= ?2 AND prev_rev > 0)",
+            params![lo, hi],
+        )?;
+        tx.execute(
+            "DELETE FROM log WHERE rev > ?1 AND rev <= ?2 AND deleted = 1",
+            params![lo, hi],
+        )?;
+        tx.execute("UPDATE meta SET value = ?1 WHERE name = 'swept'", [hi])?;
+        tx.commit()?;
+        self.swept = hi;
+        Ok(())
+    }
+}
+
+enum Reply {
+    Write(oneshot::Sender<Result<Outcome>>),
+    Compact(oneshot::Sender<Result<()>>),
+}
+
+impl WriteMsg {
+    fn into_reply(self) -> Reply {
+        match self {
+            WriteMsg::Put { reply, .. } | WriteMsg::Delete { reply, .. } => Reply::Write(reply),
+            WriteMsg::Compact { reply, .. } => Reply::Compact(reply),
+        }
+    }
+}
+
+/// Look up, check the guard, and apply one put (`value` is `Some`) or delete.
+fn write_one(
+    tx: &rusqlite::Transaction<'_>,
+    next: &mut Revision,
+    key: &str,
+    value: Option<Bytes>,
+    expect: Expect,
+) -> rusqlite::Result<(Outcome, Option<Event>)> {
+    let current = tx
+        .prepare_cached(
+            "SELECT l.key, l.rev, l.create_rev, l.version, l.value
+             FROM current c JOIN log l ON l.rev = c.rev WHERE c.key = ?1",
+        )?
+        .query_row([key.as_bytes()], |r| row_kv(r, 0))
+        .optional()?;
+    let holds = match expect {
+        Expect::Absent => current.is_none(),
+        Expect::ModRevision(r) => current.as_ref().is_some_and(|c| c.mod_revision == r),
+        Expect::Present => current.is_some(),
+        Expect::Any => true,
+    };
+    // A delete needs something to delete.
+    let holds = holds && (value.is_some() || current.is_some());
+    if !holds {
+        return Ok((
+            Outcome::Rejected {
+                revision: *next,
+                current,
+            },
+            None,
+        ));
+    }
+    *next += 1;
+    let rev = *next;
+    let prev_rev = current.as_ref().map_or(0, |c| c.mod_revision);
+    match value {
+        Some(value) => {
+            let kv = KeyValue {
+                key: key.to_owned(),
+                value,
+                create_revision: current.as_ref().map_or(rev, |c| c.create_revision),
+                mod_revision: rev,
+                version: current.as_ref().map_or(1, |c| c.version + 1),
+            };
+            tx.prepare_cached(
+                "INSERT INTO log(rev, key, deleted, create_rev, version, prev_rev, value)
+                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                rev,
+                key.as_bytes(),
+                kv.create_revision,
+                kv.version,
+                prev_rev,
+                &kv.value[..]
+            ])?;
+            tx.prepare_cached("INSERT OR REPLACE INTO current(key, rev) VALUES (?1, ?2)")?
+                .execute(params![key.as_bytes(), rev])?;
+            let event = Event {
+                kind: EventKind::Put,
+                kv: kv.clone(),
+                prev: current,
+            };
+            Ok((Outcome::Applied { revision: rev, kv }, Some(event)))
+        }
+        None => {
+            let prev = current.expect("guard holds only for a present key");
+            tx.prepare_cached(
+                "INSERT INTO log(rev, key, deleted, create_rev, version, prev_rev, value)
+                 VALUES (?1, ?2, 1, 0, 0, ?3, x'')",
+            )?
+            .execute(params![rev, key.as_bytes(), prev_rev])?;
+            tx.prepare_cached("DELETE FROM current WHERE key = ?1")?
+                .execute([key.as_bytes()])?;
+            let event = Event {
+                kind: EventKind::Delete,
+                kv: KeyValue {
+                    key: key.to_owned(),
+                    value: Bytes::new(),
+                    create_revision: 0,
+                    mod_revision: rev,
+                    version: 0,
+                },
+                prev: Some(prev.clone()),
+            };
+            Ok((
+                Outcome::Applied {
+                    revision: rev,
+                    kv: prev,
+                },
+                Some(event),
+            ))
+        }
+    }
+}
