@@ -35,7 +35,7 @@ macro_rules! conformance_tests {
             range_with_limit_and_continue, range_at_past_revision, watch_from_revision,
             watch_live_and_prev_values, watch_progress, watch_across_compaction,
             concurrent_cas_one_winner_per_round, large_value, hundred_thousand_keys,
-            watch_fan_out);
+            watch_fan_out, past_revisions_match_a_model);
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
         $(
@@ -595,5 +595,88 @@ pub async fn watch_fan_out(store: &dyn Store) {
     let (revs, seen) = tokio::join!(writes, readers);
     for got in seen {
         assert_eq!(got, revs, "every watcher sees every event in order");
+    }
+}
+
+/// Random puts and deletes, then every past revision read back (get, full range and pages)
+/// and compared with an in-memory model of the history.
+pub async fn past_revisions_match_a_model(store: &dyn Store) {
+    let mut seed = 0x2545f4914f6cdd1du64;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut model = BTreeMap::<String, String>::new();
+    let mut history = Vec::new();
+    for i in 0..300 {
+        let key = format!("/m/{:02}", rand(30));
+        if rand(4) == 0 {
+            if let Outcome::Applied { revision, .. } =
+                store.delete(&key, Expect::Any).await.unwrap()
+            {
+                model.remove(&key);
+                history.push((revision, model.clone()));
+            }
+        } else {
+            let value = format!("v{i}");
+            let revision = applied(store, &key, &value, Expect::Any).await;
+            model.insert(key, value);
+            history.push((revision, model.clone()));
+        }
+        applied(store, "/n/noise", "x", Expect::Any).await;
+    }
+    for (revision, expected) in history.iter().step_by(7) {
+        let expected: Vec<(String, Bytes)> =
+            expected.iter().map(|(k, v)| (k.clone(), b(v))).collect();
+        let full = store
+            .range(RangeRequest {
+                revision: Some(*revision),
+                ..RangeRequest::prefix("/m/")
+            })
+            .await
+            .unwrap();
+        let got: Vec<(String, Bytes)> = full.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
+        assert_eq!(got, expected, "range at {revision}");
+        assert_eq!(full.count, expected.len() as i64);
+        let mut paged = Vec::new();
+        let mut start = None;
+        loop {
+            let page = store
+                .range(RangeRequest {
+                    revision: Some(*revision),
+                    start: start.clone(),
+                    limit: Some(7),
+                    ..RangeRequest::prefix("/m/")
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                page.count,
+                (expected.len() - paged.len()) as i64,
+                "count at {revision}"
+            );
+            paged.extend(page.kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone())));
+            if !page.more {
+                break;
+            }
+            start = Some(format!("{}\0", page.kvs.last().unwrap().key));
+        }
+        assert_eq!(paged, expected, "pages at {revision}");
+        for k in 0..30 {
+            let key = format!("/m/{k:02}");
+            let got = store
+                .get(&key, Some(*revision))
+                .await
+                .unwrap()
+                .0
+                .map(|kv| kv.value);
+            let want = expected
+                .iter()
+                .find(|(ek, _)| *ek == key)
+                .map(|(_, v)| v.clone());
+            assert_eq!(got, want, "get {key} at {revision}");
+        }
     }
 }

@@ -82,7 +82,6 @@ CREATE TABLE IF NOT EXISTS log (
     prev_rev   INTEGER NOT NULL,
     value      BLOB    NOT NULL
 );
-CREATE INDEX IF NOT EXISTS log_key_rev ON log(key, rev);
 CREATE TABLE IF NOT EXISTS current (
     key BLOB PRIMARY KEY,
     rev INTEGER NOT NULL
@@ -157,7 +156,8 @@ impl SqliteStore {
         let conn = Connection::open(&path).map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
         let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .execute_batch("PRAGMA page_size=2048")
+            .and_then(|()| conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)))
             .map_err(sql)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(Error::Sqlite {
@@ -170,7 +170,7 @@ impl SqliteStore {
             Synchronous::Normal => "NORMAL",
         };
         conn.execute_batch(&format!(
-            "PRAGMA synchronous={sync}; PRAGMA journal_size_limit=67108864; PRAGMA cache_size=-65536;"
+            "PRAGMA synchronous={sync}; PRAGMA journal_size_limit=67108864; PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=8192;"
         ))
         .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
@@ -376,6 +376,45 @@ fn row_kv(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<KeyValue> {
     })
 }
 
+const CURRENT_ROW: &str = "SELECT l.key, l.rev, l.create_rev, l.version, l.value
+     FROM current c JOIN log l ON l.rev = c.rev WHERE c.key = ?1";
+const ROW_BY_REV: &str = "SELECT key, rev, create_rev, version, value FROM log WHERE rev = ?1";
+
+fn current_row(tx: &rusqlite::Transaction<'_>, key: &[u8]) -> rusqlite::Result<Option<KeyValue>> {
+    tx.prepare_cached(CURRENT_ROW)?
+        .query_row([key], |r| row_kv(r, 0))
+        .optional()
+}
+
+/// The row a key pointed at, by its revision. Rows that were current at any uncompacted
+/// revision are never swept, so a miss means the data is damaged.
+fn row_by_rev(tx: &rusqlite::Transaction<'_>, rev: Revision) -> Result<KeyValue, rusqlite::Error> {
+    tx.prepare_cached(ROW_BY_REV)?
+        .query_row([rev], |r| row_kv(r, 0))
+}
+
+/// For every key in `[start, end)` written after `at`, what it held at `at`: the revision
+/// of that value (`prev_rev` of the first later write), 0 when it did not exist. The log has
+/// no index by key; this walks the revisions after `at`, which the compaction window bounds.
+fn changed_since(
+    tx: &rusqlite::Transaction<'_>,
+    at: Revision,
+    start: &[u8],
+    end: &[u8],
+) -> rusqlite::Result<std::collections::BTreeMap<Vec<u8>, Revision>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT key, prev_rev FROM log WHERE rev > ?1 AND key >= ?2 AND key < ?3 ORDER BY rev",
+    )?;
+    let mut rows = stmt.query(params![at, start, end])?;
+    let mut changed = std::collections::BTreeMap::new();
+    while let Some(row) = rows.next()? {
+        let key: Vec<u8> = row.get(0)?;
+        let prev: Revision = row.get(1)?;
+        changed.entry(key).or_insert(prev);
+    }
+    Ok(changed)
+}
+
 fn read_get(
     conn: &mut Connection,
     path: &Path,
@@ -386,31 +425,17 @@ fn read_get(
     let tx = conn.transaction().map_err(sql)?;
     let snap = snapshot(&tx).map_err(sql)?;
     let at = snap.resolve(revision)?;
+    let key = key.as_bytes();
+    let mut end = key.to_vec();
+    end.push(0);
     let kv = if at == snap.current {
-        tx.prepare_cached(
-            "SELECT l.key, l.rev, l.create_rev, l.version, l.value
-             FROM current c JOIN log l ON l.rev = c.rev WHERE c.key = ?1",
-        )
-        .and_then(|mut s| s.query_row([key.as_bytes()], |r| row_kv(r, 0)).optional())
-        .map_err(sql)?
+        current_row(&tx, key).map_err(sql)?
     } else {
-        tx.prepare_cached(
-            "SELECT key, rev, create_rev, version, value, deleted FROM log
-             WHERE key = ?1 AND rev <= ?2 ORDER BY rev DESC LIMIT 1",
-        )
-        .and_then(|mut s| {
-            s.query_row(params![key.as_bytes(), at], |r| {
-                let deleted: bool = r.get(5)?;
-                if deleted {
-                    Ok(None)
-                } else {
-                    row_kv(r, 0).map(Some)
-                }
-            })
-            .optional()
-        })
-        .map_err(sql)?
-        .flatten()
+        match changed_since(&tx, at, key, &end).map_err(sql)?.get(key) {
+            None => current_row(&tx, key).map_err(sql)?,
+            Some(0) => None,
+            Some(&rev) => Some(row_by_rev(&tx, rev).map_err(sql)?),
+        }
     };
     Ok((kv, at))
 }
@@ -426,59 +451,114 @@ fn read_range(conn: &mut Connection, path: &Path, req: &RangeRequest) -> Result<
     };
     let mut end = prefix_end(&req.prefix);
     if end.is_empty() {
-        // No upper bound: every key is below a lone 0xff byte only if keys are valid UTF-8,
-        // which they are (keys are `String`s).
+        // Keys are UTF-8, and no UTF-8 string starts with 0xff.
         end = vec![0xff];
     }
-    let limit = req
-        .limit
-        .filter(|l| *l > 0)
-        .map(|l| l as i64 + 1)
-        .unwrap_or(-1);
-    let current = at == snap.current;
-    let (rows_sql, count_sql) = if current {
-        (
-            "SELECT l.key, l.rev, l.create_rev, l.version, l.value
-             FROM current c JOIN log l ON l.rev = c.rev
-             WHERE c.key >= ?1 AND c.key < ?2 ORDER BY c.key LIMIT ?3",
-            "SELECT COUNT(*) FROM current WHERE key >= ?1 AND key < ?2",
-        )
-    } else {
-        (
-            "SELECT l.key, l.rev, l.create_rev, l.version, l.value
-             FROM (SELECT key, MAX(rev) AS rev FROM log
-                   WHERE key >= ?1 AND key < ?2 AND rev <= ?4 GROUP BY key) g
-             JOIN log l ON l.rev = g.rev
-             WHERE l.deleted = 0 ORDER BY g.key LIMIT ?3",
-            "SELECT COUNT(*) FROM (SELECT key, MAX(rev) AS rev FROM log
-                   WHERE key >= ?1 AND key < ?2 AND rev <= ?3 GROUP BY key) g
-             JOIN log l ON l.rev = g.rev WHERE l.deleted = 0",
-        )
+    let limit = req.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let count_current = |tx: &rusqlite::Transaction<'_>| -> rusqlite::Result<i64> {
+        tx.prepare_cached("SELECT COUNT(*) FROM current WHERE key >= ?1 AND key < ?2")?
+            .query_row(params![start, end], |r| r.get(0))
     };
-    let mut kvs = {
-        let mut stmt = tx.prepare_cached(rows_sql).map_err(sql)?;
-        let map = |r: &rusqlite::Row<'_>| row_kv(r, 0);
-        let rows = if current {
-            stmt.query_map(params![start, end, limit], map)
+
+    if at == snap.current {
+        let mut kvs = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT l.key, l.rev, l.create_rev, l.version, l.value
+                     FROM current c JOIN log l ON l.rev = c.rev
+                     WHERE c.key >= ?1 AND c.key < ?2 ORDER BY c.key LIMIT ?3",
+                )
+                .map_err(sql)?;
+            let take = if limit == usize::MAX {
+                -1
+            } else {
+                limit as i64 + 1
+            };
+            stmt.query_map(params![start, end, take], |r| row_kv(r, 0))
+                .map_err(sql)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(sql)?
+        };
+        let more = kvs.len() > limit;
+        kvs.truncate(limit);
+        let count = if more {
+            count_current(&tx).map_err(sql)?
         } else {
-            stmt.query_map(params![start, end, limit, at], map)
-        }
-        .map_err(sql)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql)?
-    };
-    let more = limit > 0 && kvs.len() as i64 == limit;
-    if more {
-        kvs.pop();
+            kvs.len() as i64
+        };
+        return Ok(RangeResult {
+            kvs,
+            more,
+            count,
+            revision: at,
+        });
     }
-    let count: i64 = if !more {
-        kvs.len() as i64
-    } else if current {
-        tx.query_row(count_sql, params![start, end], |r| r.get(0))
-            .map_err(sql)?
-    } else {
-        tx.query_row(count_sql, params![start, end, at], |r| r.get(0))
-            .map_err(sql)?
-    };
+
+    // A past revision: today's keys, with every key written since `at` put back as it was.
+    let changed = changed_since(&tx, at, &start, &end).map_err(sql)?;
+    let mut count = count_current(&tx).map_err(sql)?;
+    for (key, &then) in &changed {
+        let now = tx
+            .prepare_cached("SELECT 1 FROM current WHERE key = ?1")
+            .and_then(|mut s| s.exists([key]))
+            .map_err(sql)?;
+        count += i64::from(then > 0) - i64::from(now);
+    }
+    let mut kvs = Vec::new();
+    let mut more = false;
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT key, rev FROM current WHERE key >= ?1 AND key < ?2 ORDER BY key",
+            )
+            .map_err(sql)?;
+        let mut today = stmt.query(params![start, end]).map_err(sql)?;
+        let next_today =
+            |rows: &mut rusqlite::Rows<'_>| -> rusqlite::Result<Option<(Vec<u8>, Revision)>> {
+                match rows.next()? {
+                    Some(r) => Ok(Some((r.get(0)?, r.get(1)?))),
+                    None => Ok(None),
+                }
+            };
+        let mut then = changed.iter().peekable();
+        let mut now = next_today(&mut today).map_err(sql)?;
+        loop {
+            // Merge the two key-ordered sequences; a key written since `at` takes its old state.
+            let pick = match (&now, then.peek()) {
+                (None, None) => break,
+                (Some((k, rev)), None) => {
+                    let r = (!changed.contains_key(k)).then_some(*rev);
+                    now = next_today(&mut today).map_err(sql)?;
+                    r
+                }
+                (Some((k, rev)), Some((ck, _))) if k < *ck => {
+                    let r = (!changed.contains_key(k)).then_some(*rev);
+                    now = next_today(&mut today).map_err(sql)?;
+                    r
+                }
+                (Some((k, _)), Some((ck, crev))) => {
+                    let r = (**crev > 0).then_some(**crev);
+                    if k == *ck {
+                        now = next_today(&mut today).map_err(sql)?;
+                    }
+                    then.next();
+                    r
+                }
+                (None, Some((_, crev))) => {
+                    let r = (**crev > 0).then_some(**crev);
+                    then.next();
+                    r
+                }
+            };
+            if let Some(rev) = pick {
+                if kvs.len() == limit {
+                    more = true;
+                    break;
+                }
+                kvs.push(row_by_rev(&tx, rev).map_err(sql)?);
+            }
+        }
+    }
     Ok(RangeResult {
         kvs,
         more,
@@ -922,11 +1002,11 @@ impl Writer {
             }
         }
         let commit = tx
-            .execute(
+            .prepare_cached(
                 "UPDATE meta SET value = CASE name WHEN 'rev' THEN ?1 ELSE ?2 END
                  WHERE name IN ('rev', 'compacted')",
-                params![next, compacted],
             )
+            .and_then(|mut stmt| stmt.execute(params![next, compacted]))
             .and_then(|_| tx.commit());
         match commit {
             Ok(()) => Ok((next, compacted)),
@@ -1005,13 +1085,7 @@ fn write_one(
     value: Option<Bytes>,
     expect: Expect,
 ) -> rusqlite::Result<(Outcome, Option<Event>)> {
-    let current = tx
-        .prepare_cached(
-            "SELECT l.key, l.rev, l.create_rev, l.version, l.value
-             FROM current c JOIN log l ON l.rev = c.rev WHERE c.key = ?1",
-        )?
-        .query_row([key.as_bytes()], |r| row_kv(r, 0))
-        .optional()?;
+    let current = current_row(tx, key.as_bytes())?;
     let holds = match expect {
         Expect::Absent => current.is_none(),
         Expect::ModRevision(r) => current.as_ref().is_some_and(|c| c.mod_revision == r),

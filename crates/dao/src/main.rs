@@ -1,3 +1,117 @@
-fn main() {
-    println!("Hello, world!");
+//! `dao`: one binary for every Dao component.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod bench;
+mod debug;
+
+#[derive(Parser)]
+#[command(
+    name = "dao",
+    version,
+    about = "Dao: a Kubernetes-compatible container platform in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure Dao's components; results are printed as Markdown for BENCHMARKS.md.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+    /// Tools for Dao's own tests.
+    #[command(hide = true)]
+    Debug {
+        #[command(subcommand)]
+        what: debug::DebugCommand,
+    },
+}
+
+/// Which store backend to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    Sqlite,
+    Etcd,
+}
+
+/// Where a store lives: shared by every subcommand that opens one.
+#[derive(clap::Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// Storage backend.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub store: Backend,
+    /// Data directory (the SQLite file lives here).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// etcd client URLs, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+}
+
+impl StoreArgs {
+    pub async fn open(&self) -> Result<std::sync::Arc<dyn dao_store::Store>> {
+        Ok(match self.store {
+            Backend::Sqlite => {
+                let dir = self
+                    .data_dir
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("--data-dir is required with --store sqlite"))?;
+                let store =
+                    dao_store::SqliteStore::open(dao_store::SqliteConfig::new(dir.join("dao.db")))?;
+                std::sync::Arc::new(store)
+            }
+            Backend::Etcd => {
+                anyhow::ensure!(
+                    !self.etcd_endpoints.is_empty(),
+                    "--etcd-endpoints is required with --store etcd"
+                );
+                let store = dao_store::EtcdStore::connect(dao_store::EtcdConfig::new(
+                    self.etcd_endpoints.clone(),
+                ))
+                .await?;
+                std::sync::Arc::new(store)
+            }
+        })
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DAO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Bench { what } => bench::run(what).await,
+            Command::Debug { what } => debug::run(what).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
