@@ -60,7 +60,7 @@ impl SqliteConfig {
             path: path.into(),
             synchronous: Synchronous::Full,
             max_batch: 1024,
-            retain_revisions: Some(100_000),
+            retain_revisions: Some(10_000),
             watch_buffer: 4096,
         }
     }

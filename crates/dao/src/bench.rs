@@ -320,7 +320,8 @@ async fn watch_latency(store: &dyn Store, watchers: usize, events: usize) -> Res
                     }
                 }
                 drop(sent);
-                Ok(arrivals)
+                // Hand the stream back so it is still alive when memory is measured.
+                Ok((arrivals, s))
             })
         })
         .collect();
@@ -339,16 +340,18 @@ async fn watch_latency(store: &dyn Store, watchers: usize, events: usize) -> Res
         }
     }
     let mut lat = Latencies::new();
+    let mut alive = Vec::with_capacity(watchers);
     for r in receivers {
-        for (rev, arrived) in r.await?? {
-            let started = *sent
-                .lock()
-                .unwrap()
-                .get(&rev)
-                .context("event for an unknown write")?;
+        let (arrivals, stream) = r.await??;
+        alive.push(stream);
+        for (rev, arrived) in arrivals {
+            let started = *sent.lock().unwrap().get(&rev).context("event for an unknown write")?;
             lat.record(arrived.saturating_duration_since(started));
         }
     }
+    // Memory with every watcher open and past a burst of events.
+    let rss_after = rss_kib().max(rss_after);
+    drop(alive);
     Ok(WatchRow {
         backend: store.backend().to_owned(),
         watchers,

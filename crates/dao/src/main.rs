@@ -53,6 +53,9 @@ pub struct StoreArgs {
     /// etcd client URLs, comma separated.
     #[arg(long, value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
+    /// Seconds to keep retrying an unreachable etcd at start.
+    #[arg(long, default_value_t = 60)]
+    pub etcd_startup_timeout: u64,
 }
 
 impl StoreArgs {
