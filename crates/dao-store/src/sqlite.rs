@@ -4,8 +4,12 @@
 //! - `log(rev, key, deleted, create_rev, version, prev_rev, value)`: one row per write, the
 //!   revision as primary key. A delete writes a tombstone row. `prev_rev` points at the row the
 //!   write replaced, which gives watches their previous value and compaction its victims.
-//! - `current(key, rev)`: the live keys, each pointing at its newest `log` row. Reads at the
-//!   current revision touch only this table and the rows it points at.
+//! - No table of live keys: the index of live keys (key → newest row's revision, create
+//!   revision, version) lives in memory as a persistent ordered map, rebuilt from the log at
+//!   open. The writer updates it and publishes an O(1) snapshot after each commit; readers
+//!   take a snapshot, then a database snapshot (which is never older), and fetch rows by
+//!   revision. Keeping the live-key B-tree out of the file means a batch of writes dirties only
+//!   the log's tail pages, instead of one random page per key.
 //! - `meta(name, value)`: the current revision, the compacted revision and the compaction
 //!   sweep's cursor.
 //!
@@ -22,7 +26,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{broadcast, oneshot};
 use tracing::{debug, info, warn};
 
@@ -82,10 +86,6 @@ CREATE TABLE IF NOT EXISTS log (
     prev_rev   INTEGER NOT NULL,
     value      BLOB    NOT NULL
 );
-CREATE TABLE IF NOT EXISTS current (
-    key BLOB PRIMARY KEY,
-    rev INTEGER NOT NULL
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -107,11 +107,23 @@ struct Inner {
     hub: Hub,
     current: AtomicI64,
     compacted: AtomicI64,
+    /// The live keys as of the last commit.
+    index: Mutex<IndexSnapshot>,
+    checkpointer: Mutex<
+        Option<(
+            Arc<std::sync::atomic::AtomicBool>,
+            std::thread::JoinHandle<()>,
+        )>,
+    >,
     _lock: File,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some((stop, thread)) = self.checkpointer.lock().unwrap().take() {
+            stop.store(true, Ordering::Release);
+            let _ = thread.join();
+        }
         self.writer.lock().unwrap().take();
         if let Some(thread) = self.writer_thread.lock().unwrap().take() {
             let _ = thread.join();
@@ -170,7 +182,7 @@ impl SqliteStore {
             Synchronous::Normal => "NORMAL",
         };
         conn.execute_batch(&format!(
-            "PRAGMA synchronous={sync}; PRAGMA journal_size_limit=67108864; PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=8192;"
+            "PRAGMA synchronous={sync}; PRAGMA journal_size_limit=16777216; PRAGMA cache_size=-8192; PRAGMA wal_autocheckpoint=0;"
         ))
         .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
@@ -196,9 +208,11 @@ impl SqliteStore {
             )));
         }
         conn.set_prepared_statement_cache_capacity(64);
+        let index = load_index(&conn).map_err(sql)?;
         info!(path = %path.display(), revision = current, compacted, "opened sqlite store");
 
         let (tx, rx) = mpsc::channel();
+        let truncate_wal = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let inner = Arc::new(Inner {
             path: path.clone(),
             writer: Mutex::new(Some(tx)),
@@ -207,12 +221,19 @@ impl SqliteStore {
             hub: Hub::new(current, config.watch_buffer),
             current: AtomicI64::new(current),
             compacted: AtomicI64::new(compacted),
+            index: Mutex::new(IndexSnapshot {
+                rev: current,
+                map: index.clone(),
+            }),
+            checkpointer: Mutex::new(None),
             _lock: lock,
         });
         let writer = Writer {
             conn,
             path,
             rev: current,
+            index,
+            truncate_wal: truncate_wal.clone(),
             compacted,
             swept,
             config,
@@ -226,6 +247,21 @@ impl SqliteStore {
                 source,
             })?;
         *inner.writer_thread.lock().unwrap() = Some(thread);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let checkpointer = {
+            let conn = Connection::open(&inner.path).map_err(|e| sqlite_error(&inner.path, e))?;
+            let stop = stop.clone();
+            let path = inner.path.clone();
+            let truncate = truncate_wal.clone();
+            std::thread::Builder::new()
+                .name("dao-sqlite-checkpoint".into())
+                .spawn(move || run_checkpointer(conn, path, stop, truncate))
+                .map_err(|source| Error::Io {
+                    path: inner.path.clone(),
+                    source,
+                })?
+        };
+        *inner.checkpointer.lock().unwrap() = Some((stop, checkpointer));
         Ok(SqliteStore { inner })
     }
 
@@ -247,10 +283,12 @@ impl SqliteStore {
         rx.await.map_err(|_| Error::Closed)?
     }
 
-    /// Run `f` on a pooled read connection, off the async runtime.
+    /// Run `f` on a pooled read connection, off the async runtime, with the index of live
+    /// keys as of the last commit. `f` must open its database transaction after being called,
+    /// so that the database snapshot is never older than the index.
     async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&mut Connection, &IndexSnapshot) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
@@ -259,7 +297,8 @@ impl SqliteStore {
                 Some(c) => c,
                 None => open_reader(&inner.path)?,
             };
-            let result = f(&mut conn);
+            let index = inner.index.lock().unwrap().clone();
+            let result = f(&mut conn, &index);
             let mut pool = inner.readers.lock().unwrap();
             if pool.len() < 8 {
                 pool.push(conn);
@@ -269,6 +308,42 @@ impl SqliteStore {
         .await
         .map_err(|e| Error::Corrupt(format!("read task failed: {e}")))?
     }
+}
+
+/// WAL frames past which the writer truncates the WAL between two batches: 16 MiB with
+/// 2 KiB pages.
+const WAL_RESTART_FRAMES: i64 = 8192;
+
+/// Copies committed WAL frames into the database file off the writer's thread, so that the
+/// writer never stalls on a checkpoint's I/O. PASSIVE checkpoints do not block the writer.
+/// A writer that never pauses keeps the WAL from starting over, so when it has grown past
+/// `WAL_RESTART_FRAMES` the checkpointer asks the writer to truncate it (cheap: by then
+/// almost every frame has been copied).
+fn run_checkpointer(
+    conn: Connection,
+    path: PathBuf,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    truncate: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let _ = conn.busy_timeout(Duration::from_secs(5));
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(50));
+        let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        match passive {
+            Ok((frames, _)) if frames > WAL_RESTART_FRAMES => {
+                truncate.store(true, Ordering::Release);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "checkpoint failed; will retry");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+    // A last full checkpoint keeps the WAL small for the next start.
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
 fn lock_database(path: &Path) -> Result<File> {
@@ -316,29 +391,60 @@ fn open_reader(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// The revisions a read transaction sees.
+/// What the writer knows of a live key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    rev: Revision,
+    create_rev: Revision,
+    version: i64,
+}
+
+type Index = imbl::OrdMap<String, Entry>;
+
+/// The live keys at one revision.
+#[derive(Clone)]
+struct IndexSnapshot {
+    rev: Revision,
+    map: Index,
+}
+
+/// Replay the log into the index of live keys.
+fn load_index(conn: &Connection) -> rusqlite::Result<Index> {
+    let mut index = Index::new();
+    let mut stmt =
+        conn.prepare("SELECT rev, key, deleted, create_rev, version FROM log ORDER BY rev")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let key = key_string(row.get(1)?)?;
+        if row.get::<_, bool>(2)? {
+            index.remove(&key);
+        } else {
+            let entry = Entry {
+                rev: row.get(0)?,
+                create_rev: row.get(3)?,
+                version: row.get(4)?,
+            };
+            index.insert(key, entry);
+        }
+    }
+    Ok(index)
+}
+
+/// The revisions a read sees: the index snapshot's revision as current (the database
+/// snapshot, taken after it, holds at least that much) and the compaction mark.
 struct Snapshot {
     current: Revision,
     compacted: Revision,
 }
 
-fn snapshot(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<Snapshot> {
-    let mut stmt =
-        tx.prepare_cached("SELECT name, value FROM meta WHERE name IN ('rev', 'compacted')")?;
-    let mut snap = Snapshot {
-        current: 0,
-        compacted: 0,
-    };
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let name: String = row.get(0)?;
-        let value: i64 = row.get(1)?;
-        match name.as_str() {
-            "rev" => snap.current = value,
-            _ => snap.compacted = value,
-        }
-    }
-    Ok(snap)
+fn snapshot(tx: &rusqlite::Transaction<'_>, index: &IndexSnapshot) -> rusqlite::Result<Snapshot> {
+    let compacted = tx
+        .prepare_cached("SELECT value FROM meta WHERE name = 'compacted'")?
+        .query_row([], |r| r.get(0))?;
+    Ok(Snapshot {
+        current: index.rev,
+        compacted,
+    })
 }
 
 impl Snapshot {
@@ -376,19 +482,11 @@ fn row_kv(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<KeyValue> {
     })
 }
 
-const CURRENT_ROW: &str = "SELECT l.key, l.rev, l.create_rev, l.version, l.value
-     FROM current c JOIN log l ON l.rev = c.rev WHERE c.key = ?1";
 const ROW_BY_REV: &str = "SELECT key, rev, create_rev, version, value FROM log WHERE rev = ?1";
-
-fn current_row(tx: &rusqlite::Transaction<'_>, key: &[u8]) -> rusqlite::Result<Option<KeyValue>> {
-    tx.prepare_cached(CURRENT_ROW)?
-        .query_row([key], |r| row_kv(r, 0))
-        .optional()
-}
 
 /// The row a key pointed at, by its revision. Rows that were current at any uncompacted
 /// revision are never swept, so a miss means the data is damaged.
-fn row_by_rev(tx: &rusqlite::Transaction<'_>, rev: Revision) -> Result<KeyValue, rusqlite::Error> {
+fn row_by_rev(tx: &rusqlite::Connection, rev: Revision) -> Result<KeyValue, rusqlite::Error> {
     tx.prepare_cached(ROW_BY_REV)?
         .query_row([rev], |r| row_kv(r, 0))
 }
@@ -399,16 +497,18 @@ fn row_by_rev(tx: &rusqlite::Transaction<'_>, rev: Revision) -> Result<KeyValue,
 fn changed_since(
     tx: &rusqlite::Transaction<'_>,
     at: Revision,
+    upto: Revision,
     start: &[u8],
     end: &[u8],
-) -> rusqlite::Result<std::collections::BTreeMap<Vec<u8>, Revision>> {
+) -> rusqlite::Result<std::collections::BTreeMap<String, Revision>> {
     let mut stmt = tx.prepare_cached(
-        "SELECT key, prev_rev FROM log WHERE rev > ?1 AND key >= ?2 AND key < ?3 ORDER BY rev",
+        "SELECT key, prev_rev FROM log WHERE rev > ?1 AND rev <= ?2 AND key >= ?3 AND key < ?4
+         ORDER BY rev",
     )?;
-    let mut rows = stmt.query(params![at, start, end])?;
+    let mut rows = stmt.query(params![at, upto, start, end])?;
     let mut changed = std::collections::BTreeMap::new();
     while let Some(row) = rows.next()? {
-        let key: Vec<u8> = row.get(0)?;
+        let key = key_string(row.get(0)?)?;
         let prev: Revision = row.get(1)?;
         changed.entry(key).or_insert(prev);
     }
@@ -418,128 +518,111 @@ fn changed_since(
 fn read_get(
     conn: &mut Connection,
     path: &Path,
+    index: &IndexSnapshot,
     key: &str,
     revision: Option<Revision>,
 ) -> Result<(Option<KeyValue>, Revision)> {
     let sql = |source| sqlite_error(path, source);
     let tx = conn.transaction().map_err(sql)?;
-    let snap = snapshot(&tx).map_err(sql)?;
+    let snap = snapshot(&tx, index).map_err(sql)?;
     let at = snap.resolve(revision)?;
-    let key = key.as_bytes();
-    let mut end = key.to_vec();
+    let mut end = key.as_bytes().to_vec();
     end.push(0);
-    let kv = if at == snap.current {
-        current_row(&tx, key).map_err(sql)?
+    let rev = if at == snap.current {
+        index.map.get(key).map(|e| e.rev)
     } else {
-        match changed_since(&tx, at, key, &end).map_err(sql)?.get(key) {
-            None => current_row(&tx, key).map_err(sql)?,
+        match changed_since(&tx, at, snap.current, key.as_bytes(), &end)
+            .map_err(sql)?
+            .get(key)
+        {
+            None => index.map.get(key).map(|e| e.rev),
             Some(0) => None,
-            Some(&rev) => Some(row_by_rev(&tx, rev).map_err(sql)?),
+            Some(&rev) => Some(rev),
         }
+    };
+    let kv = match rev {
+        Some(rev) => Some(row_by_rev(&tx, rev).map_err(sql)?),
+        None => None,
     };
     Ok((kv, at))
 }
 
-fn read_range(conn: &mut Connection, path: &Path, req: &RangeRequest) -> Result<RangeResult> {
+fn read_range(
+    conn: &mut Connection,
+    path: &Path,
+    index: &IndexSnapshot,
+    req: &RangeRequest,
+) -> Result<RangeResult> {
+    use std::ops::Bound;
     let sql = |source| sqlite_error(path, source);
     let tx = conn.transaction().map_err(sql)?;
-    let snap = snapshot(&tx).map_err(sql)?;
+    let snap = snapshot(&tx, index).map_err(sql)?;
     let at = snap.resolve(req.revision)?;
-    let start: Vec<u8> = match &req.start {
-        Some(s) if s.as_str() > req.prefix.as_str() => s.as_bytes().to_vec(),
-        _ => req.prefix.as_bytes().to_vec(),
+    let start: String = match &req.start {
+        Some(s) if s.as_str() > req.prefix.as_str() => s.clone(),
+        _ => req.prefix.clone(),
     };
-    let mut end = prefix_end(&req.prefix);
-    if end.is_empty() {
-        // Keys are UTF-8, and no UTF-8 string starts with 0xff.
-        end = vec![0xff];
-    }
+    let end_bytes = prefix_end(&req.prefix);
+    // Keys are UTF-8 and no UTF-8 string starts with 0xff, so that bound is "no bound".
+    let end_bytes = if end_bytes.is_empty() {
+        vec![0xff]
+    } else {
+        end_bytes
+    };
+    let in_range = |k: &String| k.as_bytes() < end_bytes.as_slice();
+    let today = || {
+        index
+            .map
+            .range::<_, String>((Bound::Included(&start), Bound::Unbounded))
+            .take_while(|(k, _)| in_range(k))
+    };
     let limit = req.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
-    let count_current = |tx: &rusqlite::Transaction<'_>| -> rusqlite::Result<i64> {
-        tx.prepare_cached("SELECT COUNT(*) FROM current WHERE key >= ?1 AND key < ?2")?
-            .query_row(params![start, end], |r| r.get(0))
-    };
 
-    if at == snap.current {
-        let mut kvs = {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT l.key, l.rev, l.create_rev, l.version, l.value
-                     FROM current c JOIN log l ON l.rev = c.rev
-                     WHERE c.key >= ?1 AND c.key < ?2 ORDER BY c.key LIMIT ?3",
-                )
-                .map_err(sql)?;
-            let take = if limit == usize::MAX {
-                -1
-            } else {
-                limit as i64 + 1
-            };
-            stmt.query_map(params![start, end, take], |r| row_kv(r, 0))
-                .map_err(sql)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(sql)?
-        };
-        let more = kvs.len() > limit;
-        kvs.truncate(limit);
-        let count = if more {
-            count_current(&tx).map_err(sql)?
-        } else {
-            kvs.len() as i64
-        };
-        return Ok(RangeResult {
-            kvs,
-            more,
-            count,
-            revision: at,
-        });
-    }
-
-    // A past revision: today's keys, with every key written since `at` put back as it was.
-    let changed = changed_since(&tx, at, &start, &end).map_err(sql)?;
-    let mut count = count_current(&tx).map_err(sql)?;
-    for (key, &then) in &changed {
-        let now = tx
-            .prepare_cached("SELECT 1 FROM current WHERE key = ?1")
-            .and_then(|mut s| s.exists([key]))
-            .map_err(sql)?;
-        count += i64::from(then > 0) - i64::from(now);
-    }
-    let mut kvs = Vec::new();
+    // Which revision each key in the range held at `at`, in key order.
+    let mut revs: Vec<Revision> = Vec::new();
     let mut more = false;
-    {
-        let mut stmt = tx
-            .prepare_cached(
-                "SELECT key, rev FROM current WHERE key >= ?1 AND key < ?2 ORDER BY key",
-            )
-            .map_err(sql)?;
-        let mut today = stmt.query(params![start, end]).map_err(sql)?;
-        let next_today =
-            |rows: &mut rusqlite::Rows<'_>| -> rusqlite::Result<Option<(Vec<u8>, Revision)>> {
-                match rows.next()? {
-                    Some(r) => Ok(Some((r.get(0)?, r.get(1)?))),
-                    None => Ok(None),
-                }
-            };
+    let count: i64;
+    if at == snap.current {
+        for (_, e) in today() {
+            if revs.len() == limit {
+                more = true;
+                break;
+            }
+            revs.push(e.rev);
+        }
+        count = if more {
+            today().count() as i64
+        } else {
+            revs.len() as i64
+        };
+    } else {
+        // A past revision: today's keys, with every key written since `at` put back as it was.
+        let changed =
+            changed_since(&tx, at, snap.current, start.as_bytes(), &end_bytes).map_err(sql)?;
+        let mut total = today().count() as i64;
+        for (key, &then) in &changed {
+            total += i64::from(then > 0) - i64::from(index.map.contains_key(key));
+        }
+        count = total;
+        let mut now = today().peekable();
         let mut then = changed.iter().peekable();
-        let mut now = next_today(&mut today).map_err(sql)?;
         loop {
-            // Merge the two key-ordered sequences; a key written since `at` takes its old state.
-            let pick = match (&now, then.peek()) {
+            let pick = match (now.peek(), then.peek()) {
                 (None, None) => break,
-                (Some((k, rev)), None) => {
-                    let r = (!changed.contains_key(k)).then_some(*rev);
-                    now = next_today(&mut today).map_err(sql)?;
+                (Some((k, e)), None) => {
+                    let r = (!changed.contains_key(*k)).then_some(e.rev);
+                    now.next();
                     r
                 }
-                (Some((k, rev)), Some((ck, _))) if k < *ck => {
-                    let r = (!changed.contains_key(k)).then_some(*rev);
-                    now = next_today(&mut today).map_err(sql)?;
+                (Some((k, e)), Some((ck, _))) if k < ck => {
+                    let r = (!changed.contains_key(*k)).then_some(e.rev);
+                    now.next();
                     r
                 }
                 (Some((k, _)), Some((ck, crev))) => {
                     let r = (**crev > 0).then_some(**crev);
-                    if k == *ck {
-                        now = next_today(&mut today).map_err(sql)?;
+                    if k == ck {
+                        now.next();
                     }
                     then.next();
                     r
@@ -551,14 +634,19 @@ fn read_range(conn: &mut Connection, path: &Path, req: &RangeRequest) -> Result<
                 }
             };
             if let Some(rev) = pick {
-                if kvs.len() == limit {
+                if revs.len() == limit {
                     more = true;
                     break;
                 }
-                kvs.push(row_by_rev(&tx, rev).map_err(sql)?);
+                revs.push(rev);
             }
         }
     }
+    let kvs = revs
+        .into_iter()
+        .map(|rev| row_by_rev(&tx, rev))
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sql)?;
     Ok(RangeResult {
         kvs,
         more,
@@ -578,11 +666,15 @@ fn read_events(
 ) -> Result<(Vec<Event>, Revision)> {
     let sql = |source| sqlite_error(path, source);
     let tx = conn.transaction().map_err(sql)?;
-    let snap = snapshot(&tx).map_err(sql)?;
-    if after < snap.compacted {
+    let compacted: Revision = tx
+        .query_row("SELECT value FROM meta WHERE name = 'compacted'", [], |r| {
+            r.get(0)
+        })
+        .map_err(sql)?;
+    if after < compacted {
         return Err(Error::Compacted {
             requested: after + 1,
-            compacted: snap.compacted,
+            compacted: compacted,
         });
     }
     let hi = upto.min(after + CATCH_UP_CHUNK);
@@ -632,13 +724,14 @@ impl Store for SqliteStore {
     ) -> Result<(Option<KeyValue>, Revision)> {
         let key = key.to_owned();
         let path = self.inner.path.clone();
-        self.read(move |conn| read_get(conn, &path, &key, revision))
+        self.read(move |conn, index| read_get(conn, &path, index, &key, revision))
             .await
     }
 
     async fn range(&self, req: RangeRequest) -> Result<RangeResult> {
         let path = self.inner.path.clone();
-        self.read(move |conn| read_range(conn, &path, &req)).await
+        self.read(move |conn, index| read_range(conn, &path, index, &req))
+            .await
     }
 
     async fn put(&self, key: &str, value: Bytes, expect: Expect) -> Result<Outcome> {
@@ -712,7 +805,7 @@ impl SqliteStore {
                 let prefix = req.prefix.clone();
                 let after = delivered;
                 let read = self
-                    .read(move |conn| read_events(conn, &path, &prefix, after, published))
+                    .read(move |conn, _| read_events(conn, &path, &prefix, after, published))
                     .await;
                 match read {
                     Ok((events, upto)) => {
@@ -822,6 +915,10 @@ struct Writer {
     conn: Connection,
     path: PathBuf,
     rev: Revision,
+    /// The live keys, including the batch being applied.
+    index: Index,
+    /// Set by the checkpointer when the WAL should start over.
+    truncate_wal: Arc<std::sync::atomic::AtomicBool>,
     compacted: Revision,
     /// Compaction has removed superseded rows up to here.
     swept: Revision,
@@ -877,6 +974,9 @@ impl Writer {
                 }
                 self.commit_batch(batch);
                 self.auto_compact();
+                if self.truncate_wal.swap(false, Ordering::AcqRel) {
+                    self.truncate_wal();
+                }
             }
             if self.swept < self.compacted {
                 if let Err(e) = self.sweep_chunk() {
@@ -901,6 +1001,11 @@ impl Writer {
                 self.rev = next;
                 self.compacted = compacted;
                 if let Some(inner) = self.inner.upgrade() {
+                    // Index first: a reader that sees the new revision must find its keys.
+                    *inner.index.lock().unwrap() = IndexSnapshot {
+                        rev: next,
+                        map: self.index.clone(),
+                    };
                     inner.current.store(next, Ordering::Release);
                     inner.compacted.store(compacted, Ordering::Release);
                     if wrote {
@@ -969,6 +1074,8 @@ impl Writer {
         };
         let mut next = self.rev;
         let mut compacted = self.compacted;
+        // O(1): the persistent map shares structure with its copy.
+        let before = self.index.clone();
         let mut iter = batch.into_iter();
         while let Some(msg) = iter.next() {
             let (key, value, expect, reply) = match msg {
@@ -988,7 +1095,7 @@ impl Writer {
                     continue;
                 }
             };
-            match write_one(&tx, &mut next, &key, value, expect) {
+            match write_one(&tx, &mut self.index, &mut next, &key, value, expect) {
                 Ok((outcome, event)) => {
                     events.extend(event);
                     pending.push(Pending::Write(reply, outcome));
@@ -997,6 +1104,7 @@ impl Writer {
                     let rest = std::iter::once(Reply::Write(reply))
                         .chain(iter.map(WriteMsg::into_reply))
                         .collect();
+                    self.index = before;
                     return Err((e, rest));
                 }
             }
@@ -1010,8 +1118,24 @@ impl Writer {
             .and_then(|_| tx.commit());
         match commit {
             Ok(()) => Ok((next, compacted)),
-            Err(e) => Err((e, Vec::new())),
+            Err(e) => {
+                self.index = before;
+                Err((e, Vec::new()))
+            }
         }
+    }
+
+    /// Start the WAL over. Waits at most 50 ms for readers on old frames, so that writes
+    /// never stall behind a long read; the checkpointer asks again later if it did not finish.
+    fn truncate_wal(&mut self) {
+        let _ = self.conn.busy_timeout(Duration::from_millis(50));
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            debug!(error = %e, "WAL truncation did not complete; will retry");
+        }
+        let _ = self.conn.busy_timeout(Duration::from_secs(5));
     }
 
     fn auto_compact(&mut self) {
@@ -1080,20 +1204,26 @@ impl WriteMsg {
 /// Look up, check the guard, and apply one put (`value` is `Some`) or delete.
 fn write_one(
     tx: &rusqlite::Transaction<'_>,
+    index: &mut Index,
     next: &mut Revision,
     key: &str,
     value: Option<Bytes>,
     expect: Expect,
 ) -> rusqlite::Result<(Outcome, Option<Event>)> {
-    let current = current_row(tx, key.as_bytes())?;
+    let entry = index.get(key).copied();
     let holds = match expect {
-        Expect::Absent => current.is_none(),
-        Expect::ModRevision(r) => current.as_ref().is_some_and(|c| c.mod_revision == r),
-        Expect::Present => current.is_some(),
+        Expect::Absent => entry.is_none(),
+        Expect::ModRevision(r) => entry.is_some_and(|e| e.rev == r),
+        Expect::Present => entry.is_some(),
         Expect::Any => true,
     };
     // A delete needs something to delete.
-    let holds = holds && (value.is_some() || current.is_some());
+    let holds = holds && (value.is_some() || entry.is_some());
+    // The previous value: for the caller on a rejection, for watchers on a change.
+    let current = match entry {
+        Some(e) => Some(row_by_rev(tx, e.rev)?),
+        None => None,
+    };
     if !holds {
         return Ok((
             Outcome::Rejected {
@@ -1105,15 +1235,15 @@ fn write_one(
     }
     *next += 1;
     let rev = *next;
-    let prev_rev = current.as_ref().map_or(0, |c| c.mod_revision);
+    let prev_rev = entry.map_or(0, |e| e.rev);
     match value {
         Some(value) => {
             let kv = KeyValue {
                 key: key.to_owned(),
                 value,
-                create_revision: current.as_ref().map_or(rev, |c| c.create_revision),
+                create_revision: entry.map_or(rev, |e| e.create_rev),
                 mod_revision: rev,
-                version: current.as_ref().map_or(1, |c| c.version + 1),
+                version: entry.map_or(1, |e| e.version + 1),
             };
             tx.prepare_cached(
                 "INSERT INTO log(rev, key, deleted, create_rev, version, prev_rev, value)
@@ -1127,8 +1257,14 @@ fn write_one(
                 prev_rev,
                 &kv.value[..]
             ])?;
-            tx.prepare_cached("INSERT OR REPLACE INTO current(key, rev) VALUES (?1, ?2)")?
-                .execute(params![key.as_bytes(), rev])?;
+            index.insert(
+                key.to_owned(),
+                Entry {
+                    rev,
+                    create_rev: kv.create_revision,
+                    version: kv.version,
+                },
+            );
             let event = Event {
                 kind: EventKind::Put,
                 kv: kv.clone(),
@@ -1143,8 +1279,7 @@ fn write_one(
                  VALUES (?1, ?2, 1, 0, 0, ?3, x'')",
             )?
             .execute(params![rev, key.as_bytes(), prev_rev])?;
-            tx.prepare_cached("DELETE FROM current WHERE key = ?1")?
-                .execute([key.as_bytes()])?;
+            index.remove(key);
             let event = Event {
                 kind: EventKind::Delete,
                 kv: KeyValue {

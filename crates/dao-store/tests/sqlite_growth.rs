@@ -30,7 +30,13 @@ async fn million_updates_to_thousand_keys_stay_bounded() {
         tasks.push(tokio::spawn(async move {
             for i in (w..UPDATES).step_by(WRITERS) {
                 let key = format!("/grow/{:04}", i % KEYS);
-                assert!(store.put(&key, value.clone(), Expect::Any).await.unwrap().is_applied());
+                assert!(
+                    store
+                        .put(&key, value.clone(), Expect::Any)
+                        .await
+                        .unwrap()
+                        .is_applied()
+                );
             }
         }));
     }
@@ -45,13 +51,24 @@ async fn million_updates_to_thousand_keys_stay_bounded() {
     let current = store.current_revision().await.unwrap();
     assert!(current >= UPDATES as i64);
     let compacted = store.compacted_revision().await.unwrap();
-    assert!(current - compacted <= 12_500, "history window kept near the configured 10,000 revisions: {current} - {compacted}");
+    assert!(
+        current - compacted <= 12_500,
+        "history window kept near the configured 10,000 revisions: {current} - {compacted}"
+    );
     let live = store.range(RangeRequest::prefix("/grow/")).await.unwrap();
     assert_eq!(live.kvs.len(), KEYS);
     let db_size = size(&db);
     let wal_size = size(&db.with_extension("db-wal"));
-    eprintln!("after {UPDATES} updates: db {db_size} bytes, wal {wal_size} bytes, peak {peak} bytes");
-    assert!(peak <= BOUND_BYTES, "database and WAL peaked at {peak} bytes, over {BOUND_BYTES}");
+    eprintln!(
+        "after {UPDATES} updates: db {db_size} bytes, wal {wal_size} bytes, peak {peak} bytes"
+    );
+    assert!(
+        peak <= BOUND_BYTES,
+        "database and WAL peaked at {peak} bytes, over {BOUND_BYTES}"
+    );
     assert!(db_size + wal_size <= BOUND_BYTES);
-    assert!(db_size <= 16 * 1024 * 1024, "the database file itself stays under 16 MiB: {db_size}");
+    assert!(
+        db_size <= 16 * 1024 * 1024,
+        "the database file itself stays under 16 MiB: {db_size}"
+    );
 }

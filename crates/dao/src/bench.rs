@@ -345,7 +345,11 @@ async fn watch_latency(store: &dyn Store, watchers: usize, events: usize) -> Res
         let (arrivals, stream) = r.await??;
         alive.push(stream);
         for (rev, arrived) in arrivals {
-            let started = *sent.lock().unwrap().get(&rev).context("event for an unknown write")?;
+            let started = *sent
+                .lock()
+                .unwrap()
+                .get(&rev)
+                .context("event for an unknown write")?;
             lat.record(arrived.saturating_duration_since(started));
         }
     }

@@ -16,24 +16,37 @@ use futures::StreamExt;
 use support::{Writer, dao, verify_after_crash};
 
 fn store_open(args: &[&str]) -> Output {
-    dao().args(["debug", "store-open"]).args(args).output().expect("run dao")
+    dao()
+        .args(["debug", "store-open"])
+        .args(args)
+        .output()
+        .expect("run dao")
 }
 
 fn assert_clean_failure(out: &Output, expected: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "exit code; stderr:\n{stderr}");
-    assert!(stderr.contains(expected), "stderr should mention {expected:?}:\n{stderr}");
+    assert!(
+        stderr.contains(expected),
+        "stderr should mention {expected:?}:\n{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "no panic:\n{stderr}");
 }
 
 #[test]
 fn corrupt_database_file_is_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let garbage: Vec<u8> = (0..65536u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..65536u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(dir.path().join("dao.db"), &garbage).unwrap();
     let out = store_open(&["--data-dir", dir.path().to_str().unwrap()]);
     assert_clean_failure(&out, "file is not a database");
-    assert_eq!(std::fs::read(dir.path().join("dao.db")).unwrap(), garbage, "the file is left untouched");
+    assert_eq!(
+        std::fs::read(dir.path().join("dao.db")).unwrap(),
+        garbage,
+        "the file is left untouched"
+    );
 }
 
 #[test]
@@ -42,9 +55,22 @@ fn read_only_database_file_is_reported() {
     let path = dir.path().to_str().unwrap();
     assert!(store_open(&["--data-dir", path]).status.success());
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    std::fs::set_permissions(dir.path().join("dao.db"), std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("dao.db"),
+        std::fs::Permissions::from_mode(0o444),
+    )
+    .unwrap();
     let _ = std::fs::remove_file(dir.path().join("dao.lock"));
-    let root = String::from_utf8(std::process::Command::new("id").arg("-u").output().unwrap().stdout).unwrap().trim() == "0";
+    let root = String::from_utf8(
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+        == "0";
     let out = if root {
         std::process::Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
@@ -68,18 +94,34 @@ fn second_process_on_the_same_database_is_refused() {
     assert_clean_failure(&out, "locked by another process");
     let (acks, _) = writer.kill();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let store = dao_store::SqliteStore::open(dao_store::SqliteConfig::new(dir.path().join("dao.db"))).unwrap();
+    let store =
+        dao_store::SqliteStore::open(dao_store::SqliteConfig::new(dir.path().join("dao.db")))
+            .unwrap();
     rt.block_on(verify_after_crash(&store, &acks));
 }
 
 #[test]
 fn etcd_unreachable_at_start_retries_then_fails_clearly() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let out = store_open(&["--store", "etcd", "--etcd-endpoints", &endpoint, "--etcd-startup-timeout", "3"]);
+    let out = store_open(&[
+        "--store",
+        "etcd",
+        "--etcd-endpoints",
+        &endpoint,
+        "--etcd-startup-timeout",
+        "3",
+    ]);
     assert_clean_failure(&out, "no answer from etcd");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.matches("etcd not reachable; retrying").count() >= 2, "retries are logged:\n{stderr}");
+    assert!(
+        stderr.matches("etcd not reachable; retrying").count() >= 2,
+        "retries are logged:\n{stderr}"
+    );
 }
 
 #[test]
@@ -87,7 +129,16 @@ fn etcd_that_comes_up_late_is_waited_for() {
     let mut etcd = EtcdServer::start().expect("start etcd (needs etcd-server)");
     etcd.stop();
     let child = dao()
-        .args(["debug", "store-open", "--store", "etcd", "--etcd-endpoints", &etcd.endpoint(), "--etcd-startup-timeout", "60"])
+        .args([
+            "debug",
+            "store-open",
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            &etcd.endpoint(),
+            "--etcd-startup-timeout",
+            "60",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -97,28 +148,45 @@ fn etcd_that_comes_up_late_is_waited_for() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "connects once etcd is up:\n{stderr}");
-    assert!(stderr.contains("etcd not reachable; retrying"), "the wait is logged:\n{stderr}");
+    assert!(
+        stderr.contains("etcd not reachable; retrying"),
+        "the wait is logged:\n{stderr}"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("revision "));
 }
 
 #[test]
 fn etcd_restart_mid_run_loses_no_acknowledged_write() {
     let mut etcd = EtcdServer::start().expect("start etcd (needs etcd-server)");
-    let writer = Writer::start(&["--store".to_owned(), "etcd".to_owned(), "--etcd-endpoints".to_owned(), etcd.endpoint()]);
+    let writer = Writer::start(&[
+        "--store".to_owned(),
+        "etcd".to_owned(),
+        "--etcd-endpoints".to_owned(),
+        etcd.endpoint(),
+    ]);
     writer.wait_for_acks(1000, Duration::from_secs(60));
     etcd.stop();
     std::thread::sleep(Duration::from_secs(3));
     let during = writer.ack_count();
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(writer.ack_count(), during, "nothing is acknowledged while etcd is down");
+    assert_eq!(
+        writer.ack_count(),
+        during,
+        "nothing is acknowledged while etcd is down"
+    );
     etcd.restart().unwrap();
     writer.wait_for_acks(during + 1000, Duration::from_secs(60));
     let (acks, stderr) = writer.kill();
-    assert!(stderr.contains("failed"), "failed writes are reported:\n{stderr}");
+    assert!(
+        stderr.contains("failed"),
+        "failed writes are reported:\n{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "no panic:\n{stderr}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = EtcdStore::connect(EtcdConfig::new(vec![etcd.endpoint()])).await.unwrap();
+        let store = EtcdStore::connect(EtcdConfig::new(vec![etcd.endpoint()]))
+            .await
+            .unwrap();
         verify_after_crash(&store, &acks).await;
     });
 }
@@ -128,21 +196,33 @@ fn etcd_watch_resumes_after_restart() {
     let mut etcd = EtcdServer::start().expect("start etcd (needs etcd-server)");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = EtcdStore::connect(EtcdConfig::new(vec![etcd.endpoint()])).await.unwrap();
+        let store = EtcdStore::connect(EtcdConfig::new(vec![etcd.endpoint()]))
+            .await
+            .unwrap();
         let first = store.put("/wr/a", "1".into(), Expect::Any).await.unwrap();
         assert!(first.is_applied());
-        let mut watch = store.watch(WatchRequest::prefix("/wr/", store.current_revision().await.unwrap())).await.unwrap();
+        let mut watch = store
+            .watch(WatchRequest::prefix(
+                "/wr/",
+                store.current_revision().await.unwrap(),
+            ))
+            .await
+            .unwrap();
         etcd.restart().unwrap();
         // The client reconnects by itself; writes may fail until it does.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let rev = loop {
             match store.put("/wr/b", "2".into(), Expect::Any).await {
                 Ok(out) if out.is_applied() => break out,
-                _ if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+                _ if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
                 other => panic!("no write after restart: {other:?}"),
             }
         };
-        let dao_store::Outcome::Applied { revision, .. } = rev else { unreachable!() };
+        let dao_store::Outcome::Applied { revision, .. } = rev else {
+            unreachable!()
+        };
         loop {
             match tokio::time::timeout(Duration::from_secs(30), watch.next()).await {
                 Ok(Some(Ok(WatchMessage::Events(events)))) => {

@@ -53,7 +53,13 @@ impl Writer {
                 s.push('\n');
             }
         });
-        Writer { child, acks, reader: Some(reader), stderr, stderr_reader: Some(stderr_reader) }
+        Writer {
+            child,
+            acks,
+            reader: Some(reader),
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        }
     }
 
     pub fn ack_count(&self) -> usize {
@@ -64,7 +70,12 @@ impl Writer {
     pub fn wait_for_acks(&self, n: usize, timeout: Duration) {
         let deadline = std::time::Instant::now() + timeout;
         while self.ack_count() < n {
-            assert!(std::time::Instant::now() < deadline, "only {} acks in {timeout:?}; stderr:\n{}", self.ack_count(), self.stderr.lock().unwrap());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} acks in {timeout:?}; stderr:\n{}",
+                self.ack_count(),
+                self.stderr.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -107,33 +118,68 @@ pub async fn verify_after_crash(store: &dyn Store, acks: &[String]) {
         }
     }
     assert!(!last_seq.is_empty(), "the writer acknowledged nothing");
-    assert!(store.current_revision().await.unwrap() >= max_rev, "revision went backwards");
+    assert!(
+        store.current_revision().await.unwrap() >= max_rev,
+        "revision went backwards"
+    );
     for (&w, &seq) in &last_seq {
-        let keys = store.range(RangeRequest::prefix(format!("/crash/{w}/"))).await.unwrap();
-        let seqs: Vec<u64> = keys.kvs.iter().map(|kv| kv.key.rsplit('/').next().unwrap().parse().unwrap()).collect();
+        let keys = store
+            .range(RangeRequest::prefix(format!("/crash/{w}/")))
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = keys
+            .kvs
+            .iter()
+            .map(|kv| kv.key.rsplit('/').next().unwrap().parse().unwrap())
+            .collect();
         let n = seqs.len() as u64;
-        assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "writer {w}: keys form an unbroken run");
-        assert!(n >= seq, "writer {w}: acknowledged seq {seq} but only {n} keys survived");
+        assert_eq!(
+            seqs,
+            (1..=n).collect::<Vec<_>>(),
+            "writer {w}: keys form an unbroken run"
+        );
+        assert!(
+            n >= seq,
+            "writer {w}: acknowledged seq {seq} but only {n} keys survived"
+        );
         // At most the one write in flight at the kill may have landed unacknowledged.
         assert!(n <= seq + 1, "writer {w}: {n} keys but last ack was {seq}");
         for kv in &keys.kvs {
             let seq: u64 = kv.key.rsplit('/').next().unwrap().parse().unwrap();
-            assert_eq!(kv.value, crash_value(w, seq).into_bytes(), "value of {} is whole", kv.key);
+            assert_eq!(
+                kv.value,
+                crash_value(w, seq).into_bytes(),
+                "value of {} is whole",
+                kv.key
+            );
         }
     }
     for (&w, &seq) in &counters {
-        let kv = store.get(&format!("/crash/counter/{w}"), None).await.unwrap().0.expect("counter survives");
+        let kv = store
+            .get(&format!("/crash/counter/{w}"), None)
+            .await
+            .unwrap()
+            .0
+            .expect("counter survives");
         let value: u64 = std::str::from_utf8(&kv.value).unwrap().parse().unwrap();
-        assert!(value == seq || value == seq + 1, "counter {w} is {value}, last ack {seq}");
+        assert!(
+            value == seq || value == seq + 1,
+            "counter {w} is {value}, last ack {seq}"
+        );
     }
 }
 
 /// Must match `dao debug store-writer`'s values.
 pub fn crash_value(w: usize, seq: u64) -> String {
-    let body = format!("writer={w} seq={seq} {}", "x".repeat(200 + (seq % 300) as usize));
+    let body = format!(
+        "writer={w} seq={seq} {}",
+        "x".repeat(200 + (seq % 300) as usize)
+    );
     format!("{body} sum={}", checksum(&body))
 }
 
 fn checksum(s: &str) -> u64 {
-    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
 }
