@@ -674,7 +674,7 @@ fn read_events(
     if after < compacted {
         return Err(Error::Compacted {
             requested: after + 1,
-            compacted: compacted,
+            compacted,
         });
     }
     let hi = upto.min(after + CATCH_UP_CHUNK);
@@ -978,11 +978,11 @@ impl Writer {
                     self.truncate_wal();
                 }
             }
-            if self.swept < self.compacted {
-                if let Err(e) = self.sweep_chunk() {
-                    warn!(error = %e, "compaction sweep failed; will retry");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
+            if self.swept < self.compacted
+                && let Err(e) = self.sweep_chunk()
+            {
+                warn!(error = %e, "compaction sweep failed; will retry");
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
         debug!(path = %self.path.display(), "sqlite writer stopped");
@@ -1025,7 +1025,6 @@ impl Writer {
                         }
                     }
                 }
-                return;
             }
             Err((e, rest)) => {
                 warn!(error = %e, path = %self.path.display(), "write batch failed; nothing in it was applied");
