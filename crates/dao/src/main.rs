@@ -21,6 +21,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the Kubernetes API. Creates a CA, certificates and DIR/admin.kubeconfig on first
+    /// start; later starts reuse them.
+    Server {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Address to listen on; port 0 picks a free port (written into the kubeconfig).
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: std::net::SocketAddr,
+    },
     /// Measure Dao's components; results are printed as Markdown for BENCHMARKS.md.
     Bench {
         #[command(subcommand)]
@@ -85,6 +94,29 @@ impl StoreArgs {
     }
 }
 
+async fn server(args: StoreArgs, listen: std::net::SocketAddr) -> Result<()> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--data-dir is required"))?;
+    std::fs::create_dir_all(&data_dir)?;
+    let store = args.open().await?;
+    let server = dao_apiserver::start(dao_apiserver::ServerConfig {
+        data_dir,
+        listen,
+        store,
+    })
+    .await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -106,6 +138,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Server { store, listen } => server(store, listen).await,
             Command::Bench { what } => bench::run(what).await,
             Command::Debug { what } => debug::run(what).await,
         }

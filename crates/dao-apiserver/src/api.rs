@@ -1,0 +1,1007 @@
+//! The generic resource handlers: one implementation of get, list, watch, create, update,
+//! patch and delete for every row of the registry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use dao_store::{EventKind, Expect, KeyValue, Outcome, RangeRequest, Store, WatchMessage, WatchRequest};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::registry::{self, Resource};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::status::{ApiError, Cause};
+use crate::table;
+
+/// Upstream's request body limit.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+}
+
+pub type ApiResult<T = Response> = Result<T, ApiError>;
+
+/// What a resource path names.
+#[derive(Debug)]
+pub struct Target {
+    pub res: &'static Resource,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+/// Parse `/api/v1/...` or `/apis/{group}/{version}/...` into a target. `Ok(None)` is the
+/// group-version's discovery document.
+pub fn parse_path(path: &str) -> ApiResult<Option<Target>> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return Err(not_found_path()),
+    };
+    let rest: Vec<&str> = rest.iter().copied().filter(|s| !s.is_empty()).collect();
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    let lookup = |plural: &str| registry::find(group, version, plural).ok_or_else(not_found_path);
+    let target = |res, namespace: Option<&str>, name: Option<&&str>, sub: Option<&&str>| Target {
+        res,
+        namespace: namespace.map(str::to_owned),
+        name: name.map(|s| s.to_string()),
+        subresource: sub.map(|s| s.to_string()),
+    };
+    // `namespaces/{ns}/{plural}...` names namespaced objects unless the third segment is a
+    // subresource of the namespace itself.
+    if rest[0] == "namespaces" && rest.len() >= 3 {
+        if let Some(res) = registry::find(group, version, rest[2]).filter(|r| r.namespaced) {
+            if rest.len() > 5 {
+                return Err(not_found_path());
+            }
+            return Ok(Some(target(res, Some(rest[1]), rest.get(3), rest.get(4))));
+        }
+    }
+    let res = lookup(rest[0])?;
+    if rest.len() > 3 {
+        return Err(not_found_path());
+    }
+    Ok(Some(target(res, None, rest.get(1), rest.get(2))))
+}
+
+fn not_found_path() -> ApiError {
+    ApiError {
+        code: 404,
+        reason: "NotFound",
+        message: "the server could not find the requested resource".into(),
+        details: None,
+    }
+}
+
+/// Query parameters, decoded once.
+#[derive(Default, Debug)]
+pub struct Query(HashMap<String, String>);
+
+impl Query {
+    pub fn parse(query: Option<&str>) -> Self {
+        let mut map = HashMap::new();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            map.insert(percent_decode(k), percent_decode(v));
+        }
+        Query(map)
+    }
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+    }
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true") | Some("1"))
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// How the client wants lists and objects: plain JSON or a server-side printed Table.
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.split(',').next().is_some_and(|first| first.contains("as=Table")))
+}
+
+pub fn json_response(code: StatusCode, value: &Value) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+}
+
+/// Decode a stored value and stamp its resourceVersion.
+fn decode(kv: &KeyValue) -> ApiResult<Value> {
+    let mut obj: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+    obj["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+    Ok(obj)
+}
+
+/// Encode an object for storage: resourceVersion lives in the store's revision, not the bytes.
+fn encode(obj: &Value) -> Bytes {
+    let mut obj = obj.clone();
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    Bytes::from(obj.to_string())
+}
+
+pub async fn handle(
+    state: Arc<ApiState>,
+    method: Method,
+    path: &str,
+    query: Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let Some(target) = parse_path(path)? else {
+        return Err(not_found_path());
+    };
+    let table = wants_table(headers);
+    if target.subresource.as_deref() == Some("scale") {
+        return scale(&state, &target, &method, headers, &body).await;
+    }
+    match (&method, target.name.as_deref(), target.subresource.as_deref()) {
+        (&Method::GET, None, None) if query.flag("watch") => watch(state, &target, &query, table).await,
+        (&Method::GET, None, None) => list(&state, &target, &query, table).await,
+        (&Method::GET, Some(name), None | Some("status")) => {
+            let obj = get(&state, &target, name).await?;
+            if table {
+                Ok(json_response(StatusCode::OK, &table::for_objects(target.res, &[obj], None, true)))
+            } else {
+                Ok(json_response(StatusCode::OK, &obj))
+            }
+        }
+        (&Method::POST, None, None) => create(&state, &target, headers, &body).await,
+        (&Method::PUT, Some(name), sub) => {
+            let obj = parse_body(headers, &body)?;
+            let updated = update(&state, &target, name, sub, obj).await?;
+            Ok(json_response(StatusCode::OK, &updated))
+        }
+        (&Method::PATCH, Some(name), sub) => patch(&state, &target, name, sub, headers, &body).await,
+        (&Method::DELETE, Some(name), None) => delete(&state, &target, name, &body).await,
+        (&Method::DELETE, None, None) => delete_collection(&state, &target, &query).await,
+        _ => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource"
+        ))),
+    }
+}
+
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let media = ct.split(';').next().unwrap_or("").trim();
+    let value: Value = match media {
+        "application/json" | "" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("json: cannot unmarshal request body: {e}")))?,
+        "application/yaml" => serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("yaml: unmarshal errors: {e}")))?,
+        _ => return Err(ApiError::unsupported_media_type("application/json, application/yaml")),
+    };
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    Ok(value)
+}
+
+async fn get(state: &ApiState, target: &Target, name: &str) -> ApiResult<Value> {
+    let key = target.res.key(target.namespace.as_deref(), name);
+    match state.store.get(&key, None).await?.0 {
+        Some(kv) => decode(&kv),
+        None => Err(ApiError::not_found(target.res, name)),
+    }
+}
+
+/// Range prefix for a collection request.
+fn collection_prefix(target: &Target) -> String {
+    match (&target.namespace, target.res.namespaced) {
+        (Some(ns), true) => format!("{}{ns}/", target.res.key_prefix()),
+        _ => target.res.key_prefix(),
+    }
+}
+
+struct Selectors {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Selectors {
+    fn from_query(query: &Query) -> ApiResult<Self> {
+        let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""))
+            .map_err(ApiError::bad_request)?;
+        Ok(Selectors { labels, fields })
+    }
+    fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches_object(obj) && self.fields.matches_object(obj)
+    }
+}
+
+/// The continue token: upstream's shape, base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":K}`.
+fn encode_continue(rv: i64, start: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start}).to_string())
+}
+
+fn decode_continue(token: &str) -> ApiResult<(i64, String)> {
+    use base64::Engine;
+    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    Ok((
+        v["rv"].as_i64().ok_or_else(bad)?,
+        v["start"].as_str().ok_or_else(bad)?.to_owned(),
+    ))
+}
+
+async fn list(state: &ApiState, target: &Target, query: &Query, table: bool) -> ApiResult {
+    let selectors = Selectors::from_query(query)?;
+    let prefix = collection_prefix(target);
+    let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let (mut revision, mut start) = match query.get("continue") {
+        Some(token) => {
+            let (rv, start) = decode_continue(token)?;
+            (Some(rv), Some(format!("{prefix}{start}")))
+        }
+        None => (None, None),
+    };
+    if revision.is_none() && query.get("resourceVersionMatch") == Some("Exact") {
+        revision = query.get("resourceVersion").and_then(|r| r.parse().ok());
+    }
+    let mut items = Vec::new();
+    let mut next_start: Option<String> = None;
+    let served_at;
+    loop {
+        let page = state
+            .store
+            .range(RangeRequest {
+                prefix: prefix.clone(),
+                start: start.clone(),
+                limit: if limit > 0 { Some(limit.max(64)) } else { None },
+                revision,
+            })
+            .await?;
+        revision = Some(page.revision);
+        for kv in &page.kvs {
+            if limit > 0 && items.len() == limit {
+                next_start = Some(kv.key.clone());
+                break;
+            }
+            let obj = decode(kv)?;
+            if selectors.matches(&obj) {
+                items.push(obj);
+            }
+        }
+        if next_start.is_some() || !page.more {
+            served_at = page.revision;
+            break;
+        }
+        start = page.kvs.last().map(|kv| format!("{}\0", kv.key));
+    }
+    let mut metadata = json!({ "resourceVersion": served_at.to_string() });
+    if let Some(next) = next_start {
+        metadata["continue"] = json!(encode_continue(served_at, next.trim_start_matches(&prefix)));
+    }
+    if table {
+        let t = table::for_objects(target.res, &items, Some(metadata), true);
+        return Ok(json_response(StatusCode::OK, &t));
+    }
+    for item in &mut items {
+        if let Some(o) = item.as_object_mut() {
+            o.remove("kind");
+            o.remove("apiVersion");
+        }
+    }
+    let list = json!({
+        "kind": format!("{}List", target.res.kind),
+        "apiVersion": target.res.api_version(),
+        "metadata": metadata,
+        "items": items,
+    });
+    Ok(json_response(StatusCode::OK, &list))
+}
+
+/// Check names as upstream does: DNS-1123 subdomains, labels for namespaces.
+fn validate_name(res: &Resource, name: &str) -> Vec<Cause> {
+    let label = res.plural == "namespaces";
+    let ok = if label { is_dns1123_label(name) } else { is_dns1123_subdomain(name) };
+    if ok {
+        return vec![];
+    }
+    let message = if label {
+        format!("Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+    } else {
+        format!("Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+    };
+    vec![Cause {
+        reason: "FieldValueInvalid",
+        field: "metadata.name".into(),
+        message,
+    }]
+}
+
+pub fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn random_suffix() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// Kinds whose metadata.generation upstream tracks.
+fn tracks_generation(res: &Resource) -> bool {
+    !matches!(
+        res.plural,
+        "pods" | "services" | "namespaces" | "nodes" | "persistentvolumes" | "persistentvolumeclaims"
+            | "configmaps" | "secrets" | "events" | "endpoints" | "serviceaccounts" | "leases"
+            | "endpointslices"
+    )
+}
+
+async fn namespace_must_exist(state: &ApiState, ns: &str) -> ApiResult<()> {
+    let ns_res = registry::find("", "v1", "namespaces").expect("namespaces registered");
+    match state.store.get(&ns_res.key(None, ns), None).await?.0 {
+        None => Err(ApiError::namespace_not_found(ns)),
+        Some(kv) => {
+            let obj = decode(&kv)?;
+            if obj.pointer("/metadata/deletionTimestamp").is_some() {
+                return Err(ApiError {
+                    code: 403,
+                    reason: "Forbidden",
+                    message: format!("unable to create new content in namespace {ns} because it is being terminated"),
+                    details: None,
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Checks shared by create and update: type, namespace, name.
+fn check_identity(target: &Target, obj: &Value) -> ApiResult<()> {
+    let res = target.res;
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    if (!api_version.is_empty() && api_version != res.api_version()) || (!kind.is_empty() && kind != res.kind) {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            res.api_version()
+        )));
+    }
+    if let (Some(ns), Some(body_ns)) = (&target.namespace, obj.pointer("/metadata/namespace").and_then(Value::as_str)) {
+        if res.namespaced && !body_ns.is_empty() && body_ns != ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn create(state: &ApiState, target: &Target, headers: &HeaderMap, body: &[u8]) -> ApiResult {
+    let res = target.res;
+    let mut obj = parse_body(headers, body)?;
+    check_identity(target, &obj)?;
+    if res.namespaced && target.namespace.is_none() {
+        return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
+    }
+    obj["apiVersion"] = json!(res.api_version());
+    obj["kind"] = json!(res.kind);
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    let meta = obj["metadata"].as_object_mut().expect("metadata is an object");
+    let mut name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+    if name.is_empty() {
+        match meta.get("generateName").and_then(Value::as_str) {
+            Some(g) if !g.is_empty() => name = format!("{g}{}", random_suffix()),
+            _ => {
+                return Err(ApiError::invalid(
+                    res,
+                    "",
+                    vec![Cause {
+                        reason: "FieldValueRequired",
+                        field: "metadata.name".into(),
+                        message: "Required value: name or generateName is required".into(),
+                    }],
+                ));
+            }
+        }
+    }
+    let causes = validate_name(res, &name);
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(res, &name, causes));
+    }
+    meta.insert("name".into(), json!(name));
+    if res.namespaced {
+        meta.insert("namespace".into(), json!(target.namespace.clone().unwrap_or_default()));
+    } else {
+        meta.remove("namespace");
+    }
+    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+    meta.remove("deletionTimestamp");
+    meta.remove("resourceVersion");
+    if tracks_generation(res) {
+        meta.insert("generation".into(), json!(1));
+    }
+    if res.plural == "namespaces" {
+        obj["spec"] = json!({"finalizers": ["kubernetes"]});
+        obj["status"] = json!({"phase": "Active"});
+    }
+    if res.plural == "secrets" {
+        fold_string_data(&mut obj);
+    }
+    if let Some(ns) = &target.namespace {
+        if res.namespaced {
+            namespace_must_exist(state, ns).await?;
+        }
+    }
+    let key = res.key(target.namespace.as_deref(), &name);
+    match state.store.put(&key, encode(&obj), Expect::Absent).await? {
+        Outcome::Applied { revision, .. } => {
+            obj["metadata"]["resourceVersion"] = json!(revision.to_string());
+            Ok(json_response(StatusCode::CREATED, &obj))
+        }
+        Outcome::Rejected { .. } => Err(ApiError::already_exists(res, &name)),
+    }
+}
+
+/// Secrets: `stringData` is write-only sugar folded into base64 `data`.
+fn fold_string_data(obj: &mut Value) {
+    use base64::Engine;
+    let Some(string_data) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else { return };
+    let Some(map) = string_data.as_object() else { return };
+    if !obj.get("data").is_some_and(Value::is_object) {
+        obj["data"] = json!({});
+    }
+    for (k, v) in map {
+        let text = v.as_str().unwrap_or_default();
+        obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}
+
+/// Replace an object (PUT, and the last step of PATCH). `sub` is "status" for the status
+/// subresource.
+async fn update(state: &ApiState, target: &Target, name: &str, sub: Option<&str>, mut obj: Value) -> ApiResult<Value> {
+    let res = target.res;
+    match sub {
+        None => {}
+        Some(s) if res.subresources.contains(&s) && s == "status" => {}
+        Some(_) => return Err(not_found_path()),
+    }
+    check_identity(target, &obj)?;
+    let body_name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    if body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let key = res.key(target.namespace.as_deref(), name);
+    let (current, _) = state.store.get(&key, None).await?;
+    let Some(current) = current else {
+        return Err(ApiError::not_found(res, name));
+    };
+    let old = decode(&current)?;
+    let expect = match obj.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+        Some(rv) if !rv.is_empty() => {
+            let rv: i64 = rv.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))
+            })?;
+            if rv != current.mod_revision {
+                return Err(ApiError::conflict(res, name));
+            }
+            Expect::ModRevision(rv)
+        }
+        _ => Expect::ModRevision(current.mod_revision),
+    };
+    obj["apiVersion"] = json!(res.api_version());
+    obj["kind"] = json!(res.kind);
+    if sub == Some("status") {
+        // The status subresource changes only status.
+        let status = obj.get("status").cloned().unwrap_or(Value::Null);
+        obj = old.clone();
+        obj["status"] = status;
+    } else if res.subresources.contains(&"status") {
+        // The main resource cannot change status.
+        match old.get("status") {
+            Some(s) => obj["status"] = s.clone(),
+            None => {
+                if let Some(o) = obj.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+    }
+    // Immutable metadata carried over.
+    for field in ["uid", "creationTimestamp", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+        match old["metadata"].get(field) {
+            Some(v) => obj["metadata"][field] = v.clone(),
+            None => {
+                if let Some(m) = obj["metadata"].as_object_mut() {
+                    m.remove(field);
+                }
+            }
+        }
+    }
+    if res.plural == "secrets" {
+        fold_string_data(&mut obj);
+    }
+    if tracks_generation(res) {
+        let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+        let changed = obj.get("spec") != old.get("spec");
+        obj["metadata"]["generation"] = json!(if changed { generation + 1 } else { generation });
+    }
+    let mut compare_new = obj.clone();
+    compare_new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+    if compare_new == old {
+        // No change: upstream answers with the object as it is, at its current version.
+        return Ok(old);
+    }
+    // The last finalizer removed from an object being deleted: it goes away now.
+    let finalizers_empty = obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_none_or(|f| f.is_empty());
+    if obj.pointer("/metadata/deletionTimestamp").is_some() && finalizers_empty {
+        return match state.store.delete(&key, expect).await? {
+            Outcome::Applied { revision, .. } => {
+                obj["metadata"]["resourceVersion"] = json!(revision.to_string());
+                Ok(obj)
+            }
+            Outcome::Rejected { .. } => Err(ApiError::conflict(res, name)),
+        };
+    }
+    match state.store.put(&key, encode(&obj), expect).await? {
+        Outcome::Applied { revision, .. } => {
+            obj["metadata"]["resourceVersion"] = json!(revision.to_string());
+            Ok(obj)
+        }
+        Outcome::Rejected { current: None, .. } => Err(ApiError::not_found(res, name)),
+        Outcome::Rejected { .. } => Err(ApiError::conflict(res, name)),
+    }
+}
+
+async fn patch(state: &ApiState, target: &Target, name: &str, sub: Option<&str>, headers: &HeaderMap, body: &[u8]) -> ApiResult {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+    // Optimistic concurrency: retry on a conflict that the patch itself did not cause.
+    for _ in 0..8 {
+        let current = get(state, target, name).await?;
+        let mut doc = current.clone();
+        match ct.as_str() {
+            "application/json-patch+json" => {
+                let p: json_patch::Patch = serde_json::from_value(patch.clone())
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                json_patch::patch(&mut doc, &p).map_err(|e| ApiError {
+                    code: 422,
+                    reason: "Invalid",
+                    message: format!("the server rejected our request due to an error in our request: {e}"),
+                    details: None,
+                })?;
+            }
+            "application/merge-patch+json" => json_patch::merge(&mut doc, &patch),
+            "application/strategic-merge-patch+json" => crate::smp::apply(&mut doc, &patch),
+            _ => {
+                return Err(ApiError::unsupported_media_type(
+                    "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
+                ));
+            }
+        }
+        // A patch that names a resourceVersion is a precondition; otherwise patch whatever is there.
+        let precondition = patch.pointer("/metadata/resourceVersion").is_some();
+        if !precondition {
+            doc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+        }
+        match update(state, target, name, sub, doc).await {
+            Err(e) if e.reason == "Conflict" && !precondition => continue,
+            Err(e) => return Err(e),
+            Ok(obj) => return Ok(json_response(StatusCode::OK, &obj)),
+        }
+    }
+    Err(ApiError::conflict(target.res, name))
+}
+
+/// The `autoscaling/v1` Scale view of a workload.
+fn scale_of(obj: &Value) -> Value {
+    let selector = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let meta = &obj["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"],
+            "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        },
+    })
+}
+
+/// GET, PUT and PATCH of the scale subresource: reads and writes `spec.replicas`.
+async fn scale(state: &ApiState, target: &Target, method: &Method, headers: &HeaderMap, body: &[u8]) -> ApiResult {
+    let (Some(name), true) = (target.name.as_deref(), target.res.subresources.contains(&"scale")) else {
+        return Err(not_found_path());
+    };
+    let main = Target {
+        res: target.res,
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+        subresource: None,
+    };
+    for _ in 0..8 {
+        let obj = get(state, &main, name).await?;
+        let current = scale_of(&obj);
+        let wanted = match *method {
+            Method::GET => return Ok(json_response(StatusCode::OK, &current)),
+            Method::PUT => parse_body(headers, body)?,
+            Method::PATCH => {
+                let patch: Value = serde_json::from_slice(body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                let mut doc = current.clone();
+                match headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("") {
+                    ct if ct.starts_with("application/json-patch+json") => {
+                        let p: json_patch::Patch = serde_json::from_value(patch)
+                            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                        json_patch::patch(&mut doc, &p)
+                            .map_err(|e| ApiError::bad_request(format!("json patch: {e}")))?;
+                    }
+                    ct if ct.starts_with("application/strategic-merge-patch+json") => crate::smp::apply(&mut doc, &patch),
+                    _ => json_patch::merge(&mut doc, &patch),
+                }
+                doc
+            }
+            _ => return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+        };
+        let replicas = wanted.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+        if replicas < 0 {
+            return Err(ApiError::invalid(
+                target.res,
+                name,
+                vec![Cause {
+                    reason: "FieldValueInvalid",
+                    field: "spec.replicas".into(),
+                    message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                }],
+            ));
+        }
+        let mut updated = obj.clone();
+        updated["spec"]["replicas"] = json!(replicas);
+        if let Some(rv) = wanted.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+            if *method == Method::PUT {
+                updated["metadata"]["resourceVersion"] = json!(rv);
+            }
+        }
+        match update(state, &main, name, None, updated).await {
+            Ok(saved) => return Ok(json_response(StatusCode::OK, &scale_of(&saved))),
+            Err(e) if e.reason == "Conflict" && *method == Method::PATCH => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::conflict(target.res, name))
+}
+
+async fn delete(state: &ApiState, target: &Target, name: &str, body: &[u8]) -> ApiResult {
+    let res = target.res;
+    let options: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    let key = res.key(target.namespace.as_deref(), name);
+    loop {
+        let (current, _) = state.store.get(&key, None).await?;
+        let Some(current) = current else {
+            return Err(ApiError::not_found(res, name));
+        };
+        let mut obj = decode(&current)?;
+        if let Some(rv) = options.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
+            if rv != current.mod_revision.to_string() {
+                return Err(ApiError::conflict(res, name));
+            }
+        }
+        if let Some(uid) = options.pointer("/preconditions/uid").and_then(Value::as_str) {
+            if Some(uid) != obj.pointer("/metadata/uid").and_then(Value::as_str) {
+                return Err(ApiError::conflict(res, name));
+            }
+        }
+        let has_finalizers = obj
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+        if res.plural == "namespaces" || has_finalizers {
+            // Graceful: mark for deletion; finalizers (or the namespace controller) finish it.
+            if obj.pointer("/metadata/deletionTimestamp").is_none() {
+                obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                if res.plural == "namespaces" {
+                    obj["status"]["phase"] = json!("Terminating");
+                }
+                match state.store.put(&key, encode(&obj), Expect::ModRevision(current.mod_revision)).await? {
+                    Outcome::Applied { revision, .. } => {
+                        obj["metadata"]["resourceVersion"] = json!(revision.to_string());
+                    }
+                    Outcome::Rejected { .. } => continue,
+                }
+            }
+            if res.plural == "namespaces" {
+                crate::namespaces::spawn_finalize(state.store.clone(), name.to_owned());
+            }
+            return Ok(json_response(StatusCode::OK, &obj));
+        }
+        match state.store.delete(&key, Expect::ModRevision(current.mod_revision)).await? {
+            Outcome::Applied { .. } => return Ok(json_response(StatusCode::OK, &obj)),
+            Outcome::Rejected { .. } => continue,
+        }
+    }
+}
+
+async fn delete_collection(state: &ApiState, target: &Target, query: &Query) -> ApiResult {
+    let selectors = Selectors::from_query(query)?;
+    let page = state.store.range(RangeRequest::prefix(collection_prefix(target))).await?;
+    let mut deleted = Vec::new();
+    for kv in &page.kvs {
+        let obj = decode(kv)?;
+        if !selectors.matches(&obj) {
+            continue;
+        }
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_owned();
+        let t = Target {
+            res: target.res,
+            namespace: obj.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_owned),
+            name: Some(name.clone()),
+            subresource: None,
+        };
+        match delete(state, &t, &name, b"").await {
+            Ok(_) => deleted.push(obj),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let list = json!({
+        "kind": format!("{}List", target.res.kind),
+        "apiVersion": target.res.api_version(),
+        "metadata": {"resourceVersion": page.revision.to_string()},
+        "items": deleted,
+    });
+    Ok(json_response(StatusCode::OK, &list))
+}
+
+/// A watch: newline-delimited JSON events, from `resourceVersion` or (when it is unset or
+/// "0") starting with the current state as ADDED events.
+async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool) -> ApiResult {
+    let selectors = Selectors::from_query(query)?;
+    let prefix = collection_prefix(target);
+    let res = target.res;
+    let bookmarks = query.flag("allowWatchBookmarks");
+    let send_initial = query.flag("sendInitialEvents");
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1800));
+    let field_name = target.name.clone();
+    let rv = query.get("resourceVersion").unwrap_or("");
+    let mut initial = Vec::new();
+    let after: i64 = if rv.is_empty() || rv == "0" || send_initial {
+        let page = state.store.range(RangeRequest::prefix(prefix.clone())).await?;
+        for kv in &page.kvs {
+            let obj = decode(kv)?;
+            if selectors.matches(&obj) {
+                initial.push(obj);
+            }
+        }
+        page.revision
+    } else {
+        rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?
+    };
+    let mut stream = state
+        .store
+        .watch(WatchRequest {
+            prefix: prefix.clone(),
+            after,
+            progress_interval: bookmarks.then_some(Duration::from_secs(5)),
+        })
+        .await?;
+    let _ = field_name;
+    let body = async_stream::stream! {
+        let mut first = true;
+        let mut encode_event = |kind: &str, obj: Value| -> Bytes {
+            let object = if table {
+                let t = table::for_objects(res, &[obj], None, first);
+                first = false;
+                t
+            } else {
+                obj
+            };
+            let mut line = json!({"type": kind, "object": object}).to_string();
+            line.push('\n');
+            Bytes::from(line)
+        };
+        for obj in initial {
+            yield Ok::<Bytes, std::io::Error>(encode_event("ADDED", obj));
+        }
+        if send_initial && bookmarks {
+            let bookmark = json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": after.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
+            let mut line = json!({"type": "BOOKMARK", "object": bookmark}).to_string();
+            line.push('\n');
+            yield Ok(Bytes::from(line));
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            let message = tokio::select! {
+                _ = &mut deadline => break,
+                m = stream.next() => m,
+            };
+            match message {
+                Some(Ok(WatchMessage::Events(events))) => {
+                    for event in events {
+                        let new = match event.kind {
+                            EventKind::Put => decode(&event.kv).ok(),
+                            EventKind::Delete => None,
+                        };
+                        let old = event.prev.as_ref().and_then(|p| decode(p).ok());
+                        let new_matches = new.as_ref().is_some_and(|o| selectors.matches(o));
+                        let old_matches = old.as_ref().is_some_and(|o| selectors.matches(o));
+                        let (kind, mut obj) = match (event.kind, new_matches, old_matches) {
+                            (EventKind::Delete, _, true) => ("DELETED", old.unwrap()),
+                            (EventKind::Put, true, true) => ("MODIFIED", new.unwrap()),
+                            (EventKind::Put, true, false) => ("ADDED", new.unwrap()),
+                            (EventKind::Put, false, true) => ("DELETED", new.unwrap()),
+                            _ => continue,
+                        };
+                        obj["metadata"]["resourceVersion"] = json!(event.kv.mod_revision.to_string());
+                        yield Ok(encode_event(kind, obj));
+                    }
+                }
+                Some(Ok(WatchMessage::Progress(rev))) => {
+                    if bookmarks {
+                        let bookmark = json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": rev.to_string()}});
+                        let mut line = json!({"type": "BOOKMARK", "object": bookmark}).to_string();
+                        line.push('\n');
+                        yield Ok(Bytes::from(line));
+                    }
+                }
+                Some(Err(e)) => {
+                    let status = ApiError::from(e).to_status();
+                    let mut line = json!({"type": "ERROR", "object": status}).to_string();
+                    line.push('\n');
+                    yield Ok(Bytes::from(line));
+                    break;
+                }
+                None => break,
+            }
+        }
+    };
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::TRANSFER_ENCODING, "chunked")
+        .body(Body::from_stream(body))
+        .expect("valid response"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let t = parse_path("/api/v1/namespaces/default/configmaps/x").unwrap().unwrap();
+        assert_eq!((t.res.plural, t.namespace.as_deref(), t.name.as_deref()), ("configmaps", Some("default"), Some("x")));
+        let t = parse_path("/api/v1/namespaces/default").unwrap().unwrap();
+        assert_eq!((t.res.plural, t.namespace, t.name.as_deref()), ("namespaces", None, Some("default")));
+        let t = parse_path("/api/v1/namespaces/default/status").unwrap().unwrap();
+        assert_eq!((t.res.plural, t.subresource.as_deref()), ("namespaces", Some("status")));
+        let t = parse_path("/apis/apps/v1/namespaces/ns/deployments/web/scale").unwrap().unwrap();
+        assert_eq!((t.res.plural, t.subresource.as_deref()), ("deployments", Some("scale")));
+        let t = parse_path("/api/v1/pods").unwrap().unwrap();
+        assert_eq!((t.res.plural, t.namespace), ("pods", None));
+        assert!(parse_path("/api/v1").unwrap().is_none());
+        assert!(parse_path("/api/v1/nothing").is_err());
+        assert!(parse_path("/apis/apps/v1/pods").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_dns1123_subdomain("a.b-c.d"));
+        assert!(!is_dns1123_subdomain("Bad_Name"));
+        assert!(is_dns1123_label("kube-system"));
+        assert!(!is_dns1123_label("a.b"));
+    }
+
+    #[test]
+    fn continue_token_round_trip() {
+        let t = encode_continue(42, "ns/name\0");
+        assert_eq!(decode_continue(&t).unwrap(), (42, "ns/name\0".to_owned()));
+        assert!(decode_continue("garbage!").is_err());
+    }
+
+    #[test]
+    fn query_decoding() {
+        let q = Query::parse(Some("labelSelector=app%3Dweb%2Ctier+in+%28a%29&watch=true&limit="));
+        assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
+        assert!(q.flag("watch"));
+        assert_eq!(q.get("limit"), None);
+    }
+}

@@ -1,0 +1,330 @@
+//! `dao server`'s HTTP edge: TLS, authentication, discovery and the generic resource
+//! handlers over a [`dao_store::Store`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use dao_store::Store;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt;
+use tracing::{debug, info, warn};
+
+mod api;
+mod discovery;
+mod namespaces;
+mod openapi;
+pub mod pki;
+pub mod registry;
+mod selector;
+mod smp;
+mod status;
+mod table;
+
+pub use pki::Pki;
+use status::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error("tls configuration: {0}")]
+    Tls(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store: {0}")]
+    Store(#[from] dao_store::Error),
+}
+
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub store: Arc<dyn Store>,
+}
+
+/// A running server. Dropping it does not stop it; call [`RunningServer::shutdown`].
+pub struct RunningServer {
+    pub local_addr: SocketAddr,
+    pub kubeconfig: PathBuf,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stop accepting connections and wait for the accept loop to end.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Who made a request, as established by the TLS client certificate or a bearer token.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub user: String,
+    pub groups: Vec<String>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    api: Arc<api::ApiState>,
+    admin_token: Arc<str>,
+}
+
+/// Set up credentials, bind, write the admin kubeconfig, and serve until shut down.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    let pki = Pki::load_or_create(&config.data_dir.join("pki"))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let host = if local_addr.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else if local_addr.is_ipv6() {
+        format!("[{}]", local_addr.ip())
+    } else {
+        local_addr.ip().to_string()
+    };
+    let kubeconfig = config.data_dir.join("admin.kubeconfig");
+    pki::write_private(
+        &kubeconfig,
+        &pki.admin_kubeconfig(&format!("https://{host}:{}", local_addr.port())),
+    )
+    .map_err(|source| ServerError::Write {
+        path: kubeconfig.clone(),
+        source,
+    })?;
+    namespaces::seed(&*config.store).await?;
+
+    let tls = tls_config(&pki)?;
+    let state = AppState {
+        api: Arc::new(api::ApiState {
+            store: config.store.clone(),
+        }),
+        admin_token: pki.admin_token.clone().into(),
+    };
+    let app = router(state);
+    let (stop, mut stopped) = watch::channel(false);
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let task = tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = stopped.changed() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+            };
+            let acceptor = acceptor.clone();
+            let app = app.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let tls = match acceptor.accept(tcp).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                };
+                let identity = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|certs| certs.first())
+                    .and_then(|cert| identity_from_cert(cert.as_ref()));
+                let service = app.map_request(move |mut req: Request<hyper::body::Incoming>| {
+                    if let Some(id) = &identity {
+                        req.extensions_mut().insert(id.clone());
+                    }
+                    req
+                });
+                let service = hyper_util::service::TowerToHyperService::new(service);
+                if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                    .await
+                {
+                    debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+    });
+    info!(address = %local_addr, kubeconfig = %kubeconfig.display(), "serving the Kubernetes API");
+    Ok(RunningServer {
+        local_addr,
+        kubeconfig,
+        stop,
+        task,
+    })
+}
+
+fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, ServerError> {
+    let tls_err = |e: &dyn std::fmt::Display| ServerError::Tls(e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = rustls_pemfile::certs(&mut pki.server_cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_err(&e))?;
+    let key = rustls_pemfile::private_key(&mut pki.server_key.as_bytes())
+        .map_err(|e| tls_err(&e))?
+        .ok_or_else(|| ServerError::Tls("no private key in server.key".into()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in rustls_pemfile::certs(&mut pki.ca_cert.as_bytes()) {
+        roots.add(ca.map_err(|e| tls_err(&e))?).map_err(|e| tls_err(&e))?;
+    }
+    // Client certificates are optional (bearer tokens and health checks come without one),
+    // but one that is presented must chain to our CA.
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| tls_err(&e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| tls_err(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The user (CN) and groups (O) of a verified client certificate.
+fn identity_from_cert(der: &[u8]) -> Option<Identity> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let user = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_owned))
+        .collect();
+    Some(Identity { user, groups })
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(ok))
+        .route("/livez", get(ok))
+        .route("/readyz", get(ok))
+        .route("/version", get(version))
+        .route("/api", get(|headers: HeaderMap| async move { discovery::core(&headers) }))
+        .route("/apis", get(|headers: HeaderMap| async move { discovery::groups(&headers) }))
+        .route("/openapi/v3", get(|| async { api::json_response(StatusCode::OK, &openapi::index()) }))
+        .fallback(dispatch)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn ok() -> &'static str {
+    "ok"
+}
+
+async fn version() -> Response {
+    let body = json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": "v1.33.0-dao",
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": "linux/amd64",
+    });
+    api::json_response(StatusCode::OK, &body)
+}
+
+/// Everything but health and version needs an identity: a verified client certificate or
+/// the admin bearer token.
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if matches!(path, "/healthz" | "/livez" | "/readyz" | "/version") {
+        return next.run(req).await;
+    }
+    if req.extensions().get::<Identity>().is_none() {
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match token {
+            Some(t) if constant_time_eq(t.as_bytes(), state.admin_token.as_bytes()) => {
+                req.extensions_mut().insert(Identity {
+                    user: "kubernetes-admin".into(),
+                    groups: vec!["system:masters".into()],
+                });
+            }
+            _ => return ApiError::unauthorized().into_response(),
+        }
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // Group and group-version discovery documents.
+    if parts.method == axum::http::Method::GET {
+        let openapi_doc = match segs.as_slice() {
+            ["openapi", "v3", "api", v] => openapi::group_version("", v),
+            ["openapi", "v3", "apis", g, v] => openapi::group_version(g, v),
+            _ => None,
+        };
+        if let Some(doc) = openapi_doc {
+            return api::json_response(StatusCode::OK, &doc);
+        }
+        let doc = match segs.as_slice() {
+            ["api", v] => discovery::resources("", v),
+            ["apis", g] => discovery::group(g),
+            ["apis", g, v] => discovery::resources(g, v),
+            _ => None,
+        };
+        if let Some(doc) = doc {
+            return doc;
+        }
+    }
+    let body = match axum::body::to_bytes(Body::new(body), api::MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => return ApiError::too_large().into_response(),
+    };
+    let query = api::Query::parse(parts.uri.query());
+    let started = std::time::Instant::now();
+    let method = parts.method.clone();
+    let result = api::handle(state.api.clone(), parts.method, &path, query, &parts.headers, body).await;
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    debug!(%method, path, code = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
+    response
+}

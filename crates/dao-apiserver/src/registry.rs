@@ -1,0 +1,169 @@
+//! The table of built-in resources: one row per resource, read by discovery, routing and the
+//! generic handlers. Adding a built-in kind means adding a row, not a handler.
+
+/// One resource of one group-version.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    /// "" for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// Subresources served: "status", "scale".
+    pub subresources: &'static [&'static str],
+}
+
+impl Resource {
+    /// `apiVersion` as written in objects: "v1" or "apps/v1".
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The name upstream uses in messages: "configmaps" or "deployments.apps".
+    pub fn qualified_plural(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_owned()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// Storage key prefix for this resource, shared by all its versions.
+    pub fn key_prefix(&self) -> String {
+        if self.group.is_empty() {
+            format!("/registry/{}/", self.plural)
+        } else {
+            format!("/registry/{}/{}/", self.group, self.plural)
+        }
+    }
+
+    /// The storage key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("{}{ns}/{name}", self.key_prefix()),
+            _ => format!("{}{name}", self.key_prefix()),
+        }
+    }
+}
+
+pub const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+macro_rules! r {
+    ($group:expr, $version:expr, $kind:expr, $plural:expr, $singular:expr, $ns:expr, [$($short:expr),*], [$($cat:expr),*], [$($sub:expr),*]) => {
+        Resource {
+            group: $group,
+            version: $version,
+            kind: $kind,
+            plural: $plural,
+            singular: $singular,
+            namespaced: $ns,
+            short_names: &[$($short),*],
+            categories: &[$($cat),*],
+            subresources: &[$($sub),*],
+        }
+    };
+}
+
+/// Every built-in resource Dao serves.
+pub static RESOURCES: &[Resource] = &[
+    r!("", "v1", "ConfigMap", "configmaps", "configmap", true, ["cm"], [], []),
+    r!("", "v1", "Endpoints", "endpoints", "endpoints", true, ["ep"], [], []),
+    r!("", "v1", "Event", "events", "event", true, ["ev"], [], []),
+    r!("", "v1", "LimitRange", "limitranges", "limitrange", true, ["limits"], [], []),
+    r!("", "v1", "Namespace", "namespaces", "namespace", false, ["ns"], [], ["status"]),
+    r!("", "v1", "Node", "nodes", "node", false, ["no"], [], ["status"]),
+    r!("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true, ["pvc"], [], ["status"]),
+    r!("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false, ["pv"], [], ["status"]),
+    r!("", "v1", "Pod", "pods", "pod", true, ["po"], ["all"], ["status"]),
+    r!("", "v1", "PodTemplate", "podtemplates", "podtemplate", true, [], [], []),
+    r!("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", true, ["rc"], ["all"], ["status", "scale"]),
+    r!("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", true, ["quota"], [], ["status"]),
+    r!("", "v1", "Secret", "secrets", "secret", true, [], [], []),
+    r!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, ["sa"], [], []),
+    r!("", "v1", "Service", "services", "service", true, ["svc"], ["all"], ["status"]),
+    r!("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true, [], [], []),
+    r!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, ["ds"], ["all"], ["status"]),
+    r!("apps", "v1", "Deployment", "deployments", "deployment", true, ["deploy"], ["all"], ["status", "scale"]),
+    r!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, ["rs"], ["all"], ["status", "scale"]),
+    r!("apps", "v1", "StatefulSet", "statefulsets", "statefulset", true, ["sts"], ["all"], ["status", "scale"]),
+    r!("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true, ["hpa"], ["all"], ["status"]),
+    r!("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true, ["hpa"], ["all"], ["status"]),
+    r!("batch", "v1", "CronJob", "cronjobs", "cronjob", true, ["cj"], ["all"], ["status"]),
+    r!("batch", "v1", "Job", "jobs", "job", true, [], ["all"], ["status"]),
+    r!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, [], [], []),
+    r!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, [], [], []),
+    r!("events.k8s.io", "v1", "Event", "events", "event", true, ["ev"], [], []),
+    r!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false, [], [], []),
+    r!("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true, ["ing"], [], ["status"]),
+    r!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true, ["netpol"], [], []),
+    r!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, ["pdb"], [], ["status"]),
+    r!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, [], [], []),
+    r!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false, [], [], []),
+    r!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true, [], [], []),
+    r!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true, [], [], []),
+    r!("storage.k8s.io", "v1", "CSIDriver", "csidrivers", "csidriver", false, [], [], []),
+    r!("storage.k8s.io", "v1", "CSINode", "csinodes", "csinode", false, [], [], []),
+    r!("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false, ["sc"], [], []),
+    r!("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", "volumeattachment", false, [], [], ["status"]),
+];
+
+/// The resource served at `group`/`version` under `plural`.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// Group-versions in upstream's discovery order (preferred version first within a group).
+pub fn group_versions() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for r in RESOURCES {
+        match out.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, versions)) => {
+                if !versions.contains(&r.version) {
+                    versions.push(r.version);
+                }
+            }
+            None => out.push((r.group, vec![r.version])),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_and_keys() {
+        let cm = find("", "v1", "configmaps").unwrap();
+        assert_eq!(cm.api_version(), "v1");
+        assert_eq!(cm.key(Some("default"), "a"), "/registry/configmaps/default/a");
+        let deploy = find("apps", "v1", "deployments").unwrap();
+        assert_eq!(deploy.qualified_plural(), "deployments.apps");
+        assert_eq!(deploy.key(Some("ns"), "web"), "/registry/apps/deployments/ns/web");
+        let ns = find("", "v1", "namespaces").unwrap();
+        assert_eq!(ns.key(Some("ignored"), "x"), "/registry/namespaces/x");
+        assert!(find("apps", "v1", "pods").is_none());
+        let gvs = group_versions();
+        assert_eq!(gvs[0], ("", vec!["v1"]));
+        assert!(gvs.contains(&("autoscaling", vec!["v2", "v1"])));
+    }
+}
