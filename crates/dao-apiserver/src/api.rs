@@ -9,7 +9,9 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use dao_store::{EventKind, Expect, KeyValue, Outcome, RangeRequest, Store, WatchMessage, WatchRequest};
+use dao_store::{
+    EventKind, Expect, KeyValue, Outcome, RangeRequest, Store, WatchMessage, WatchRequest,
+};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -58,13 +60,14 @@ pub fn parse_path(path: &str) -> ApiResult<Option<Target>> {
     };
     // `namespaces/{ns}/{plural}...` names namespaced objects unless the third segment is a
     // subresource of the namespace itself.
-    if rest[0] == "namespaces" && rest.len() >= 3 {
-        if let Some(res) = registry::find(group, version, rest[2]).filter(|r| r.namespaced) {
-            if rest.len() > 5 {
-                return Err(not_found_path());
-            }
-            return Ok(Some(target(res, Some(rest[1]), rest.get(3), rest.get(4))));
+    if rest[0] == "namespaces"
+        && rest.len() >= 3
+        && let Some(res) = registry::find(group, version, rest[2]).filter(|r| r.namespaced)
+    {
+        if rest.len() > 5 {
+            return Err(not_found_path());
         }
+        return Ok(Some(target(res, Some(rest[1]), rest.get(3), rest.get(4))));
     }
     let res = lookup(rest[0])?;
     if rest.len() > 3 {
@@ -96,7 +99,10 @@ impl Query {
         Query(map)
     }
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
     pub fn flag(&self, key: &str) -> bool {
         matches!(self.get(key), Some("true") | Some("1"))
@@ -136,11 +142,20 @@ fn wants_table(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.split(',').next().is_some_and(|first| first.contains("as=Table")))
+        .is_some_and(|a| {
+            a.split(',')
+                .next()
+                .is_some_and(|first| first.contains("as=Table"))
+        })
 }
 
 pub fn json_response(code: StatusCode, value: &Value) -> Response {
-    (code, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
 }
 
 /// Decode a stored value and stamp its resourceVersion.
@@ -175,13 +190,22 @@ pub async fn handle(
     if target.subresource.as_deref() == Some("scale") {
         return scale(&state, &target, &method, headers, &body).await;
     }
-    match (&method, target.name.as_deref(), target.subresource.as_deref()) {
-        (&Method::GET, None, None) if query.flag("watch") => watch(state, &target, &query, table).await,
+    match (
+        &method,
+        target.name.as_deref(),
+        target.subresource.as_deref(),
+    ) {
+        (&Method::GET, None, None) if query.flag("watch") => {
+            watch(state, &target, &query, table).await
+        }
         (&Method::GET, None, None) => list(&state, &target, &query, table).await,
         (&Method::GET, Some(name), None | Some("status")) => {
             let obj = get(&state, &target, name).await?;
             if table {
-                Ok(json_response(StatusCode::OK, &table::for_objects(target.res, &[obj], None, true)))
+                Ok(json_response(
+                    StatusCode::OK,
+                    &table::for_objects(target.res, &[obj], None, true),
+                ))
             } else {
                 Ok(json_response(StatusCode::OK, &obj))
             }
@@ -192,12 +216,14 @@ pub async fn handle(
             let updated = update(&state, &target, name, sub, obj).await?;
             Ok(json_response(StatusCode::OK, &updated))
         }
-        (&Method::PATCH, Some(name), sub) => patch(&state, &target, name, sub, headers, &body).await,
+        (&Method::PATCH, Some(name), sub) => {
+            patch(&state, &target, name, sub, headers, &body).await
+        }
         (&Method::DELETE, Some(name), None) => delete(&state, &target, name, &body).await,
         (&Method::DELETE, None, None) => delete_collection(&state, &target, &query).await,
-        _ => Err(ApiError::method_not_allowed(format!(
-            "the server does not allow this method on the requested resource"
-        ))),
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource".to_string(),
+        )),
     }
 }
 
@@ -208,14 +234,21 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
         .unwrap_or("application/json");
     let media = ct.split(';').next().unwrap_or("").trim();
     let value: Value = match media {
-        "application/json" | "" => serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("json: cannot unmarshal request body: {e}")))?,
+        "application/json" | "" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("json: cannot unmarshal request body: {e}"))
+        })?,
         "application/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("yaml: unmarshal errors: {e}")))?,
-        _ => return Err(ApiError::unsupported_media_type("application/json, application/yaml")),
+        _ => {
+            return Err(ApiError::unsupported_media_type(
+                "application/json, application/yaml",
+            ));
+        }
     };
     if !value.is_object() {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
     }
     Ok(value)
 }
@@ -263,7 +296,11 @@ fn encode_continue(rv: i64, start: &str) -> String {
 
 fn decode_continue(token: &str) -> ApiResult<(i64, String)> {
     use base64::Engine;
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token.trim_end_matches('='))
         .map_err(|_| bad())?;
@@ -344,14 +381,22 @@ async fn list(state: &ApiState, target: &Target, query: &Query, table: bool) -> 
 /// Check names as upstream does: DNS-1123 subdomains, labels for namespaces.
 fn validate_name(res: &Resource, name: &str) -> Vec<Cause> {
     let label = res.plural == "namespaces";
-    let ok = if label { is_dns1123_label(name) } else { is_dns1123_subdomain(name) };
+    let ok = if label {
+        is_dns1123_label(name)
+    } else {
+        is_dns1123_subdomain(name)
+    };
     if ok {
         return vec![];
     }
     let message = if label {
-        format!("Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+        format!(
+            "Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+        )
     } else {
-        format!("Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+        format!(
+            "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        )
     };
     vec![Cause {
         reason: "FieldValueInvalid",
@@ -363,7 +408,8 @@ fn validate_name(res: &Resource, name: &str) -> Vec<Cause> {
 pub fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -380,15 +426,27 @@ fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Kinds whose metadata.generation upstream tracks.
 fn tracks_generation(res: &Resource) -> bool {
     !matches!(
         res.plural,
-        "pods" | "services" | "namespaces" | "nodes" | "persistentvolumes" | "persistentvolumeclaims"
-            | "configmaps" | "secrets" | "events" | "endpoints" | "serviceaccounts" | "leases"
+        "pods"
+            | "services"
+            | "namespaces"
+            | "nodes"
+            | "persistentvolumes"
+            | "persistentvolumeclaims"
+            | "configmaps"
+            | "secrets"
+            | "events"
+            | "endpoints"
+            | "serviceaccounts"
+            | "leases"
             | "endpointslices"
     )
 }
@@ -403,7 +461,9 @@ async fn namespace_must_exist(state: &ApiState, ns: &str) -> ApiResult<()> {
                 return Err(ApiError {
                     code: 403,
                     reason: "Forbidden",
-                    message: format!("unable to create new content in namespace {ns} because it is being terminated"),
+                    message: format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ),
                     details: None,
                 });
             }
@@ -417,18 +477,24 @@ fn check_identity(target: &Target, obj: &Value) -> ApiResult<()> {
     let res = target.res;
     let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
-    if (!api_version.is_empty() && api_version != res.api_version()) || (!kind.is_empty() && kind != res.kind) {
+    if (!api_version.is_empty() && api_version != res.api_version())
+        || (!kind.is_empty() && kind != res.kind)
+    {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({api_version}) does not match the expected API version ({})",
             res.api_version()
         )));
     }
-    if let (Some(ns), Some(body_ns)) = (&target.namespace, obj.pointer("/metadata/namespace").and_then(Value::as_str)) {
-        if res.namespaced && !body_ns.is_empty() && body_ns != ns {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
+    if let (Some(ns), Some(body_ns)) = (
+        &target.namespace,
+        obj.pointer("/metadata/namespace").and_then(Value::as_str),
+    ) && res.namespaced
+        && !body_ns.is_empty()
+        && body_ns != ns
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
     }
     Ok(())
 }
@@ -438,15 +504,23 @@ async fn create(state: &ApiState, target: &Target, headers: &HeaderMap, body: &[
     let mut obj = parse_body(headers, body)?;
     check_identity(target, &obj)?;
     if res.namespaced && target.namespace.is_none() {
-        return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
     }
     obj["apiVersion"] = json!(res.api_version());
     obj["kind"] = json!(res.kind);
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
     }
-    let meta = obj["metadata"].as_object_mut().expect("metadata is an object");
-    let mut name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+    let meta = obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object");
+    let mut name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     if name.is_empty() {
         match meta.get("generateName").and_then(Value::as_str) {
             Some(g) if !g.is_empty() => name = format!("{g}{}", random_suffix()),
@@ -469,7 +543,10 @@ async fn create(state: &ApiState, target: &Target, headers: &HeaderMap, body: &[
     }
     meta.insert("name".into(), json!(name));
     if res.namespaced {
-        meta.insert("namespace".into(), json!(target.namespace.clone().unwrap_or_default()));
+        meta.insert(
+            "namespace".into(),
+            json!(target.namespace.clone().unwrap_or_default()),
+        );
     } else {
         meta.remove("namespace");
     }
@@ -487,10 +564,10 @@ async fn create(state: &ApiState, target: &Target, headers: &HeaderMap, body: &[
     if res.plural == "secrets" {
         fold_string_data(&mut obj);
     }
-    if let Some(ns) = &target.namespace {
-        if res.namespaced {
-            namespace_must_exist(state, ns).await?;
-        }
+    if let Some(ns) = &target.namespace
+        && res.namespaced
+    {
+        namespace_must_exist(state, ns).await?;
     }
     let key = res.key(target.namespace.as_deref(), &name);
     match state.store.put(&key, encode(&obj), Expect::Absent).await? {
@@ -505,8 +582,12 @@ async fn create(state: &ApiState, target: &Target, headers: &HeaderMap, body: &[
 /// Secrets: `stringData` is write-only sugar folded into base64 `data`.
 fn fold_string_data(obj: &mut Value) {
     use base64::Engine;
-    let Some(string_data) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else { return };
-    let Some(map) = string_data.as_object() else { return };
+    let Some(string_data) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else {
+        return;
+    };
+    let Some(map) = string_data.as_object() else {
+        return;
+    };
     if !obj.get("data").is_some_and(Value::is_object) {
         obj["data"] = json!({});
     }
@@ -518,7 +599,13 @@ fn fold_string_data(obj: &mut Value) {
 
 /// Replace an object (PUT, and the last step of PATCH). `sub` is "status" for the status
 /// subresource.
-async fn update(state: &ApiState, target: &Target, name: &str, sub: Option<&str>, mut obj: Value) -> ApiResult<Value> {
+async fn update(
+    state: &ApiState,
+    target: &Target,
+    name: &str,
+    sub: Option<&str>,
+    mut obj: Value,
+) -> ApiResult<Value> {
     let res = target.res;
     match sub {
         None => {}
@@ -526,7 +613,10 @@ async fn update(state: &ApiState, target: &Target, name: &str, sub: Option<&str>
         Some(_) => return Err(not_found_path()),
     }
     check_identity(target, &obj)?;
-    let body_name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let body_name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if body_name != name {
         return Err(ApiError::bad_request(format!(
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
@@ -538,11 +628,14 @@ async fn update(state: &ApiState, target: &Target, name: &str, sub: Option<&str>
         return Err(ApiError::not_found(res, name));
     };
     let old = decode(&current)?;
-    let expect = match obj.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+    let expect = match obj
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
         Some(rv) if !rv.is_empty() => {
-            let rv: i64 = rv.parse().map_err(|_| {
-                ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))
-            })?;
+            let rv: i64 = rv
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?;
             if rv != current.mod_revision {
                 return Err(ApiError::conflict(res, name));
             }
@@ -569,7 +662,13 @@ async fn update(state: &ApiState, target: &Target, name: &str, sub: Option<&str>
         }
     }
     // Immutable metadata carried over.
-    for field in ["uid", "creationTimestamp", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "namespace",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         match old["metadata"].get(field) {
             Some(v) => obj["metadata"][field] = v.clone(),
             None => {
@@ -583,7 +682,10 @@ async fn update(state: &ApiState, target: &Target, name: &str, sub: Option<&str>
         fold_string_data(&mut obj);
     }
     if tracks_generation(res) {
-        let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+        let generation = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
         let changed = obj.get("spec") != old.get("spec");
         obj["metadata"]["generation"] = json!(if changed { generation + 1 } else { generation });
     }
@@ -617,7 +719,14 @@ async fn update(state: &ApiState, target: &Target, name: &str, sub: Option<&str>
     }
 }
 
-async fn patch(state: &ApiState, target: &Target, name: &str, sub: Option<&str>, headers: &HeaderMap, body: &[u8]) -> ApiResult {
+async fn patch(
+    state: &ApiState,
+    target: &Target,
+    name: &str,
+    sub: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -640,7 +749,9 @@ async fn patch(state: &ApiState, target: &Target, name: &str, sub: Option<&str>,
                 json_patch::patch(&mut doc, &p).map_err(|e| ApiError {
                     code: 422,
                     reason: "Invalid",
-                    message: format!("the server rejected our request due to an error in our request: {e}"),
+                    message: format!(
+                        "the server rejected our request due to an error in our request: {e}"
+                    ),
                     details: None,
                 })?;
             }
@@ -698,8 +809,17 @@ fn scale_of(obj: &Value) -> Value {
 }
 
 /// GET, PUT and PATCH of the scale subresource: reads and writes `spec.replicas`.
-async fn scale(state: &ApiState, target: &Target, method: &Method, headers: &HeaderMap, body: &[u8]) -> ApiResult {
-    let (Some(name), true) = (target.name.as_deref(), target.res.subresources.contains(&"scale")) else {
+async fn scale(
+    state: &ApiState,
+    target: &Target,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult {
+    let (Some(name), true) = (
+        target.name.as_deref(),
+        target.res.subresources.contains(&"scale"),
+    ) else {
         return Err(not_found_path());
     };
     let main = Target {
@@ -718,21 +838,35 @@ async fn scale(state: &ApiState, target: &Target, method: &Method, headers: &Hea
                 let patch: Value = serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
                 let mut doc = current.clone();
-                match headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("") {
+                match headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                {
                     ct if ct.starts_with("application/json-patch+json") => {
-                        let p: json_patch::Patch = serde_json::from_value(patch)
-                            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                        let p: json_patch::Patch = serde_json::from_value(patch).map_err(|e| {
+                            ApiError::bad_request(format!("error decoding patch: {e}"))
+                        })?;
                         json_patch::patch(&mut doc, &p)
                             .map_err(|e| ApiError::bad_request(format!("json patch: {e}")))?;
                     }
-                    ct if ct.starts_with("application/strategic-merge-patch+json") => crate::smp::apply(&mut doc, &patch),
+                    ct if ct.starts_with("application/strategic-merge-patch+json") => {
+                        crate::smp::apply(&mut doc, &patch)
+                    }
                     _ => json_patch::merge(&mut doc, &patch),
                 }
                 doc
             }
-            _ => return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+            _ => {
+                return Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                ));
+            }
         };
-        let replicas = wanted.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+        let replicas = wanted
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         if replicas < 0 {
             return Err(ApiError::invalid(
                 target.res,
@@ -740,16 +874,20 @@ async fn scale(state: &ApiState, target: &Target, method: &Method, headers: &Hea
                 vec![Cause {
                     reason: "FieldValueInvalid",
                     field: "spec.replicas".into(),
-                    message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                    message: format!(
+                        "Invalid value: {replicas}: must be greater than or equal to 0"
+                    ),
                 }],
             ));
         }
         let mut updated = obj.clone();
         updated["spec"]["replicas"] = json!(replicas);
-        if let Some(rv) = wanted.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
-            if *method == Method::PUT {
-                updated["metadata"]["resourceVersion"] = json!(rv);
-            }
+        if let Some(rv) = wanted
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            && *method == Method::PUT
+        {
+            updated["metadata"]["resourceVersion"] = json!(rv);
         }
         match update(state, &main, name, None, updated).await {
             Ok(saved) => return Ok(json_response(StatusCode::OK, &scale_of(&saved))),
@@ -765,7 +903,8 @@ async fn delete(state: &ApiState, target: &Target, name: &str, body: &[u8]) -> A
     let options: Value = if body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
     };
     let key = res.key(target.namespace.as_deref(), name);
     loop {
@@ -774,15 +913,19 @@ async fn delete(state: &ApiState, target: &Target, name: &str, body: &[u8]) -> A
             return Err(ApiError::not_found(res, name));
         };
         let mut obj = decode(&current)?;
-        if let Some(rv) = options.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
-            if rv != current.mod_revision.to_string() {
-                return Err(ApiError::conflict(res, name));
-            }
+        if let Some(rv) = options
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            && rv != current.mod_revision.to_string()
+        {
+            return Err(ApiError::conflict(res, name));
         }
-        if let Some(uid) = options.pointer("/preconditions/uid").and_then(Value::as_str) {
-            if Some(uid) != obj.pointer("/metadata/uid").and_then(Value::as_str) {
-                return Err(ApiError::conflict(res, name));
-            }
+        if let Some(uid) = options
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            && Some(uid) != obj.pointer("/metadata/uid").and_then(Value::as_str)
+        {
+            return Err(ApiError::conflict(res, name));
         }
         let has_finalizers = obj
             .pointer("/metadata/finalizers")
@@ -796,7 +939,15 @@ async fn delete(state: &ApiState, target: &Target, name: &str, body: &[u8]) -> A
                 if res.plural == "namespaces" {
                     obj["status"]["phase"] = json!("Terminating");
                 }
-                match state.store.put(&key, encode(&obj), Expect::ModRevision(current.mod_revision)).await? {
+                match state
+                    .store
+                    .put(
+                        &key,
+                        encode(&obj),
+                        Expect::ModRevision(current.mod_revision),
+                    )
+                    .await?
+                {
                     Outcome::Applied { revision, .. } => {
                         obj["metadata"]["resourceVersion"] = json!(revision.to_string());
                     }
@@ -808,7 +959,11 @@ async fn delete(state: &ApiState, target: &Target, name: &str, body: &[u8]) -> A
             }
             return Ok(json_response(StatusCode::OK, &obj));
         }
-        match state.store.delete(&key, Expect::ModRevision(current.mod_revision)).await? {
+        match state
+            .store
+            .delete(&key, Expect::ModRevision(current.mod_revision))
+            .await?
+        {
             Outcome::Applied { .. } => return Ok(json_response(StatusCode::OK, &obj)),
             Outcome::Rejected { .. } => continue,
         }
@@ -817,17 +972,27 @@ async fn delete(state: &ApiState, target: &Target, name: &str, body: &[u8]) -> A
 
 async fn delete_collection(state: &ApiState, target: &Target, query: &Query) -> ApiResult {
     let selectors = Selectors::from_query(query)?;
-    let page = state.store.range(RangeRequest::prefix(collection_prefix(target))).await?;
+    let page = state
+        .store
+        .range(RangeRequest::prefix(collection_prefix(target)))
+        .await?;
     let mut deleted = Vec::new();
     for kv in &page.kvs {
         let obj = decode(kv)?;
         if !selectors.matches(&obj) {
             continue;
         }
-        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_owned();
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let t = Target {
             res: target.res,
-            namespace: obj.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_owned),
+            namespace: obj
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             name: Some(name.clone()),
             subresource: None,
         };
@@ -863,7 +1028,10 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool
     let rv = query.get("resourceVersion").unwrap_or("");
     let mut initial = Vec::new();
     let after: i64 = if rv.is_empty() || rv == "0" || send_initial {
-        let page = state.store.range(RangeRequest::prefix(prefix.clone())).await?;
+        let page = state
+            .store
+            .range(RangeRequest::prefix(prefix.clone()))
+            .await?;
         for kv in &page.kvs {
             let obj = decode(kv)?;
             if selectors.matches(&obj) {
@@ -872,7 +1040,8 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool
         }
         page.revision
     } else {
-        rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?
+        rv.parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?
     };
     let mut stream = state
         .store
@@ -967,14 +1136,32 @@ mod tests {
 
     #[test]
     fn paths() {
-        let t = parse_path("/api/v1/namespaces/default/configmaps/x").unwrap().unwrap();
-        assert_eq!((t.res.plural, t.namespace.as_deref(), t.name.as_deref()), ("configmaps", Some("default"), Some("x")));
+        let t = parse_path("/api/v1/namespaces/default/configmaps/x")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (t.res.plural, t.namespace.as_deref(), t.name.as_deref()),
+            ("configmaps", Some("default"), Some("x"))
+        );
         let t = parse_path("/api/v1/namespaces/default").unwrap().unwrap();
-        assert_eq!((t.res.plural, t.namespace, t.name.as_deref()), ("namespaces", None, Some("default")));
-        let t = parse_path("/api/v1/namespaces/default/status").unwrap().unwrap();
-        assert_eq!((t.res.plural, t.subresource.as_deref()), ("namespaces", Some("status")));
-        let t = parse_path("/apis/apps/v1/namespaces/ns/deployments/web/scale").unwrap().unwrap();
-        assert_eq!((t.res.plural, t.subresource.as_deref()), ("deployments", Some("scale")));
+        assert_eq!(
+            (t.res.plural, t.namespace, t.name.as_deref()),
+            ("namespaces", None, Some("default"))
+        );
+        let t = parse_path("/api/v1/namespaces/default/status")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (t.res.plural, t.subresource.as_deref()),
+            ("namespaces", Some("status"))
+        );
+        let t = parse_path("/apis/apps/v1/namespaces/ns/deployments/web/scale")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (t.res.plural, t.subresource.as_deref()),
+            ("deployments", Some("scale"))
+        );
         let t = parse_path("/api/v1/pods").unwrap().unwrap();
         assert_eq!((t.res.plural, t.namespace), ("pods", None));
         assert!(parse_path("/api/v1").unwrap().is_none());
@@ -999,7 +1186,9 @@ mod tests {
 
     #[test]
     fn query_decoding() {
-        let q = Query::parse(Some("labelSelector=app%3Dweb%2Ctier+in+%28a%29&watch=true&limit="));
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dweb%2Ctier+in+%28a%29&watch=true&limit=",
+        ));
         assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
         assert!(q.flag("watch"));
         assert_eq!(q.get("limit"), None);

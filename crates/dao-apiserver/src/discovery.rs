@@ -18,13 +18,21 @@ fn wants_aggregated(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| {
             a.split(',').any(|t| {
-                t.contains("g=apidiscovery.k8s.io") && t.contains("v=v2") && !t.contains("v=v2beta1") && t.contains("as=APIGroupDiscoveryList")
+                t.contains("g=apidiscovery.k8s.io")
+                    && t.contains("v=v2")
+                    && !t.contains("v=v2beta1")
+                    && t.contains("as=APIGroupDiscoveryList")
             })
         })
 }
 
 fn respond(content_type: &'static str, body: Value) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, content_type)],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn sub_kind(r: &Resource, sub: &str) -> Value {
@@ -100,24 +108,38 @@ pub fn core(headers: &HeaderMap) -> Response {
 
 /// `GET /apis`
 pub fn groups(headers: &HeaderMap) -> Response {
-    let gvs: Vec<_> = registry::group_versions().into_iter().filter(|(g, _)| !g.is_empty()).collect();
+    let gvs: Vec<_> = registry::group_versions()
+        .into_iter()
+        .filter(|(g, _)| !g.is_empty())
+        .collect();
     if wants_aggregated(headers) {
         return aggregated_list(gvs.iter().map(|(g, vs)| aggregated_group(g, vs)).collect());
     }
     let groups: Vec<Value> = gvs
         .iter()
         .map(|(g, vs)| {
-            let versions: Vec<Value> = vs.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+            let versions: Vec<Value> = vs
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                .collect();
             json!({"name": g, "versions": versions, "preferredVersion": versions[0]})
         })
         .collect();
-    respond("application/json", json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+    respond(
+        "application/json",
+        json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+    )
 }
 
 /// `GET /apis/{group}`: the group's versions, or None if there is no such group.
 pub fn group(name: &str) -> Option<Response> {
-    let (g, vs) = registry::group_versions().into_iter().find(|(g, _)| *g == name && !g.is_empty())?;
-    let versions: Vec<Value> = vs.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+    let (g, vs) = registry::group_versions()
+        .into_iter()
+        .find(|(g, _)| *g == name && !g.is_empty())?;
+    let versions: Vec<Value> = vs
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+        .collect();
     Some(respond(
         "application/json",
         json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": versions, "preferredVersion": versions[0]}),
@@ -127,7 +149,10 @@ pub fn group(name: &str) -> Option<Response> {
 /// `GET /api/v1` or `/apis/{group}/{version}`: None if there is no such group-version.
 pub fn resources(group: &str, version: &str) -> Option<Response> {
     let mut list = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut v = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -142,7 +167,11 @@ pub fn resources(group: &str, version: &str) -> Option<Response> {
             v["categories"] = json!(r.categories);
         }
         list.push(v);
-        for s in r.subresources.iter().filter(|s| SERVED_SUBRESOURCES.contains(s)) {
+        for s in r
+            .subresources
+            .iter()
+            .filter(|s| SERVED_SUBRESOURCES.contains(s))
+        {
             let mut entry = json!({"name": format!("{}/{s}", r.plural), "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]});
             if *s == "scale" {
                 entry["group"] = json!("autoscaling");
@@ -155,7 +184,11 @@ pub fn resources(group: &str, version: &str) -> Option<Response> {
     if list.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    let gv = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
     Some(respond(
         "application/json",
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}),

@@ -197,14 +197,19 @@ fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, ServerError> {
         .ok_or_else(|| ServerError::Tls("no private key in server.key".into()))?;
     let mut roots = rustls::RootCertStore::empty();
     for ca in rustls_pemfile::certs(&mut pki.ca_cert.as_bytes()) {
-        roots.add(ca.map_err(|e| tls_err(&e))?).map_err(|e| tls_err(&e))?;
+        roots
+            .add(ca.map_err(|e| tls_err(&e))?)
+            .map_err(|e| tls_err(&e))?;
     }
     // Client certificates are optional (bearer tokens and health checks come without one),
     // but one that is presented must chain to our CA.
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| tls_err(&e))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| tls_err(&e))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_err(&e))?
@@ -233,9 +238,18 @@ fn router(state: AppState) -> Router {
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
         .route("/version", get(version))
-        .route("/api", get(|headers: HeaderMap| async move { discovery::core(&headers) }))
-        .route("/apis", get(|headers: HeaderMap| async move { discovery::groups(&headers) }))
-        .route("/openapi/v3", get(|| async { api::json_response(StatusCode::OK, &openapi::index()) }))
+        .route(
+            "/api",
+            get(|headers: HeaderMap| async move { discovery::core(&headers) }),
+        )
+        .route(
+            "/apis",
+            get(|headers: HeaderMap| async move { discovery::groups(&headers) }),
+        )
+        .route(
+            "/openapi/v3",
+            get(|| async { api::json_response(StatusCode::OK, &openapi::index()) }),
+        )
         .fallback(dispatch)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(DefaultBodyLimit::disable())
@@ -323,7 +337,15 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let query = api::Query::parse(parts.uri.query());
     let started = std::time::Instant::now();
     let method = parts.method.clone();
-    let result = api::handle(state.api.clone(), parts.method, &path, query, &parts.headers, body).await;
+    let result = api::handle(
+        state.api.clone(),
+        parts.method,
+        &path,
+        query,
+        &parts.headers,
+        body,
+    )
+    .await;
     let response = result.unwrap_or_else(IntoResponse::into_response);
     debug!(%method, path, code = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
     response

@@ -42,7 +42,9 @@ pub fn spawn_finalize(store: Arc<dyn Store>, namespace: String) {
             match finalize_once(&*store, &namespace).await {
                 Ok(true) => return,
                 Ok(false) => {}
-                Err(e) => tracing::warn!(namespace, error = %e, "namespace cleanup failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(namespace, error = %e, "namespace cleanup failed; retrying")
+                }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -59,7 +61,9 @@ async fn finalize_once(store: &dyn Store, namespace: &str) -> dao_store::Result<
             continue;
         }
         for kv in store.range(RangeRequest::prefix(prefix)).await?.kvs {
-            let Ok(mut obj) = serde_json::from_slice::<Value>(&kv.value) else { continue };
+            let Ok(mut obj) = serde_json::from_slice::<Value>(&kv.value) else {
+                continue;
+            };
             let has_finalizers = obj
                 .pointer("/metadata/finalizers")
                 .and_then(Value::as_array)
@@ -70,11 +74,18 @@ async fn finalize_once(store: &dyn Store, namespace: &str) -> dao_store::Result<
                     obj["metadata"]["deletionTimestamp"] =
                         json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
                     store
-                        .put(&kv.key, obj.to_string().into(), Expect::ModRevision(kv.mod_revision))
+                        .put(
+                            &kv.key,
+                            obj.to_string().into(),
+                            Expect::ModRevision(kv.mod_revision),
+                        )
                         .await?;
                 }
-            } else if let Outcome::Rejected { current: Some(_), .. } =
-                store.delete(&kv.key, Expect::ModRevision(kv.mod_revision)).await?
+            } else if let Outcome::Rejected {
+                current: Some(_), ..
+            } = store
+                .delete(&kv.key, Expect::ModRevision(kv.mod_revision))
+                .await?
             {
                 remaining += 1;
             }

@@ -26,7 +26,10 @@ pub fn index() -> Value {
     for (group, versions) in registry::group_versions() {
         for version in versions {
             let p = gv_path(group, version);
-            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={HASH}")}));
+            paths.insert(
+                p.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={HASH}")}),
+            );
         }
     }
     json!({ "paths": paths })
@@ -78,9 +81,14 @@ pub fn group_version(group: &str, version: &str) -> Option<Value> {
             "patch": operation(r, "patch", &["dryRun", "fieldManager", "fieldValidation", "force", "pretty"]),
             "delete": operation(r, "delete", &["dryRun", "gracePeriodSeconds", "propagationPolicy"]),
         });
-        item["parameters"] = json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]);
+        item["parameters"] =
+            json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]);
         paths.insert(format!("{collection}/{{name}}"), item);
-        for sub in r.subresources.iter().filter(|s| matches!(**s, "status" | "scale")) {
+        for sub in r
+            .subresources
+            .iter()
+            .filter(|s| matches!(**s, "status" | "scale"))
+        {
             paths.insert(
                 format!("{collection}/{{name}}/{sub}"),
                 json!({

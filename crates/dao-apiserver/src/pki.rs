@@ -107,11 +107,15 @@ impl Pki {
             "kubernetes.default.svc".to_owned(),
         ])
         .map_err(err("server"))?;
-        server.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
+        server
+            .subject_alt_names
+            .push(SanType::IpAddress([127, 0, 0, 1].into()));
         server
             .subject_alt_names
             .push(SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()));
-        server.distinguished_name.push(DnType::CommonName, "dao-apiserver");
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "dao-apiserver");
         server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         server.not_after = rcgen::date_time_ymd(2036, 1, 1);
         let server_cert = server

@@ -83,45 +83,415 @@ macro_rules! r {
 
 /// Every built-in resource Dao serves.
 pub static RESOURCES: &[Resource] = &[
-    r!("", "v1", "ConfigMap", "configmaps", "configmap", true, ["cm"], [], []),
-    r!("", "v1", "Endpoints", "endpoints", "endpoints", true, ["ep"], [], []),
+    r!(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        true,
+        ["cm"],
+        [],
+        []
+    ),
+    r!(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        true,
+        ["ep"],
+        [],
+        []
+    ),
     r!("", "v1", "Event", "events", "event", true, ["ev"], [], []),
-    r!("", "v1", "LimitRange", "limitranges", "limitrange", true, ["limits"], [], []),
-    r!("", "v1", "Namespace", "namespaces", "namespace", false, ["ns"], [], ["status"]),
-    r!("", "v1", "Node", "nodes", "node", false, ["no"], [], ["status"]),
-    r!("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true, ["pvc"], [], ["status"]),
-    r!("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false, ["pv"], [], ["status"]),
-    r!("", "v1", "Pod", "pods", "pod", true, ["po"], ["all"], ["status"]),
-    r!("", "v1", "PodTemplate", "podtemplates", "podtemplate", true, [], [], []),
-    r!("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", true, ["rc"], ["all"], ["status", "scale"]),
-    r!("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", true, ["quota"], [], ["status"]),
+    r!(
+        "",
+        "v1",
+        "LimitRange",
+        "limitranges",
+        "limitrange",
+        true,
+        ["limits"],
+        [],
+        []
+    ),
+    r!(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        "namespace",
+        false,
+        ["ns"],
+        [],
+        ["status"]
+    ),
+    r!(
+        "",
+        "v1",
+        "Node",
+        "nodes",
+        "node",
+        false,
+        ["no"],
+        [],
+        ["status"]
+    ),
+    r!(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        true,
+        ["pvc"],
+        [],
+        ["status"]
+    ),
+    r!(
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        "persistentvolume",
+        false,
+        ["pv"],
+        [],
+        ["status"]
+    ),
+    r!(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        "pod",
+        true,
+        ["po"],
+        ["all"],
+        ["status"]
+    ),
+    r!(
+        "",
+        "v1",
+        "PodTemplate",
+        "podtemplates",
+        "podtemplate",
+        true,
+        [],
+        [],
+        []
+    ),
+    r!(
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        "replicationcontroller",
+        true,
+        ["rc"],
+        ["all"],
+        ["status", "scale"]
+    ),
+    r!(
+        "",
+        "v1",
+        "ResourceQuota",
+        "resourcequotas",
+        "resourcequota",
+        true,
+        ["quota"],
+        [],
+        ["status"]
+    ),
     r!("", "v1", "Secret", "secrets", "secret", true, [], [], []),
-    r!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, ["sa"], [], []),
-    r!("", "v1", "Service", "services", "service", true, ["svc"], ["all"], ["status"]),
-    r!("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true, [], [], []),
-    r!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, ["ds"], ["all"], ["status"]),
-    r!("apps", "v1", "Deployment", "deployments", "deployment", true, ["deploy"], ["all"], ["status", "scale"]),
-    r!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, ["rs"], ["all"], ["status", "scale"]),
-    r!("apps", "v1", "StatefulSet", "statefulsets", "statefulset", true, ["sts"], ["all"], ["status", "scale"]),
-    r!("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true, ["hpa"], ["all"], ["status"]),
-    r!("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true, ["hpa"], ["all"], ["status"]),
-    r!("batch", "v1", "CronJob", "cronjobs", "cronjob", true, ["cj"], ["all"], ["status"]),
-    r!("batch", "v1", "Job", "jobs", "job", true, [], ["all"], ["status"]),
-    r!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, [], [], []),
-    r!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, [], [], []),
-    r!("events.k8s.io", "v1", "Event", "events", "event", true, ["ev"], [], []),
-    r!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false, [], [], []),
-    r!("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true, ["ing"], [], ["status"]),
-    r!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true, ["netpol"], [], []),
-    r!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, ["pdb"], [], ["status"]),
-    r!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, [], [], []),
-    r!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false, [], [], []),
-    r!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true, [], [], []),
-    r!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true, [], [], []),
-    r!("storage.k8s.io", "v1", "CSIDriver", "csidrivers", "csidriver", false, [], [], []),
-    r!("storage.k8s.io", "v1", "CSINode", "csinodes", "csinode", false, [], [], []),
-    r!("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false, ["sc"], [], []),
-    r!("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", "volumeattachment", false, [], [], ["status"]),
+    r!(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        true,
+        ["sa"],
+        [],
+        []
+    ),
+    r!(
+        "",
+        "v1",
+        "Service",
+        "services",
+        "service",
+        true,
+        ["svc"],
+        ["all"],
+        ["status"]
+    ),
+    r!(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        true,
+        [],
+        [],
+        []
+    ),
+    r!(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        true,
+        ["ds"],
+        ["all"],
+        ["status"]
+    ),
+    r!(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        "deployment",
+        true,
+        ["deploy"],
+        ["all"],
+        ["status", "scale"]
+    ),
+    r!(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        true,
+        ["rs"],
+        ["all"],
+        ["status", "scale"]
+    ),
+    r!(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        true,
+        ["sts"],
+        ["all"],
+        ["status", "scale"]
+    ),
+    r!(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        true,
+        ["hpa"],
+        ["all"],
+        ["status"]
+    ),
+    r!(
+        "autoscaling",
+        "v1",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        true,
+        ["hpa"],
+        ["all"],
+        ["status"]
+    ),
+    r!(
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        "cronjob",
+        true,
+        ["cj"],
+        ["all"],
+        ["status"]
+    ),
+    r!(
+        "batch",
+        "v1",
+        "Job",
+        "jobs",
+        "job",
+        true,
+        [],
+        ["all"],
+        ["status"]
+    ),
+    r!(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        "lease",
+        true,
+        [],
+        [],
+        []
+    ),
+    r!(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+        [],
+        [],
+        []
+    ),
+    r!(
+        "events.k8s.io",
+        "v1",
+        "Event",
+        "events",
+        "event",
+        true,
+        ["ev"],
+        [],
+        []
+    ),
+    r!(
+        "networking.k8s.io",
+        "v1",
+        "IngressClass",
+        "ingressclasses",
+        "ingressclass",
+        false,
+        [],
+        [],
+        []
+    ),
+    r!(
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "ingresses",
+        "ingress",
+        true,
+        ["ing"],
+        [],
+        ["status"]
+    ),
+    r!(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        "networkpolicy",
+        true,
+        ["netpol"],
+        [],
+        []
+    ),
+    r!(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        true,
+        ["pdb"],
+        [],
+        ["status"]
+    ),
+    r!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        false,
+        [],
+        [],
+        []
+    ),
+    r!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        "clusterrole",
+        false,
+        [],
+        [],
+        []
+    ),
+    r!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        "rolebinding",
+        true,
+        [],
+        [],
+        []
+    ),
+    r!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        "role",
+        true,
+        [],
+        [],
+        []
+    ),
+    r!(
+        "storage.k8s.io",
+        "v1",
+        "CSIDriver",
+        "csidrivers",
+        "csidriver",
+        false,
+        [],
+        [],
+        []
+    ),
+    r!(
+        "storage.k8s.io",
+        "v1",
+        "CSINode",
+        "csinodes",
+        "csinode",
+        false,
+        [],
+        [],
+        []
+    ),
+    r!(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        "storageclass",
+        false,
+        ["sc"],
+        [],
+        []
+    ),
+    r!(
+        "storage.k8s.io",
+        "v1",
+        "VolumeAttachment",
+        "volumeattachments",
+        "volumeattachment",
+        false,
+        [],
+        [],
+        ["status"]
+    ),
 ];
 
 /// The resource served at `group`/`version` under `plural`.
@@ -155,10 +525,16 @@ mod tests {
     fn lookups_and_keys() {
         let cm = find("", "v1", "configmaps").unwrap();
         assert_eq!(cm.api_version(), "v1");
-        assert_eq!(cm.key(Some("default"), "a"), "/registry/configmaps/default/a");
+        assert_eq!(
+            cm.key(Some("default"), "a"),
+            "/registry/configmaps/default/a"
+        );
         let deploy = find("apps", "v1", "deployments").unwrap();
         assert_eq!(deploy.qualified_plural(), "deployments.apps");
-        assert_eq!(deploy.key(Some("ns"), "web"), "/registry/apps/deployments/ns/web");
+        assert_eq!(
+            deploy.key(Some("ns"), "web"),
+            "/registry/apps/deployments/ns/web"
+        );
         let ns = find("", "v1", "namespaces").unwrap();
         assert_eq!(ns.key(Some("ignored"), "x"), "/registry/namespaces/x");
         assert!(find("apps", "v1", "pods").is_none());

@@ -102,7 +102,9 @@ fn check_key(key: &str) -> Result<String, String> {
     if valid {
         Ok(key.to_owned())
     } else {
-        Err(format!("unable to parse requirement: invalid label key \"{key}\""))
+        Err(format!(
+            "unable to parse requirement: invalid label key \"{key}\""
+        ))
     }
 }
 
@@ -153,7 +155,9 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
                 op: Op::In(parse_set(set)?),
             });
         }
-        return Err(format!("unable to parse requirement: found '{rest}', expected: in, notin, =, ==, !=, gt, lt"));
+        return Err(format!(
+            "unable to parse requirement: found '{rest}', expected: in, notin, =, ==, !=, gt, lt"
+        ));
     }
     Ok(Requirement {
         key: check_key(part)?,
@@ -174,7 +178,9 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
                 (f, true, v)
             } else {
-                return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                ));
             };
             reqs.push((field.trim().to_owned(), equal, value.trim().to_owned()));
         }
@@ -211,7 +217,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -231,7 +240,11 @@ mod tests {
         check("app notin (web,db)", &[("app", "web")], false);
         check("app", &[("app", "x")], true);
         check("!app", &[("app", "x")], false);
-        check("app=web,tier in (fe),!canary", &[("app", "web"), ("tier", "fe")], true);
+        check(
+            "app=web,tier in (fe),!canary",
+            &[("app", "web"), ("tier", "fe")],
+            true,
+        );
         check("example.com/role=x", &[("example.com/role", "x")], true);
         assert!(LabelSelector::parse("app in web").is_err());
         assert!(LabelSelector::parse("a b c").is_err());
@@ -242,7 +255,11 @@ mod tests {
     fn field_selector_table() {
         let obj = serde_json::json!({"metadata": {"name": "a", "namespace": "ns"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
         let check = |sel: &str, expected: bool| {
-            assert_eq!(FieldSelector::parse(sel).unwrap().matches_object(&obj), expected, "{sel}");
+            assert_eq!(
+                FieldSelector::parse(sel).unwrap().matches_object(&obj),
+                expected,
+                "{sel}"
+            );
         };
         check("metadata.name=a", true);
         check("metadata.name!=a", false);

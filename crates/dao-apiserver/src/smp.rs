@@ -12,8 +12,14 @@ use serde_json::{Map, Value};
 /// The merge key of a list field, given the field name and a sample element.
 fn merge_key(field: &str, sample: &Map<String, Value>) -> Option<&'static str> {
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env"
-        | "imagePullSecrets" | "readinessGates" | "resourceClaims" => Some("name"),
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "readinessGates"
+        | "resourceClaims" => Some("name"),
         "volumeMounts" => Some("mountPath"),
         "volumeDevices" => Some("devicePath"),
         "hostAliases" => Some("ip"),
@@ -94,7 +100,12 @@ fn merge_list(target: &mut Value, items: &[Value], field: &str) {
         for item in items {
             let Some(p) = item.as_object() else { continue };
             if p.get("$patch").and_then(Value::as_str) == Some("replace") {
-                *target = Value::Array(items.iter().map(|i| i.as_object().map_or(i.clone(), without_directives)).collect());
+                *target = Value::Array(
+                    items
+                        .iter()
+                        .map(|i| i.as_object().map_or(i.clone(), without_directives))
+                        .collect(),
+                );
                 return;
             }
             let id = p.get(key);
@@ -138,7 +149,11 @@ mod tests {
     #[test]
     fn strategic_merge_table() {
         // Maps merge; null deletes.
-        check(json!({"a": 1, "b": {"c": 2, "d": 3}}), json!({"b": {"c": null, "e": 4}}), json!({"a": 1, "b": {"d": 3, "e": 4}}));
+        check(
+            json!({"a": 1, "b": {"c": 2, "d": 3}}),
+            json!({"b": {"c": null, "e": 4}}),
+            json!({"a": 1, "b": {"d": 3, "e": 4}}),
+        );
         // Containers merge by name: kubectl set image.
         check(
             json!({"containers": [{"name": "web", "image": "nginx:1", "ports": [{"containerPort": 80}]}, {"name": "side", "image": "x"}]}),
@@ -163,12 +178,28 @@ mod tests {
             json!({"ports": [{"port": 80, "targetPort": 8080}, {"port": 443}]}),
         );
         // Lists without a merge key are replaced.
-        check(json!({"args": ["a", "b"]}), json!({"args": ["c"]}), json!({"args": ["c"]}));
+        check(
+            json!({"args": ["a", "b"]}),
+            json!({"args": ["c"]}),
+            json!({"args": ["c"]}),
+        );
         // Finalizers merge as a set; $deleteFromPrimitiveList removes.
-        check(json!({"finalizers": ["a"]}), json!({"finalizers": ["b", "a"]}), json!({"finalizers": ["a", "b"]}));
-        check(json!({"finalizers": ["a", "b"]}), json!({"$deleteFromPrimitiveList/finalizers": ["a"]}), json!({"finalizers": ["b"]}));
+        check(
+            json!({"finalizers": ["a"]}),
+            json!({"finalizers": ["b", "a"]}),
+            json!({"finalizers": ["a", "b"]}),
+        );
+        check(
+            json!({"finalizers": ["a", "b"]}),
+            json!({"$deleteFromPrimitiveList/finalizers": ["a"]}),
+            json!({"finalizers": ["b"]}),
+        );
         // $patch: replace on a map; $setElementOrder is ignored.
-        check(json!({"m": {"a": 1}}), json!({"m": {"b": 2, "$patch": "replace"}}), json!({"m": {"b": 2}}));
+        check(
+            json!({"m": {"a": 1}}),
+            json!({"m": {"b": 2, "$patch": "replace"}}),
+            json!({"m": {"b": 2}}),
+        );
         check(
             json!({"containers": [{"name": "a"}]}),
             json!({"$setElementOrder/containers": [{"name": "a"}], "containers": [{"name": "a", "image": "i"}]}),

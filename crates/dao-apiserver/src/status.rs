@@ -93,7 +93,11 @@ impl ApiError {
         let message = if list.len() == 1 {
             format!("{} \"{name}\" is invalid: {}", resource.kind, list[0])
         } else {
-            format!("{} \"{name}\" is invalid: [{}]", resource.kind, list.join(", "))
+            format!(
+                "{} \"{name}\" is invalid: [{}]",
+                resource.kind,
+                list.join(", ")
+            )
         };
         let mut d = json!({
             "name": name,
@@ -132,7 +136,11 @@ impl ApiError {
     }
 
     pub fn too_large() -> Self {
-        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
     }
 
     /// 410 for a resourceVersion older than the compacted history.
@@ -141,7 +149,11 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {

@@ -12,7 +12,13 @@ struct Column {
     priority: u8,
 }
 
-const fn col(name: &'static str, kind: &'static str, format: &'static str, description: &'static str, priority: u8) -> Column {
+const fn col(
+    name: &'static str,
+    kind: &'static str,
+    format: &'static str,
+    description: &'static str,
+    priority: u8,
+) -> Column {
     Column {
         name,
         kind,
@@ -22,29 +28,89 @@ const fn col(name: &'static str, kind: &'static str, format: &'static str, descr
     }
 }
 
-const NAME: Column = col("Name", "string", "name", "The object's name, unique within its namespace.", 0);
+const NAME: Column = col(
+    "Name",
+    "string",
+    "name",
+    "The object's name, unique within its namespace.",
+    0,
+);
 const AGE: Column = col("Age", "string", "", "Time since the object was created.", 0);
 
 fn columns(res: &Resource) -> Vec<Column> {
     match (res.group, res.plural) {
-        ("", "namespaces") => vec![NAME, col("Status", "string", "", "The namespace's lifecycle phase.", 0), AGE],
-        ("", "configmaps") => vec![NAME, col("Data", "string", "", "Number of keys in data and binaryData.", 0), AGE],
+        ("", "namespaces") => vec![
+            NAME,
+            col(
+                "Status",
+                "string",
+                "",
+                "The namespace's lifecycle phase.",
+                0,
+            ),
+            AGE,
+        ],
+        ("", "configmaps") => vec![
+            NAME,
+            col(
+                "Data",
+                "string",
+                "",
+                "Number of keys in data and binaryData.",
+                0,
+            ),
+            AGE,
+        ],
         ("", "secrets") => vec![
             NAME,
             col("Type", "string", "", "The secret's type.", 0),
             col("Data", "string", "", "Number of keys in data.", 0),
             AGE,
         ],
-        ("", "serviceaccounts") => vec![NAME, col("Secrets", "string", "", "Number of secrets.", 0), AGE],
+        ("", "serviceaccounts") => vec![
+            NAME,
+            col("Secrets", "string", "", "Number of secrets.", 0),
+            AGE,
+        ],
         ("apps", "deployments") => vec![
             NAME,
-            col("Ready", "string", "", "Ready replicas over desired replicas.", 0),
-            col("Up-to-date", "string", "", "Replicas with the current pod template.", 0),
+            col(
+                "Ready",
+                "string",
+                "",
+                "Ready replicas over desired replicas.",
+                0,
+            ),
+            col(
+                "Up-to-date",
+                "string",
+                "",
+                "Replicas with the current pod template.",
+                0,
+            ),
             col("Available", "string", "", "Available replicas.", 0),
             AGE,
-            col("Containers", "string", "", "Names of the pod template's containers.", 1),
-            col("Images", "string", "", "Images of the pod template's containers.", 1),
-            col("Selector", "string", "", "The label selector of the pods.", 1),
+            col(
+                "Containers",
+                "string",
+                "",
+                "Names of the pod template's containers.",
+                1,
+            ),
+            col(
+                "Images",
+                "string",
+                "",
+                "Images of the pod template's containers.",
+                1,
+            ),
+            col(
+                "Selector",
+                "string",
+                "",
+                "The label selector of the pods.",
+                1,
+            ),
         ],
         _ => vec![NAME, AGE],
     }
@@ -99,29 +165,74 @@ fn count(obj: &Value, fields: &[&str]) -> i64 {
 }
 
 fn cells(res: &Resource, obj: &Value) -> Vec<Value> {
-    let name = json!(obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(""));
+    let name = json!(
+        obj.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    );
     let int = |p: &str| obj.pointer(p).and_then(Value::as_i64).unwrap_or(0);
     match (res.group, res.plural) {
-        ("", "namespaces") => vec![name, json!(obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("")), json!(age(obj))],
-        ("", "configmaps") => vec![name, json!(count(obj, &["data", "binaryData"])), json!(age(obj))],
+        ("", "namespaces") => vec![
+            name,
+            json!(
+                obj.pointer("/status/phase")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            ),
+            json!(age(obj)),
+        ],
+        ("", "configmaps") => vec![
+            name,
+            json!(count(obj, &["data", "binaryData"])),
+            json!(age(obj)),
+        ],
         ("", "secrets") => vec![
             name,
             json!(obj.get("type").and_then(Value::as_str).unwrap_or("Opaque")),
             json!(count(obj, &["data"])),
             json!(age(obj)),
         ],
-        ("", "serviceaccounts") => vec![name, json!(obj.get("secrets").and_then(Value::as_array).map_or(0, Vec::len)), json!(age(obj))],
+        ("", "serviceaccounts") => vec![
+            name,
+            json!(
+                obj.get("secrets")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+            ),
+            json!(age(obj)),
+        ],
         ("apps", "deployments") => {
-            let containers = obj.pointer("/spec/template/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
-            let join = |field: &str| containers.iter().filter_map(|c| c.get(field).and_then(Value::as_str)).collect::<Vec<_>>().join(",");
+            let containers = obj
+                .pointer("/spec/template/spec/containers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let join = |field: &str| {
+                containers
+                    .iter()
+                    .filter_map(|c| c.get(field).and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
             let selector = obj
                 .pointer("/spec/selector/matchLabels")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .unwrap_or_default();
             vec![
                 name,
-                json!(format!("{}/{}", int("/status/readyReplicas"), obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1))),
+                json!(format!(
+                    "{}/{}",
+                    int("/status/readyReplicas"),
+                    obj.pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
+                )),
                 json!(int("/status/updatedReplicas")),
                 json!(int("/status/availableReplicas")),
                 json!(age(obj)),
@@ -136,7 +247,12 @@ fn cells(res: &Resource, obj: &Value) -> Vec<Value> {
 
 /// A `meta.k8s.io/v1` Table of `objects`; rows carry the objects' metadata as
 /// PartialObjectMetadata (upstream's default `includeObject=Metadata`).
-pub fn for_objects(res: &Resource, objects: &[Value], list_metadata: Option<Value>, include_columns: bool) -> Value {
+pub fn for_objects(
+    res: &Resource,
+    objects: &[Value],
+    list_metadata: Option<Value>,
+    include_columns: bool,
+) -> Value {
     let definitions: Vec<Value> = if include_columns {
         columns(res)
             .iter()
