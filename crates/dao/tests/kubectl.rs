@@ -5,8 +5,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use dao_store::testing::EtcdServer;
 
@@ -35,7 +35,7 @@ fn kubectl_bin(minor: u32) -> PathBuf {
 }
 
 struct Cluster {
-    server: Child,
+    server: support::DaoServer,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
     _etcd: Option<EtcdServer>,
@@ -44,49 +44,29 @@ struct Cluster {
 impl Cluster {
     fn start(etcd: bool) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = support::dao();
-        cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"));
         let etcd_server =
             etcd.then(|| EtcdServer::start().expect("start etcd (needs etcd-server)"));
-        if let Some(e) = &etcd_server {
-            cmd.args(["--store", "etcd", "--etcd-endpoints", &e.endpoint()]);
-        }
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let server = cmd
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn dao server");
-        let kubeconfig = dir.path().join("data/admin.kubeconfig");
-        let cluster = Cluster {
+        let extra: Vec<String> = match &etcd_server {
+            Some(e) => vec![
+                "--store".into(),
+                "etcd".into(),
+                "--etcd-endpoints".into(),
+                e.endpoint(),
+            ],
+            None => vec![],
+        };
+        let server = support::DaoServer::start(&dir.path().join("data"), &extra);
+        let kubeconfig = server.kubeconfig.clone();
+        Cluster {
             server,
             dir,
             kubeconfig,
             _etcd: etcd_server,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if cluster.kubeconfig.exists()
-                && cluster
-                    .run(33, &["get", "--raw", "/readyz"])
-                    .status
-                    .success()
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server not ready:\n{}",
-                cluster.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        cluster
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        self.server.log()
     }
 
     fn command(&self, minor: u32, args: &[&str]) -> Command {
@@ -140,23 +120,6 @@ impl Cluster {
         let path = self.dir.path().join(name);
         std::fs::write(&path, content).unwrap();
         path.display().to_string()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.server.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.server.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.server.kill();
-        let _ = self.server.wait();
     }
 }
 

@@ -183,3 +183,91 @@ fn checksum(s: &str) -> u64 {
         (h ^ b as u64).wrapping_mul(0x100000001b3)
     })
 }
+
+/// A `dao server` child process on a free port.
+pub struct DaoServer {
+    child: Child,
+    pub data_dir: std::path::PathBuf,
+    pub kubeconfig: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+impl DaoServer {
+    /// Start `dao server` on `data_dir` (extra flags choose the store) and wait until it
+    /// accepts connections.
+    pub fn start(data_dir: &std::path::Path, extra: &[String]) -> DaoServer {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let kubeconfig = data_dir.join("admin.kubeconfig");
+        let _ = std::fs::remove_file(&kubeconfig);
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = dao()
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn dao server");
+        let server = DaoServer {
+            child,
+            data_dir: data_dir.to_owned(),
+            kubeconfig,
+            log,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(addr) = server.address() {
+                if std::net::TcpStream::connect(&addr).is_ok() {
+                    return server;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dao server not ready:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `host:port` from the kubeconfig, once written.
+    pub fn address(&self) -> Option<String> {
+        let config = std::fs::read_to_string(&self.kubeconfig).ok()?;
+        let url = config
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: https://"))?;
+        Some(url.to_owned())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for DaoServer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
