@@ -221,10 +221,10 @@ impl DaoServer {
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(addr) = server.address() {
-                if std::net::TcpStream::connect(&addr).is_ok() {
-                    return server;
-                }
+            if let Some(addr) = server.address()
+                && std::net::TcpStream::connect(&addr).is_ok()
+            {
+                return server;
             }
             assert!(
                 std::time::Instant::now() < deadline,
