@@ -17,6 +17,9 @@ pub enum BenchCommand {
     /// The revisioned store: write throughput and latency, LIST, watch delivery and fan-out,
     /// for each backend, with raw etcd puts as the yardstick.
     Store(StoreBench),
+    /// The API server: start to ready, idle memory, creates at 1/16/64 clients, LIST of 10k
+    /// and 100k objects, watch fan-out; a separate `dao server` driven by kube-rs clients.
+    Api(crate::bench_api::ApiBench),
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -47,6 +50,7 @@ pub struct StoreBench {
 pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Store(args) => store_bench(args).await,
+        BenchCommand::Api(args) => crate::bench_api::run(args).await,
     }
 }
 
@@ -54,17 +58,26 @@ fn progress(msg: &str) {
     eprintln!("[bench] {msg}");
 }
 
-struct Latencies(Histogram<u64>);
+/// Latencies in microseconds, up to a minute.
+pub(crate) struct Latencies(Histogram<u64>);
 
 impl Latencies {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Latencies(Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"))
     }
-    fn record(&mut self, d: Duration) {
-        let _ = self.0.record((d.as_micros() as u64).max(1));
+    pub(crate) fn record(&mut self, d: Duration) {
+        let _ = self.0.record((d.as_micros() as u64).clamp(1, 60_000_000));
     }
-    fn ms(&self, q: f64) -> f64 {
+    /// The `q` quantile in milliseconds.
+    pub(crate) fn ms(&self, q: f64) -> f64 {
         self.0.value_at_quantile(q) as f64 / 1000.0
+    }
+    pub(crate) fn add(&mut self, other: &Latencies) -> Result<()> {
+        self.0.add(&other.0)?;
+        Ok(())
+    }
+    pub(crate) fn count(&self) -> u64 {
+        self.0.len()
     }
 }
 
@@ -226,9 +239,9 @@ where
     let elapsed = started.elapsed().as_secs_f64();
     let mut all = Latencies::new();
     for r in results {
-        all.0.add(r?.0)?;
+        all.add(&r?)?;
     }
-    let ops = all.0.len();
+    let ops = all.count();
     Ok(WriteRow {
         backend: backend.to_owned(),
         writers,

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod bench;
+mod bench_api;
 mod debug;
 
 #[derive(Parser)]
