@@ -325,7 +325,11 @@ async fn list(state: &ApiState, target: &Target, query: &Query, table: bool) -> 
     if revision.is_none() && query.get("resourceVersionMatch") == Some("Exact") {
         revision = query.get("resourceVersion").and_then(|r| r.parse().ok());
     }
-    let mut items = Vec::new();
+    // Objects are encoded one by one into the response body as they are read, in pages of
+    // the store at one revision, so a large LIST never holds every object decoded at once.
+    let mut count = 0usize;
+    let mut table_items = Vec::new();
+    let mut raw_items: Vec<u8> = Vec::new();
     let mut next_start: Option<String> = None;
     let served_at;
     loop {
@@ -334,19 +338,32 @@ async fn list(state: &ApiState, target: &Target, query: &Query, table: bool) -> 
             .range(RangeRequest {
                 prefix: prefix.clone(),
                 start: start.clone(),
-                limit: if limit > 0 { Some(limit.max(64)) } else { None },
+                limit: Some(if limit > 0 { limit.max(64) } else { 2000 }),
                 revision,
             })
             .await?;
         revision = Some(page.revision);
         for kv in &page.kvs {
-            if limit > 0 && items.len() == limit {
+            if limit > 0 && count == limit {
                 next_start = Some(kv.key.clone());
                 break;
             }
-            let obj = decode(kv)?;
-            if selectors.matches(&obj) {
-                items.push(obj);
+            let mut obj = decode(kv)?;
+            if !selectors.matches(&obj) {
+                continue;
+            }
+            count += 1;
+            if table {
+                table_items.push(obj);
+            } else {
+                if let Some(o) = obj.as_object_mut() {
+                    o.remove("kind");
+                    o.remove("apiVersion");
+                }
+                if !raw_items.is_empty() {
+                    raw_items.push(b',');
+                }
+                serde_json::to_writer(&mut raw_items, &obj).expect("a JSON value serializes");
             }
         }
         if next_start.is_some() || !page.more {
@@ -360,22 +377,25 @@ async fn list(state: &ApiState, target: &Target, query: &Query, table: bool) -> 
         metadata["continue"] = json!(encode_continue(served_at, next.trim_start_matches(&prefix)));
     }
     if table {
-        let t = table::for_objects(target.res, &items, Some(metadata), true);
+        let t = table::for_objects(target.res, &table_items, Some(metadata), true);
         return Ok(json_response(StatusCode::OK, &t));
     }
-    for item in &mut items {
-        if let Some(o) = item.as_object_mut() {
-            o.remove("kind");
-            o.remove("apiVersion");
-        }
-    }
-    let list = json!({
-        "kind": format!("{}List", target.res.kind),
-        "apiVersion": target.res.api_version(),
-        "metadata": metadata,
-        "items": items,
-    });
-    Ok(json_response(StatusCode::OK, &list))
+    let head = format!(
+        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{metadata},\"items\":[",
+        target.res.kind,
+        target.res.api_version()
+    );
+    let mut body = Vec::with_capacity(head.len() + raw_items.len() + 2);
+    body.extend_from_slice(head.as_bytes());
+    body.extend_from_slice(&raw_items);
+    drop(raw_items);
+    body.extend_from_slice(b"]}");
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 /// Check names as upstream does: DNS-1123 subdomains, labels for namespaces.

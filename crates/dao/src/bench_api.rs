@@ -68,20 +68,25 @@ impl ServerProcess {
                     }
                 }
             }
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "dao server not ready in 30s");
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "dao server not ready in 30s"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
     async fn client(&self) -> Result<Client> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        let config =
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
         Ok(Client::try_from(config)?)
     }
 
     /// (current RSS, peak RSS) in KiB.
     fn memory_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         let field = |name: &str| {
             status
                 .lines()
@@ -95,7 +100,9 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -126,7 +133,13 @@ async fn namespace(client: &Client, name: &str) -> Result<()> {
 
 /// Create ConfigMaps from `clients` clients (each its own kube::Client and connections)
 /// for `seconds`; returns (creates, creates/s, latencies).
-async fn create_run(server: &ServerProcess, ns: &str, clients: usize, seconds: f64, value: &str) -> Result<(u64, f64, Latencies)> {
+async fn create_run(
+    server: &ServerProcess,
+    ns: &str,
+    clients: usize,
+    seconds: f64,
+    value: &str,
+) -> Result<(u64, f64, Latencies)> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -138,7 +151,11 @@ async fn create_run(server: &ServerProcess, ns: &str, clients: usize, seconds: f
             let mut i = 0u64;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                api.create(&PostParams::default(), &configmap(format!("c{clients}-{c}-{i}"), &value)).await?;
+                api.create(
+                    &PostParams::default(),
+                    &configmap(format!("c{clients}-{c}-{i}"), &value),
+                )
+                .await?;
                 lat.record(t.elapsed());
                 i += 1;
             }
@@ -162,7 +179,11 @@ async fn fill(server: &ServerProcess, ns: &str, n: usize, value: &str) -> Result
         let value = value.to_owned();
         tasks.push(tokio::spawn(async move {
             for i in (c..n).step_by(CLIENTS) {
-                api.create(&PostParams::default(), &configmap(format!("cm-{i:06}"), &value)).await?;
+                api.create(
+                    &PostParams::default(),
+                    &configmap(format!("cm-{i:06}"), &value),
+                )
+                .await?;
             }
             Ok::<_, anyhow::Error>(())
         }));
@@ -213,7 +234,11 @@ pub async fn run(args: ApiBench) -> Result<()> {
             let t = Instant::now();
             let list = api.list(&ListParams::default()).await?;
             times.push(t.elapsed().as_secs_f64() * 1000.0);
-            anyhow::ensure!(list.items.len() == size, "LIST returned {} of {size}", list.items.len());
+            anyhow::ensure!(
+                list.items.len() == size,
+                "LIST returned {} of {size}",
+                list.items.len()
+            );
         }
         times.sort_by(f64::total_cmp);
         let (rss, peak) = server.memory_kib();
@@ -225,23 +250,34 @@ pub async fn run(args: ApiBench) -> Result<()> {
     let fan = watch_fan_out(&server, args.watchers, 20).await?;
     let (rss_end, peak_end) = server.memory_kib();
 
-    println!("### API server (`dao bench api`): separate `dao server` process, SQLite store, kube-rs clients\n");
+    println!(
+        "### API server (`dao bench api`): separate `dao server` process, SQLite store, kube-rs clients\n"
+    );
     println!(
         "Start to `/readyz` ok (fresh data directory, {} starts): median {:.1} ms, max {:.1} ms.  ",
         starts.len(),
         starts[starts.len() / 2],
         starts[starts.len() - 1]
     );
-    println!("Idle RSS after start: {:.1} MiB.\n", idle_rss as f64 / 1024.0);
+    println!(
+        "Idle RSS after start: {:.1} MiB.\n",
+        idle_rss as f64 / 1024.0
+    );
     println!("| clients | creates | creates/s | p50 ms | p99 ms |");
     println!("|---:|---:|---:|---:|---:|");
     for (c, n, rate, p50, p99) in &rows {
         println!("| {c} | {n} | {rate:.0} | {p50:.2} | {p99:.2} |");
     }
-    println!("\n| LIST of ConfigMaps (512 B) | median ms (of 3) | server RSS after | server peak RSS |");
+    println!(
+        "\n| LIST of ConfigMaps (512 B) | median ms (of 3) | server RSS after | server peak RSS |"
+    );
     println!("|---:|---:|---:|---:|");
     for (size, ms, rss, peak) in &lists {
-        println!("| {size} | {ms:.1} | {:.1} MiB | {:.1} MiB |", *rss as f64 / 1024.0, *peak as f64 / 1024.0);
+        println!(
+            "| {size} | {ms:.1} | {:.1} MiB | {:.1} MiB |",
+            *rss as f64 / 1024.0,
+            *peak as f64 / 1024.0
+        );
     }
     println!(
         "\nWatch fan-out: {} watchers, {} writes; time from a write's start until every watcher has its event: median {:.1} ms, max {:.1} ms; per-event delivery p99 {:.1} ms.",
@@ -272,12 +308,20 @@ async fn watch_fan_out(server: &ServerProcess, watchers: usize, writes: usize) -
         v
     };
     let writer: Api<ConfigMap> = Api::namespaced(clients[0].clone(), "fan");
-    let rv = writer.list(&ListParams::default()).await?.metadata.resource_version.context("list resourceVersion")?;
+    let rv = writer
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .context("list resourceVersion")?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
     let mut tasks = Vec::with_capacity(watchers);
     for w in 0..watchers {
         let api: Api<ConfigMap> = Api::namespaced(clients[w % clients.len()].clone(), "fan");
-        let mut stream = api.watch(&WatchParams::default().timeout(290), &rv).await?.boxed();
+        let mut stream = api
+            .watch(&WatchParams::default().timeout(290), &rv)
+            .await?
+            .boxed();
         let tx = tx.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(Ok(event)) = stream.next().await {
@@ -294,7 +338,9 @@ async fn watch_fan_out(server: &ServerProcess, watchers: usize, writes: usize) -
     for i in 0..writes {
         let name = format!("fan-{i}");
         let t = Instant::now();
-        writer.create(&PostParams::default(), &configmap(name.clone(), "x")).await?;
+        writer
+            .create(&PostParams::default(), &configmap(name.clone(), "x"))
+            .await?;
         let mut got = 0;
         let mut last = t;
         while got < watchers {

@@ -246,3 +246,62 @@ async fn objects_versions_and_watches_survive_kill_9() {
     }
     assert_eq!(seen, ["MODIFIED a", "ADDED b", "ADDED c"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paginated_and_selected_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = DaoServer::start(&dir.path().join("data"), &[]);
+    let cms: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    for i in 0..25 {
+        let mut cm = configmap(&format!("p{i:02}"), &[("i", &i.to_string())]);
+        cm.metadata.labels.as_mut().unwrap().insert(
+            "parity".into(),
+            if i % 2 == 0 { "even" } else { "odd" }.into(),
+        );
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let mut names = Vec::new();
+    let mut params = ListParams::default().limit(10);
+    let mut pages = 0;
+    let mut first_rv = None;
+    loop {
+        let page = cms.list(&params).await.unwrap();
+        pages += 1;
+        first_rv.get_or_insert(page.metadata.resource_version.clone());
+        names.extend(page.items.iter().map(|c| c.metadata.name.clone().unwrap()));
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+        // A write between pages does not show up in the paginated snapshot.
+        if pages == 1 {
+            cms.create(&PostParams::default(), &configmap("p99-late", &[]))
+                .await
+                .unwrap();
+        }
+    }
+    let expected: Vec<String> = (0..25).map(|i| format!("p{i:02}")).collect();
+    assert_eq!(
+        (pages, names),
+        (3, expected),
+        "pages of one snapshot, in order, without the late write"
+    );
+    let odd = cms
+        .list(&ListParams::default().labels("parity=odd"))
+        .await
+        .unwrap();
+    assert_eq!(odd.items.len(), 12);
+    let by_name = cms
+        .list(&ListParams::default().fields("metadata.name=p07"))
+        .await
+        .unwrap();
+    assert_eq!(by_name.items.len(), 1);
+    let bad = cms
+        .list(&ListParams::default().labels("parity in even"))
+        .await
+        .unwrap_err();
+    match bad {
+        kube::Error::Api(s) => assert_eq!((s.code, s.reason.as_str()), (400, "BadRequest")),
+        other => panic!("bad selector gave {other:?}"),
+    }
+}
