@@ -58,14 +58,14 @@ impl ServerProcess {
             .spawn()?;
         let server = ServerProcess { child, kubeconfig };
         loop {
-            if server.kubeconfig.exists() {
-                if let Ok(client) = server.client().await {
-                    let req = http::Request::get("/readyz").body(Vec::new())?;
-                    if let Ok(body) = client.request_text(req).await {
-                        if body == "ok" {
-                            return Ok((server, started.elapsed()));
-                        }
-                    }
+            if server.kubeconfig.exists()
+                && let Ok(client) = server.client().await
+            {
+                let req = http::Request::get("/readyz").body(Vec::new())?;
+                if let Ok(body) = client.request_text(req).await
+                    && body == "ok"
+                {
+                    return Ok((server, started.elapsed()));
                 }
             }
             anyhow::ensure!(
