@@ -799,16 +799,7 @@ async fn patch(
 
 /// The `autoscaling/v1` Scale view of a workload.
 fn scale_of(obj: &Value) -> Value {
-    let selector = obj
-        .pointer("/spec/selector/matchLabels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let selector = crate::selector::format_label_selector(obj.pointer("/spec/selector"));
     let meta = &obj["metadata"];
     json!({
         "kind": "Scale",

@@ -165,6 +165,46 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
     })
 }
 
+/// A `metav1.LabelSelector` (`{matchLabels, matchExpressions}`) in the query-string form
+/// upstream prints it in: `a=b,c in (x,y),!d`. An empty selector prints as "".
+pub fn format_label_selector(selector: Option<&Value>) -> String {
+    let Some(selector) = selector else {
+        return String::new();
+    };
+    let mut parts: Vec<String> = selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    for expr in selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = expr.get("key").and_then(Value::as_str).unwrap_or("");
+        let values: Vec<&str> = expr
+            .get("values")
+            .and_then(Value::as_array)
+            .map(|v| v.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        parts.push(
+            match expr.get("operator").and_then(Value::as_str).unwrap_or("") {
+                "In" => format!("{key} in ({})", values.join(",")),
+                "NotIn" => format!("{key} notin ({})", values.join(",")),
+                "Exists" => key.to_owned(),
+                "DoesNotExist" => format!("!{key}"),
+                other => format!("{key} {other} ({})", values.join(",")),
+            },
+        );
+    }
+    parts.join(",")
+}
+
 /// A parsed field selector: `path=value`, `path==value`, `path!=value`, joined by commas.
 #[derive(Clone, Debug, Default)]
 pub struct FieldSelector(Vec<(String, bool, String)>);
@@ -249,6 +289,27 @@ mod tests {
         assert!(LabelSelector::parse("app in web").is_err());
         assert!(LabelSelector::parse("a b c").is_err());
         assert!(LabelSelector::parse("bad key=x").is_err());
+    }
+
+    #[test]
+    fn label_selector_formatting() {
+        let check = |sel: serde_json::Value, expected: &str| {
+            assert_eq!(format_label_selector(Some(&sel)), expected, "{sel}");
+        };
+        check(serde_json::json!({}), "");
+        check(
+            serde_json::json!({"matchLabels": {"app": "web", "tier": "fe"}}),
+            "app=web,tier=fe",
+        );
+        check(
+            serde_json::json!({"matchLabels": {"app": "web"}, "matchExpressions": [
+                {"key": "env", "operator": "In", "values": ["a", "b"]},
+                {"key": "x", "operator": "NotIn", "values": ["c"]},
+                {"key": "y", "operator": "Exists"},
+                {"key": "z", "operator": "DoesNotExist"}]}),
+            "app=web,env in (a,b),x notin (c),y,!z",
+        );
+        assert_eq!(format_label_selector(None), "");
     }
 
     #[test]

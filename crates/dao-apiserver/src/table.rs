@@ -214,16 +214,7 @@ fn cells(res: &Resource, obj: &Value) -> Vec<Value> {
                     .collect::<Vec<_>>()
                     .join(",")
             };
-            let selector = obj
-                .pointer("/spec/selector/matchLabels")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default();
+            let selector = crate::selector::format_label_selector(obj.pointer("/spec/selector"));
             vec![
                 name,
                 json!(format!(

@@ -51,24 +51,43 @@ async fn typed_dynamic_watch_patch_delete() {
     let client = client(&server).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
 
-    // kube-runtime's watcher, started before the writes, must see them in order.
-    let events = watcher(
-        cms.clone(),
-        watcher::Config::default().labels("app=kube-test"),
-    )
-    .try_filter_map(|e| async move {
-        Ok(match e {
-            watcher::Event::Apply(cm) => Some(format!(
-                "apply {} {:?}",
-                cm.metadata.name.unwrap(),
-                cm.data.unwrap_or_default().get("v")
-            )),
-            watcher::Event::Delete(cm) => Some(format!("delete {}", cm.metadata.name.unwrap())),
-            _ => None,
-        })
+    // kube-runtime's watcher, synced before the writes, must see them in order.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let watched = cms.clone();
+    let collected = tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        let mut stream =
+            watcher(watched, watcher::Config::default().labels("app=kube-test")).boxed();
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            match stream
+                .try_next()
+                .await
+                .expect("watcher")
+                .expect("watcher ended")
+            {
+                watcher::Event::InitDone => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                watcher::Event::Apply(cm) => seen.push(format!(
+                    "apply {} {:?}",
+                    cm.metadata.name.unwrap(),
+                    cm.data.unwrap_or_default().get("v")
+                )),
+                watcher::Event::Delete(cm) => {
+                    seen.push(format!("delete {}", cm.metadata.name.unwrap()))
+                }
+                _ => {}
+            }
+        }
+        seen
     });
-    let collected = tokio::spawn(async move { events.take(3).try_collect::<Vec<_>>().await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::timeout(Duration::from_secs(20), ready_rx)
+        .await
+        .expect("watcher synced")
+        .unwrap();
 
     let created = cms
         .create(&PostParams::default(), &configmap("k1", &[("v", "1")]))
@@ -114,7 +133,6 @@ async fn typed_dynamic_watch_patch_delete() {
     let seen = tokio::time::timeout(Duration::from_secs(20), collected)
         .await
         .expect("watcher timed out")
-        .unwrap()
         .unwrap();
     assert_eq!(
         seen,

@@ -411,7 +411,7 @@ fn everyday(c: &Cluster) {
         "edited"
     );
 
-    // Watch sees a change made by another kubectl.
+    // Watch sees a change made by another kubectl: first the current state, then the change.
     let mut watch = c
         .command(
             33,
@@ -427,7 +427,23 @@ fn everyday(c: &Cluster) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let next_line = || {
+        lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("watch output")
+    };
+    assert_eq!(next_line(), "edited");
     c.ok(&[
         "patch",
         "cm",
@@ -436,14 +452,9 @@ fn everyday(c: &Cluster) {
         "-p",
         r#"{"data":{"mode":"watched"}}"#,
     ]);
-    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(next_line(), "watched");
     let _ = watch.kill();
-    let watched = String::from_utf8_lossy(&watch.wait_with_output().unwrap().stdout).into_owned();
-    assert_eq!(
-        watched.lines().collect::<Vec<_>>(),
-        ["edited", "watched"],
-        "watch output"
-    );
+    let _ = watch.wait();
 
     // Errors, with upstream's words, storing nothing.
     let missing = c.fails(&["get", "cm", "nope"]);
@@ -490,7 +501,7 @@ fn everyday(c: &Cluster) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_secs(1));
     assert!(
         c.ok(&["delete", "deploy", "web"])
             .contains("deployment.apps \"web\" deleted")
