@@ -210,14 +210,19 @@ pub async fn handle(
                 Ok(json_response(StatusCode::OK, &obj))
             }
         }
-        (&Method::POST, None, None) => create(&state, &target, headers, &body).await,
+        (&Method::POST, None, None) => create(&state, &target, &query, headers, &body).await,
         (&Method::PUT, Some(name), sub) => {
             let obj = parse_body(headers, &body)?;
+            let mut obj = obj;
+            let warnings = check_fields(target.res, &mut obj, &query)?;
             let updated = update(&state, &target, name, sub, obj).await?;
-            Ok(json_response(StatusCode::OK, &updated))
+            Ok(with_warnings(
+                json_response(StatusCode::OK, &updated),
+                &warnings,
+            ))
         }
         (&Method::PATCH, Some(name), sub) => {
-            patch(&state, &target, name, sub, headers, &body).await
+            patch(&state, &target, name, sub, &query, headers, &body).await
         }
         (&Method::DELETE, Some(name), None) => delete(&state, &target, name, &body).await,
         (&Method::DELETE, None, None) => delete_collection(&state, &target, &query).await,
@@ -519,10 +524,65 @@ fn check_identity(target: &Target, obj: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-async fn create(state: &ApiState, target: &Target, headers: &HeaderMap, body: &[u8]) -> ApiResult {
+/// Unknown fields, per `fieldValidation`: Strict rejects the request, Warn (the default)
+/// drops them and returns warnings, Ignore drops them silently. A field of the wrong type is
+/// always a 400.
+fn check_fields(res: &Resource, obj: &mut Value, query: &Query) -> ApiResult<Vec<String>> {
+    let mut typed_view = obj.clone();
+    typed_view["apiVersion"] = json!(res.api_version());
+    typed_view["kind"] = json!(res.kind);
+    let decoded = crate::typed::decode(res, &typed_view).map_err(ApiError::bad_request)?;
+    if decoded.unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    let messages: Vec<String> = decoded
+        .unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    match query.get("fieldValidation").unwrap_or("Warn") {
+        "Strict" => Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+            messages.join(", "),
+            kind = res.kind,
+            version = res.version,
+        ))),
+        "Ignore" => {
+            crate::typed::prune(obj, &decoded.unknown);
+            Ok(Vec::new())
+        }
+        "Warn" => {
+            crate::typed::prune(obj, &decoded.unknown);
+            Ok(messages)
+        }
+        other => Err(ApiError::bad_request(format!(
+            "fieldValidation must be one of Ignore, Warn or Strict, not {other:?}"
+        ))),
+    }
+}
+
+/// Attach `Warning: 299 - "..."` headers, as upstream does for field warnings.
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let value = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            response.headers_mut().append("warning", v);
+        }
+    }
+    response
+}
+
+async fn create(
+    state: &ApiState,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult {
     let res = target.res;
     let mut obj = parse_body(headers, body)?;
     check_identity(target, &obj)?;
+    let warnings = check_fields(res, &mut obj, query)?;
     if res.namespaced && target.namespace.is_none() {
         return Err(ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource",
@@ -593,7 +653,10 @@ async fn create(state: &ApiState, target: &Target, headers: &HeaderMap, body: &[
     match state.store.put(&key, encode(&obj), Expect::Absent).await? {
         Outcome::Applied { revision, .. } => {
             obj["metadata"]["resourceVersion"] = json!(revision.to_string());
-            Ok(json_response(StatusCode::CREATED, &obj))
+            Ok(with_warnings(
+                json_response(StatusCode::CREATED, &obj),
+                &warnings,
+            ))
         }
         Outcome::Rejected { .. } => Err(ApiError::already_exists(res, &name)),
     }
@@ -744,6 +807,7 @@ async fn patch(
     target: &Target,
     name: &str,
     sub: Option<&str>,
+    query: &Query,
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult {
@@ -788,10 +852,16 @@ async fn patch(
         if !precondition {
             doc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
         }
+        let warnings = check_fields(target.res, &mut doc, query)?;
         match update(state, target, name, sub, doc).await {
             Err(e) if e.reason == "Conflict" && !precondition => continue,
             Err(e) => return Err(e),
-            Ok(obj) => return Ok(json_response(StatusCode::OK, &obj)),
+            Ok(obj) => {
+                return Ok(with_warnings(
+                    json_response(StatusCode::OK, &obj),
+                    &warnings,
+                ));
+            }
         }
     }
     Err(ApiError::conflict(target.res, name))

@@ -30,6 +30,7 @@ mod selector;
 mod smp;
 mod status;
 mod table;
+mod typed;
 
 pub use pki::Pki;
 use status::ApiError;

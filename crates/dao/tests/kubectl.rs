@@ -471,6 +471,43 @@ fn everyday(c: &Cluster) {
         invalid.contains("The ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters"),
         "{invalid}"
     );
+    let unknown = c.file(
+        "unknown.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: unknown\nfoo: 1\n",
+    );
+    let strict = c.fails(&["apply", "-f", &unknown]);
+    assert!(
+        strict.contains("Error from server (BadRequest)")
+            && strict.contains("ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"foo\""),
+        "{strict}"
+    );
+    let wrong_type = c.file(
+        "wrong.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: wrong\ndata:\n  a: 1\n",
+    );
+    let wrong = c.fails(&["apply", "-f", &wrong_type]);
+    assert!(
+        wrong.contains("Error from server (BadRequest)")
+            && wrong.contains("ConfigMap in version \"v1\" cannot be handled as a ConfigMap"),
+        "{wrong}"
+    );
+    let typo = c.file(
+        "typo.yaml",
+        &MANIFEST.replace("image: nginx:1", "image: nginx:1\n        imagee: typo"),
+    );
+    let nested = c.fails(&["apply", "-f", &typo]);
+    assert!(
+        nested.contains("unknown field \"spec.template.spec.containers[0].imagee\""),
+        "{nested}"
+    );
+    // --validate=warn: stored without the field, with upstream's warning.
+    let warned = c.run(33, &["create", "-f", &unknown, "--validate=warn"]);
+    assert!(warned.status.success());
+    assert!(String::from_utf8_lossy(&warned.stderr).contains("Warning: unknown field \"foo\""));
+    let stored: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "cm", "unknown", "-o", "json"])).unwrap();
+    assert!(stored.get("foo").is_none(), "unknown field pruned");
+    c.ok(&["delete", "cm", "unknown"]);
     let malformed = c.file(
         "malformed.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: [unclosed\n",
