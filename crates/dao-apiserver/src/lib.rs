@@ -90,6 +90,57 @@ pub struct Identity {
 struct AppState {
     api: Arc<api::ApiState>,
     admin_token: Arc<str>,
+    metrics: Arc<Metrics>,
+}
+
+/// Request counters for `/metrics`, in Prometheus' text format.
+#[derive(Default)]
+struct Metrics {
+    requests: std::sync::Mutex<std::collections::BTreeMap<(String, u16), u64>>,
+    duration_micros: std::sync::atomic::AtomicU64,
+    count: std::sync::atomic::AtomicU64,
+}
+
+impl Metrics {
+    fn observe(&self, method: &str, code: u16, elapsed: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        *self
+            .requests
+            .lock()
+            .unwrap()
+            .entry((method.to_owned(), code))
+            .or_default() += 1;
+        self.duration_micros
+            .fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    fn render(&self) -> String {
+        use std::fmt::Write;
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut out = String::new();
+        out.push_str("# HELP apiserver_request_total Requests to the Kubernetes API, by verb and HTTP code.\n");
+        out.push_str("# TYPE apiserver_request_total counter\n");
+        for ((verb, code), n) in self.requests.lock().unwrap().iter() {
+            let _ = writeln!(
+                out,
+                "apiserver_request_total{{verb=\"{verb}\",code=\"{code}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP apiserver_request_duration_seconds Time spent serving Kubernetes API requests.\n");
+        out.push_str("# TYPE apiserver_request_duration_seconds summary\n");
+        let _ = writeln!(
+            out,
+            "apiserver_request_duration_seconds_sum {}",
+            self.duration_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "apiserver_request_duration_seconds_count {}",
+            self.count.load(Relaxed)
+        );
+        out
+    }
 }
 
 /// Set up credentials, bind, write the admin kubeconfig, and serve until shut down.
@@ -129,6 +180,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             store: config.store.clone(),
         }),
         admin_token: pki.admin_token.clone().into(),
+        metrics: Arc::default(),
     };
     let app = router(state);
     let (stop, mut stopped) = watch::channel(false);
@@ -240,6 +292,15 @@ fn router(state: AppState) -> Router {
         .route("/readyz", get(ok))
         .route("/version", get(version))
         .route(
+            "/metrics",
+            get(|State(state): State<AppState>| async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    state.metrics.render(),
+                )
+            }),
+        )
+        .route(
             "/api",
             get(|headers: HeaderMap| async move { discovery::core(&headers) }),
         )
@@ -348,6 +409,11 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     )
     .await;
     let response = result.unwrap_or_else(IntoResponse::into_response);
+    state.metrics.observe(
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     debug!(%method, path, code = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
     response
 }

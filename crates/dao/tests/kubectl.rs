@@ -626,7 +626,12 @@ fn anonymous_requests_are_refused_except_health() {
     for path in ["/healthz", "/livez", "/readyz", "/version"] {
         assert_eq!(curl(path), "200", "{path}");
     }
-    for path in ["/api", "/api/v1/namespaces", "/apis/apps/v1/deployments"] {
+    for path in [
+        "/api",
+        "/api/v1/namespaces",
+        "/apis/apps/v1/deployments",
+        "/metrics",
+    ] {
         assert_eq!(curl(path), "401", "{path}");
     }
     let token = std::fs::read_to_string(
@@ -647,4 +652,14 @@ fn anonymous_requests_are_refused_except_health() {
         .unwrap();
     let ns: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(ns["metadata"]["name"], "default");
+    // Metrics for authenticated callers, counting that request.
+    let metrics = c.ok(&["get", "--raw", "/metrics"]);
+    assert!(
+        metrics.contains("# TYPE apiserver_request_total counter"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("apiserver_request_total{verb=\"GET\",code=\"200\"}"),
+        "{metrics}"
+    );
 }
