@@ -650,15 +650,30 @@ async fn create(
         namespace_must_exist(state, ns).await?;
     }
     let key = res.key(target.namespace.as_deref(), &name);
-    match state.store.put(&key, encode(&obj), Expect::Absent).await? {
-        Outcome::Applied { revision, .. } => {
+    if res.plural == "services" {
+        if state.store.get(&key, None).await?.0.is_some() {
+            return Err(ApiError::already_exists(res, &name));
+        }
+        crate::services::default(&mut obj);
+        crate::services::allocate(&*state.store, &mut obj).await?;
+    }
+    match state.store.put(&key, encode(&obj), Expect::Absent).await {
+        Ok(Outcome::Applied { revision, .. }) => {
             obj["metadata"]["resourceVersion"] = json!(revision.to_string());
             Ok(with_warnings(
                 json_response(StatusCode::CREATED, &obj),
                 &warnings,
             ))
         }
-        Outcome::Rejected { .. } => Err(ApiError::already_exists(res, &name)),
+        other => {
+            if res.plural == "services" {
+                crate::services::release(&*state.store, &obj).await;
+            }
+            match other {
+                Ok(_) => Err(ApiError::already_exists(res, &name)),
+                Err(e) => Err(e.into()),
+            }
+        }
     }
 }
 
@@ -763,6 +778,10 @@ async fn update(
     }
     if res.plural == "secrets" {
         fold_string_data(&mut obj);
+    }
+    if res.plural == "services" && sub.is_none() {
+        crate::services::keep_allocations(&old, &mut obj)?;
+        crate::services::default(&mut obj);
     }
     if tracks_generation(res) {
         let generation = old
@@ -1045,7 +1064,12 @@ async fn delete(state: &ApiState, target: &Target, name: &str, body: &[u8]) -> A
             .delete(&key, Expect::ModRevision(current.mod_revision))
             .await?
         {
-            Outcome::Applied { .. } => return Ok(json_response(StatusCode::OK, &obj)),
+            Outcome::Applied { .. } => {
+                if res.plural == "services" {
+                    crate::services::release(&*state.store, &obj).await;
+                }
+                return Ok(json_response(StatusCode::OK, &obj));
+            }
             Outcome::Rejected { .. } => continue,
         }
     }

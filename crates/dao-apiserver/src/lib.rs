@@ -27,6 +27,7 @@ mod openapi;
 pub mod pki;
 pub mod registry;
 mod selector;
+mod services;
 mod smp;
 mod status;
 mod table;
@@ -173,6 +174,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         source,
     })?;
     namespaces::seed(&*config.store).await?;
+    services::bootstrap(&*config.store, local_addr.port()).await?;
 
     let tls = tls_config(&pki)?;
     let state = AppState {

@@ -81,13 +81,19 @@ async fn finalize_once(store: &dyn Store, namespace: &str) -> dao_store::Result<
                         )
                         .await?;
                 }
-            } else if let Outcome::Rejected {
-                current: Some(_), ..
-            } = store
-                .delete(&kv.key, Expect::ModRevision(kv.mod_revision))
-                .await?
-            {
-                remaining += 1;
+            } else {
+                match store
+                    .delete(&kv.key, Expect::ModRevision(kv.mod_revision))
+                    .await?
+                {
+                    Outcome::Rejected {
+                        current: Some(_), ..
+                    } => remaining += 1,
+                    Outcome::Applied { .. } if res.plural == "services" => {
+                        crate::services::release(store, &obj).await;
+                    }
+                    _ => {}
+                }
             }
         }
     }

@@ -67,6 +67,27 @@ fn columns(res: &Resource) -> Vec<Column> {
             col("Data", "string", "", "Number of keys in data.", 0),
             AGE,
         ],
+        ("", "services") => vec![
+            NAME,
+            col("Type", "string", "", "How the service is exposed.", 0),
+            col("Cluster-IP", "string", "", "The service's cluster IP.", 0),
+            col(
+                "External-IP",
+                "string",
+                "",
+                "External addresses of the service.",
+                0,
+            ),
+            col("Port(s)", "string", "", "Ports the service exposes.", 0),
+            AGE,
+            col(
+                "Selector",
+                "string",
+                "",
+                "The label selector of the service's pods.",
+                1,
+            ),
+        ],
         ("", "serviceaccounts") => vec![
             NAME,
             col("Secrets", "string", "", "Number of secrets.", 0),
@@ -201,6 +222,64 @@ fn cells(res: &Resource, obj: &Value) -> Vec<Value> {
             ),
             json!(age(obj)),
         ],
+        ("", "services") => {
+            let kind = obj
+                .pointer("/spec/type")
+                .and_then(Value::as_str)
+                .unwrap_or("ClusterIP");
+            let ports = obj
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map(|ports| {
+                    ports
+                        .iter()
+                        .map(|p| {
+                            let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+                            let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                            match p.get("nodePort").and_then(Value::as_i64) {
+                                Some(n) => format!("{port}:{n}/{proto}"),
+                                None => format!("{port}/{proto}"),
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "<none>".into());
+            let external = match kind {
+                "LoadBalancer" => "<pending>".to_owned(),
+                "ExternalName" => obj
+                    .pointer("/spec/externalName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                _ => "<none>".to_owned(),
+            };
+            let selector = obj
+                .pointer("/spec/selector")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "<none>".into());
+            vec![
+                name,
+                json!(kind),
+                json!(
+                    obj.pointer("/spec/clusterIP")
+                        .and_then(Value::as_str)
+                        .unwrap_or("<none>")
+                ),
+                json!(external),
+                json!(ports),
+                json!(age(obj)),
+                json!(selector),
+            ]
+        }
         ("apps", "deployments") => {
             let containers = obj
                 .pointer("/spec/template/spec/containers")

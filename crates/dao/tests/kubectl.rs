@@ -244,6 +244,75 @@ fn everyday(c: &Cluster) {
         "{configured}"
     );
 
+    // Services: defaults, a ClusterIP from 10.96.0.0/12, the `kubernetes` Service, NodePorts.
+    let svcs = c.ok(&["get", "svc", "-o", "wide"]);
+    assert_eq!(
+        lines_with(
+            &svcs,
+            &[
+                "NAME",
+                "TYPE",
+                "CLUSTER-IP",
+                "EXTERNAL-IP",
+                "PORT(S)",
+                "AGE",
+                "SELECTOR"
+            ]
+        ),
+        1,
+        "{svcs}"
+    );
+    assert_eq!(
+        lines_with(
+            &svcs,
+            &["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP"]
+        ),
+        1,
+        "{svcs}"
+    );
+    let svc: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "svc", "web", "-o", "json"])).unwrap();
+    let ip: std::net::Ipv4Addr = svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        u32::from(ip) >> 20,
+        u32::from(std::net::Ipv4Addr::new(10, 96, 0, 0)) >> 20,
+        "{ip} in 10.96.0.0/12"
+    );
+    assert_eq!(svc["spec"]["clusterIPs"][0], svc["spec"]["clusterIP"]);
+    assert_eq!(
+        (
+            &svc["spec"]["type"],
+            &svc["spec"]["sessionAffinity"],
+            &svc["spec"]["ports"][0]["protocol"]
+        ),
+        (
+            &serde_json::json!("ClusterIP"),
+            &serde_json::json!("None"),
+            &serde_json::json!("TCP")
+        )
+    );
+    let node_port = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  type: NodePort\n  ports:\n  - port: 80\n    nodePort: 30080\n"
+        )
+    };
+    let np1 = c.file("np1.yaml", &node_port("np1"));
+    let np2 = c.file("np2.yaml", &node_port("np2"));
+    assert!(c.ok(&["apply", "-f", &np1]).contains("service/np1 created"));
+    let taken = c.fails(&["apply", "-f", &np2]);
+    assert!(
+        taken.contains(
+            "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+        ),
+        "{taken}"
+    );
+    c.ok(&["delete", "svc", "np1"]);
+    assert!(
+        c.ok(&["apply", "-f", &np2]).contains("service/np2 created"),
+        "a released port can be taken again"
+    );
+    c.ok(&["delete", "svc", "np2"]);
+
     // Output formats.
     assert_eq!(
         c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
