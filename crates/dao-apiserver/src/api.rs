@@ -244,6 +244,11 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
         })?,
         "application/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("yaml: unmarshal errors: {e}")))?,
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body)
+            .map_err(ApiError::bad_request)?
+            .ok_or_else(|| {
+                ApiError::unsupported_media_type("application/json, application/yaml")
+            })?,
         _ => {
             return Err(ApiError::unsupported_media_type(
                 "application/json, application/yaml",

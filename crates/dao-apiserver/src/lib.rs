@@ -25,6 +25,7 @@ mod discovery;
 mod namespaces;
 mod openapi;
 pub mod pki;
+mod protobuf;
 pub mod registry;
 mod selector;
 mod services;

@@ -244,6 +244,81 @@ fn everyday(c: &Cluster) {
         "{configured}"
     );
 
+    // kubectl's typed `create` commands send protobuf.
+    assert_eq!(
+        c.ok(&["create", "namespace", "team-a"]).trim(),
+        "namespace/team-a created"
+    );
+    assert_eq!(
+        c.ok(&[
+            "create",
+            "configmap",
+            "lit",
+            "-n",
+            "team-a",
+            "--from-literal=a=b"
+        ])
+        .trim(),
+        "configmap/lit created"
+    );
+    assert_eq!(
+        c.ok(&[
+            "create",
+            "secret",
+            "generic",
+            "pw",
+            "-n",
+            "team-a",
+            "--from-literal=p=q"
+        ])
+        .trim(),
+        "secret/pw created"
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "cm",
+            "lit",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.data.a}"
+        ]),
+        "b"
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "secret",
+            "pw",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.data.p}"
+        ]),
+        "cQ=="
+    );
+    let bad = c.fails(&["create", "configmap", "Bad_Name"]);
+    assert_eq!(
+        bad.trim(),
+        "error: failed to create configmap: ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+    );
+    // Deleting a namespace empties it, then removes it.
+    c.ok(&["delete", "namespace", "team-a"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while c.run(33, &["get", "namespace", "team-a"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "namespace team-a still there"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !c.run(33, &["get", "cm", "lit", "-n", "team-a"])
+            .status
+            .success()
+    );
+
     // Services: defaults, a ClusterIP from 10.96.0.0/12, the `kubernetes` Service, NodePorts.
     let svcs = c.ok(&["get", "svc", "-o", "wide"]);
     assert_eq!(
