@@ -654,6 +654,7 @@ async fn create(
     {
         namespace_must_exist(state, ns).await?;
     }
+    crate::defaults::apply(res, &mut obj);
     let key = res.key(target.namespace.as_deref(), &name);
     if res.plural == "services" {
         if state.store.get(&key, None).await?.0.is_some() {
@@ -787,6 +788,9 @@ async fn update(
     if res.plural == "services" && sub.is_none() {
         crate::services::keep_allocations(&old, &mut obj)?;
         crate::services::default(&mut obj);
+    }
+    if sub.is_none() {
+        crate::defaults::apply(res, &mut obj);
     }
     if tracks_generation(res) {
         let generation = old

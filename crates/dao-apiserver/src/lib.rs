@@ -21,6 +21,7 @@ use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 mod api;
+mod defaults;
 mod discovery;
 mod namespaces;
 mod openapi;

@@ -481,6 +481,21 @@ fn everyday(c: &Cluster) {
         deploy["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"], 80,
         "strategic merge kept the ports"
     );
+    // Upstream's defaults, filled in by the server.
+    assert_eq!(deploy["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(
+        deploy["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"],
+        "25%"
+    );
+    assert_eq!(deploy["spec"]["revisionHistoryLimit"], 10);
+    assert_eq!(deploy["spec"]["progressDeadlineSeconds"], 600);
+    let container = &deploy["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(container["terminationMessagePolicy"], "File");
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["restartPolicy"],
+        "Always"
+    );
     assert!(
         deploy["metadata"]["generation"].as_i64().unwrap() >= 3,
         "generation follows spec changes"

@@ -1,0 +1,200 @@
+//! Upstream's defaulting for the workload kinds: the fields the server fills in when a
+//! client leaves them out (a Deployment's strategy and revisionHistoryLimit, a container's
+//! imagePullPolicy, a pod's restartPolicy, ...). Applied on create and on update, so that an
+//! update that drops a defaulted field gets it back, as upstream does.
+
+use serde_json::{Value, json};
+
+use crate::registry::Resource;
+
+/// Set `obj[key]` to `value` when it is missing or null.
+fn default_field(obj: &mut Value, key: &str, value: Value) {
+    if !obj.is_object() {
+        return;
+    }
+    if obj.get(key).is_none_or(Value::is_null) {
+        obj[key] = value;
+    }
+}
+
+/// The image's tag, if any (a digest counts as pinned).
+fn image_pull_policy(image: &str) -> &'static str {
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    // The tag is after the last ':' that follows the last '/'.
+    let name = image.rsplit('/').next().unwrap_or(image);
+    match name.rsplit_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+fn container(c: &mut Value) {
+    if let Some(image) = c.get("image").and_then(Value::as_str) {
+        let policy = image_pull_policy(image);
+        default_field(c, "imagePullPolicy", json!(policy));
+    }
+    default_field(c, "terminationMessagePath", json!("/dev/termination-log"));
+    default_field(c, "terminationMessagePolicy", json!("File"));
+    default_field(c, "resources", json!({}));
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            default_field(p, "protocol", json!("TCP"));
+        }
+    }
+}
+
+/// Defaults of a PodSpec.
+pub fn pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    default_field(spec, "restartPolicy", json!("Always"));
+    default_field(spec, "terminationGracePeriodSeconds", json!(30));
+    default_field(spec, "dnsPolicy", json!("ClusterFirst"));
+    default_field(spec, "securityContext", json!({}));
+    default_field(spec, "schedulerName", json!("default-scheduler"));
+    for list in ["initContainers", "containers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            cs.iter_mut().for_each(container);
+        }
+    }
+}
+
+/// Apply the defaults of `res`'s kind to `obj`.
+pub fn apply(res: &Resource, obj: &mut Value) {
+    let template_spec = |obj: &mut Value| {
+        if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
+            pod_spec(spec);
+        }
+    };
+    match (res.group, res.kind) {
+        ("", "Pod") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                pod_spec(spec);
+                default_field(spec, "enableServiceLinks", json!(true));
+            }
+        }
+        ("", "PodTemplate") => {
+            if let Some(spec) = obj.pointer_mut("/template/spec") {
+                pod_spec(spec);
+            }
+        }
+        ("apps", "Deployment") => {
+            let spec = &mut obj["spec"];
+            default_field(spec, "replicas", json!(1));
+            default_field(
+                spec,
+                "strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+            );
+            default_field(spec, "revisionHistoryLimit", json!(10));
+            default_field(spec, "progressDeadlineSeconds", json!(600));
+            template_spec(obj);
+        }
+        ("apps", "ReplicaSet") | ("", "ReplicationController") => {
+            default_field(&mut obj["spec"], "replicas", json!(1));
+            template_spec(obj);
+        }
+        ("apps", "StatefulSet") => {
+            let spec = &mut obj["spec"];
+            default_field(spec, "replicas", json!(1));
+            default_field(spec, "podManagementPolicy", json!("OrderedReady"));
+            default_field(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
+            default_field(spec, "revisionHistoryLimit", json!(10));
+            default_field(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+            template_spec(obj);
+        }
+        ("apps", "DaemonSet") => {
+            let spec = &mut obj["spec"];
+            default_field(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            );
+            default_field(spec, "revisionHistoryLimit", json!(10));
+            template_spec(obj);
+        }
+        ("batch", "Job") => {
+            job_spec(&mut obj["spec"]);
+        }
+        ("batch", "CronJob") => {
+            let spec = &mut obj["spec"];
+            default_field(spec, "concurrencyPolicy", json!("Allow"));
+            default_field(spec, "suspend", json!(false));
+            default_field(spec, "successfulJobsHistoryLimit", json!(3));
+            default_field(spec, "failedJobsHistoryLimit", json!(1));
+            if let Some(job) = obj.pointer_mut("/spec/jobTemplate/spec") {
+                job_spec(job);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn job_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    default_field(spec, "parallelism", json!(1));
+    if spec.get("completions").is_none_or(Value::is_null) && spec.get("parallelism").is_some() {
+        spec["completions"] = json!(1);
+    }
+    default_field(spec, "backoffLimit", json!(6));
+    default_field(spec, "completionMode", json!("NonIndexed"));
+    default_field(spec, "suspend", json!(false));
+    default_field(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    if let Some(pod) = spec.pointer_mut("/template/spec") {
+        pod_spec(pod);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry;
+
+    #[test]
+    fn pull_policies() {
+        for (image, policy) in [
+            ("nginx", "Always"),
+            ("nginx:latest", "Always"),
+            ("nginx:1.27", "IfNotPresent"),
+            ("registry:5000/app", "Always"),
+            ("registry:5000/app:v2", "IfNotPresent"),
+            ("app@sha256:abc", "IfNotPresent"),
+        ] {
+            assert_eq!(image_pull_policy(image), policy, "{image}");
+        }
+    }
+
+    #[test]
+    fn deployment_defaults_keep_what_was_given() {
+        let res = registry::find("apps", "v1", "deployments").unwrap();
+        let mut d = json!({"spec": {"replicas": 3, "template": {"spec": {"containers": [
+            {"name": "web", "image": "nginx:1", "ports": [{"containerPort": 80}]}]}}}});
+        apply(res, &mut d);
+        assert_eq!(d["spec"]["replicas"], 3);
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(
+            (&pod["restartPolicy"], &pod["dnsPolicy"]),
+            (&json!("Always"), &json!("ClusterFirst"))
+        );
+        let c = &pod["containers"][0];
+        assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(c["ports"][0]["protocol"], "TCP");
+        assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
+    }
+}
