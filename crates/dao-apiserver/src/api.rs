@@ -830,6 +830,40 @@ async fn update(
     }
 }
 
+/// Apply a patch body to `doc` by the request's Content-Type: JSON patch, JSON merge patch or
+/// strategic merge patch. Shared by resources and their scale subresource.
+fn apply_patch(headers: &HeaderMap, doc: &mut Value, patch: &Value) -> ApiResult<()> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match ct.split(';').next().unwrap_or("").trim() {
+        "application/json-patch+json" => {
+            let p: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            json_patch::patch(doc, &p).map_err(|e| ApiError {
+                code: 422,
+                reason: "Invalid",
+                message: format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ),
+                details: None,
+            })
+        }
+        "application/merge-patch+json" => {
+            json_patch::merge(doc, patch);
+            Ok(())
+        }
+        "application/strategic-merge-patch+json" => {
+            crate::smp::apply(doc, patch);
+            Ok(())
+        }
+        _ => Err(ApiError::unsupported_media_type(
+            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
+        )),
+    }
+}
+
 async fn patch(
     state: &ApiState,
     target: &Target,
@@ -839,42 +873,13 @@ async fn patch(
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_owned();
     let patch: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     // Optimistic concurrency: retry on a conflict that the patch itself did not cause.
     for _ in 0..8 {
         let current = get(state, target, name).await?;
         let mut doc = current.clone();
-        match ct.as_str() {
-            "application/json-patch+json" => {
-                let p: json_patch::Patch = serde_json::from_value(patch.clone())
-                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-                json_patch::patch(&mut doc, &p).map_err(|e| ApiError {
-                    code: 422,
-                    reason: "Invalid",
-                    message: format!(
-                        "the server rejected our request due to an error in our request: {e}"
-                    ),
-                    details: None,
-                })?;
-            }
-            "application/merge-patch+json" => json_patch::merge(&mut doc, &patch),
-            "application/strategic-merge-patch+json" => crate::smp::apply(&mut doc, &patch),
-            _ => {
-                return Err(ApiError::unsupported_media_type(
-                    "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
-                ));
-            }
-        }
+        apply_patch(headers, &mut doc, &patch)?;
         // A patch that names a resourceVersion is a precondition; otherwise patch whatever is there.
         let precondition = patch.pointer("/metadata/resourceVersion").is_some();
         if !precondition {
@@ -947,23 +952,7 @@ async fn scale(
                 let patch: Value = serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
                 let mut doc = current.clone();
-                match headers
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                {
-                    ct if ct.starts_with("application/json-patch+json") => {
-                        let p: json_patch::Patch = serde_json::from_value(patch).map_err(|e| {
-                            ApiError::bad_request(format!("error decoding patch: {e}"))
-                        })?;
-                        json_patch::patch(&mut doc, &p)
-                            .map_err(|e| ApiError::bad_request(format!("json patch: {e}")))?;
-                    }
-                    ct if ct.starts_with("application/strategic-merge-patch+json") => {
-                        crate::smp::apply(&mut doc, &patch)
-                    }
-                    _ => json_patch::merge(&mut doc, &patch),
-                }
+                apply_patch(headers, &mut doc, &patch)?;
                 doc
             }
             _ => {
@@ -1138,7 +1127,6 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool
         .and_then(|t| t.parse::<u64>().ok())
         .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(1800));
-    let field_name = target.name.clone();
     let rv = query.get("resourceVersion").unwrap_or("");
     let mut initial = Vec::new();
     let after: i64 = if rv.is_empty() || rv == "0" || send_initial {
@@ -1165,7 +1153,6 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool
             progress_interval: bookmarks.then_some(Duration::from_secs(5)),
         })
         .await?;
-    let _ = field_name;
     let body = async_stream::stream! {
         let mut first = true;
         let mut encode_event = |kind: &str, obj: Value| -> Bytes {

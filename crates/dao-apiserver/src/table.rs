@@ -255,15 +255,11 @@ fn cells(res: &Resource, obj: &Value) -> Vec<Value> {
                     .to_owned(),
                 _ => "<none>".to_owned(),
             };
+            // A Service's selector is a plain label map: a LabelSelector's matchLabels.
             let selector = obj
                 .pointer("/spec/selector")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
+                .map(|m| json!({ "matchLabels": m }))
+                .map(|sel| crate::selector::format_label_selector(Some(&sel)))
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "<none>".into());
             vec![
