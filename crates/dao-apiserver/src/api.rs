@@ -159,7 +159,7 @@ pub fn json_response(code: StatusCode, value: &Value) -> Response {
 }
 
 /// Decode a stored value and stamp its resourceVersion.
-fn decode(kv: &KeyValue) -> ApiResult<Value> {
+pub(crate) fn decode(kv: &KeyValue) -> ApiResult<Value> {
     let mut obj: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
     obj["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
@@ -167,7 +167,7 @@ fn decode(kv: &KeyValue) -> ApiResult<Value> {
 }
 
 /// Encode an object for storage: resourceVersion lives in the store's revision, not the bytes.
-fn encode(obj: &Value) -> Bytes {
+pub(crate) fn encode(obj: &Value) -> Bytes {
     let mut obj = obj.clone();
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
@@ -211,6 +211,14 @@ pub async fn handle(
             }
         }
         (&Method::POST, None, None) => create(&state, &target, &query, headers, &body).await,
+        (&Method::POST, Some(name), Some("binding")) if target.res.plural == "pods" => {
+            let binding = parse_body(headers, &body)?;
+            crate::pods::bind(&state, &target, name, &binding).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
+        }
         (&Method::PUT, Some(name), sub) => {
             let obj = parse_body(headers, &body)?;
             let mut obj = obj;
@@ -655,6 +663,7 @@ async fn create(
         namespace_must_exist(state, ns).await?;
     }
     crate::defaults::apply(res, &mut obj);
+    crate::defaults::on_create(res, &mut obj);
     let key = res.key(target.namespace.as_deref(), &name);
     if res.plural == "services" {
         if state.store.get(&key, None).await?.0.is_some() {
@@ -811,7 +820,11 @@ async fn update(
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
         .is_none_or(|f| f.is_empty());
-    if obj.pointer("/metadata/deletionTimestamp").is_some() && finalizers_empty {
+    let grace_over = obj
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .is_none_or(|g| g == 0);
+    if obj.pointer("/metadata/deletionTimestamp").is_some() && finalizers_empty && grace_over {
         return match state.store.delete(&key, expect).await? {
             Outcome::Applied { revision, .. } => {
                 obj["metadata"]["resourceVersion"] = json!(revision.to_string());
@@ -1025,15 +1038,61 @@ async fn delete(state: &ApiState, target: &Target, name: &str, body: &[u8]) -> A
         {
             return Err(ApiError::conflict(res, name));
         }
-        let has_finalizers = obj
+        let grace = if res.plural == "pods" {
+            crate::pods::grace_period(&obj, &options)
+        } else {
+            0
+        };
+        let marked = obj.pointer("/metadata/deletionTimestamp").is_some();
+        // Propagation other than Background keeps the owner until the garbage collector has
+        // orphaned or deleted its dependents, through a finalizer.
+        let propagation = match options.get("propagationPolicy").and_then(Value::as_str) {
+            Some(p) => Some(p),
+            None if options.get("orphanDependents") == Some(&json!(true)) => Some("Orphan"),
+            None => None,
+        };
+        let mut finalizers: Vec<Value> = obj
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
-            .is_some_and(|f| !f.is_empty());
-        if res.plural == "namespaces" || has_finalizers {
-            // Graceful: mark for deletion; finalizers (or the namespace controller) finish it.
-            if obj.pointer("/metadata/deletionTimestamp").is_none() {
-                obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-                obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            .cloned()
+            .unwrap_or_default();
+        let gc_finalizer = match propagation {
+            Some("Orphan") => Some("orphan"),
+            Some("Foreground") => Some("foregroundDeletion"),
+            Some("Background") | None => None,
+            Some(other) => {
+                return Err(ApiError::invalid_kind(
+                    "DeleteOptions",
+                    "",
+                    "",
+                    vec![Cause {
+                        reason: "FieldValueNotSupported",
+                        field: "propagationPolicy".into(),
+                        message: format!(
+                            "Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+                        ),
+                    }],
+                ));
+            }
+        };
+        if !marked
+            && let Some(f) = gc_finalizer
+            && !finalizers.iter().any(|x| x == f)
+        {
+            finalizers.push(json!(f));
+        }
+        let current_grace = obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64);
+        if res.plural == "namespaces" || !finalizers.is_empty() || grace > 0 {
+            // Graceful: mark for deletion; finalizers, the namespace controller or the pod's
+            // node finish it. A later DELETE may only shorten the grace period.
+            if !marked || current_grace.is_some_and(|g| grace < g) {
+                obj["metadata"]["deletionTimestamp"] = json!(crate::pods::deletion_time(grace));
+                obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+                if !finalizers.is_empty() {
+                    obj["metadata"]["finalizers"] = json!(finalizers);
+                }
                 if res.plural == "namespaces" {
                     obj["status"]["phase"] = json!("Terminating");
                 }

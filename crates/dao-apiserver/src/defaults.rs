@@ -141,6 +141,102 @@ pub fn apply(res: &Resource, obj: &mut Value) {
     }
 }
 
+/// What upstream's create strategies and default admission plugins add to a new object, once
+/// its uid is known: a Job's generated selector and pod labels; a Pod's QoS class, priority and
+/// the not-ready/unreachable tolerations of 300 s (DefaultTolerationSeconds).
+pub fn on_create(res: &Resource, obj: &mut Value) {
+    match (res.group, res.kind) {
+        ("batch", "Job") => job_selector(obj),
+        ("", "Pod") => {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
+                default_tolerations(spec);
+                default_field(spec, "priority", json!(0));
+                // A new pod's status is the server's: Pending, with its QoS class.
+                let qos = qos_class(spec);
+                obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+            }
+        }
+        _ => {}
+    }
+}
+
+fn job_selector(obj: &mut Value) {
+    let uid = obj["metadata"]["uid"].clone();
+    let name = obj["metadata"]["name"].clone();
+    let spec = &mut obj["spec"];
+    if !spec.is_object() || spec.get("manualSelector") == Some(&json!(true)) {
+        return;
+    }
+    spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    let labels = &mut spec["template"]["metadata"]["labels"];
+    if !labels.is_object() {
+        *labels = json!({});
+    }
+    for (k, v) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        labels[k] = v.clone();
+    }
+}
+
+fn default_tolerations(spec: &mut Value) {
+    if !spec["tolerations"].is_array() {
+        spec["tolerations"] = json!([]);
+    }
+    let tolerations = spec["tolerations"].as_array_mut().expect("array");
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let tolerated = tolerations.iter().any(|t| {
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let tkey = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let exists = t.get("operator").and_then(Value::as_str) == Some("Exists");
+            (tkey == key || (tkey.is_empty() && exists))
+                && (effect.is_empty() || effect == "NoExecute")
+        });
+        if !tolerated {
+            tolerations.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+        }
+    }
+}
+
+/// Upstream's QoS classes: Guaranteed when every container limits cpu and memory with equal
+/// requests, BestEffort when no container asks for either, Burstable otherwise.
+fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|f| spec.get(*f).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in containers {
+        let requests = c.pointer("/resources/requests");
+        let limits = c.pointer("/resources/limits");
+        for r in ["cpu", "memory"] {
+            let req = requests.and_then(|v| v.get(r));
+            let lim = limits.and_then(|v| v.get(r));
+            if req.is_some() || lim.is_some() {
+                any = true;
+            }
+            match (req, lim) {
+                (_, None) => guaranteed = false,
+                (Some(q), Some(l)) if q != l => guaranteed = false,
+                _ => {}
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
 fn job_spec(spec: &mut Value) {
     if !spec.is_object() {
         return;
@@ -175,6 +271,55 @@ mod tests {
         ] {
             assert_eq!(image_pull_policy(image), policy, "{image}");
         }
+    }
+
+    #[test]
+    fn qos_classes() {
+        let c = |res: Value| json!({"containers": [{"name": "a", "resources": res}]});
+        assert_eq!(qos_class(&c(json!({}))), "BestEffort");
+        assert_eq!(
+            qos_class(&c(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&c(
+                json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}})
+            )),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&c(json!({"requests": {"cpu": "100m"}}))),
+            "Burstable"
+        );
+    }
+
+    #[test]
+    fn pods_get_default_tolerations_once() {
+        let res = registry::find("", "v1", "pods").unwrap();
+        let mut pod = json!({"metadata": {"uid": "u"}, "spec": {"containers": [{"name": "a"}], "tolerations": [
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}]}});
+        on_create(res, &mut pod);
+        let t = pod["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0]["tolerationSeconds"], 5);
+        assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
+        assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    }
+
+    #[test]
+    fn jobs_get_a_generated_selector() {
+        let res = registry::find("batch", "v1", "jobs").unwrap();
+        let mut job =
+            json!({"metadata": {"uid": "u1", "name": "pi"}, "spec": {"template": {"spec": {}}}});
+        on_create(res, &mut job);
+        assert_eq!(
+            job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+            "u1"
+        );
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["labels"]["job-name"],
+            "pi"
+        );
     }
 
     #[test]

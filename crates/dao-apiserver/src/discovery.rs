@@ -10,7 +10,15 @@ use crate::registry::{self, RESOURCES, Resource, VERBS};
 const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Subresources whose handlers exist; discovery advertises only those.
-const SERVED_SUBRESOURCES: [&str; 2] = ["status", "scale"];
+const SERVED_SUBRESOURCES: [&str; 3] = ["status", "scale", "binding"];
+
+/// The verbs of a subresource: `binding` is create-only, the others read and write.
+fn sub_verbs(sub: &str) -> Value {
+    match sub {
+        "binding" => json!(["create"]),
+        _ => json!(["get", "patch", "update"]),
+    }
+}
 
 fn wants_aggregated(headers: &HeaderMap) -> bool {
     headers
@@ -38,6 +46,8 @@ fn respond(content_type: &'static str, body: Value) -> Response {
 fn sub_kind(r: &Resource, sub: &str) -> Value {
     if sub == "scale" {
         json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+    } else if sub == "binding" {
+        json!({"group": "", "version": "", "kind": "Binding"})
     } else {
         json!({"group": "", "version": "", "kind": r.kind})
     }
@@ -61,7 +71,7 @@ fn aggregated_resource(r: &Resource) -> Value {
         .subresources
         .iter()
         .filter(|s| SERVED_SUBRESOURCES.contains(s))
-        .map(|s| json!({"subresource": s, "responseKind": sub_kind(r, s), "verbs": ["get", "patch", "update"]}))
+        .map(|s| json!({"subresource": s, "responseKind": sub_kind(r, s), "verbs": sub_verbs(s)}))
         .collect();
     if !subs.is_empty() {
         v["subresources"] = json!(subs);
@@ -172,7 +182,10 @@ pub fn resources(group: &str, version: &str) -> Option<Response> {
             .iter()
             .filter(|s| SERVED_SUBRESOURCES.contains(s))
         {
-            let mut entry = json!({"name": format!("{}/{s}", r.plural), "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]});
+            let mut entry = json!({"name": format!("{}/{s}", r.plural), "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind, "verbs": sub_verbs(s)});
+            if *s == "binding" {
+                entry["kind"] = json!("Binding");
+            }
             if *s == "scale" {
                 entry["group"] = json!("autoscaling");
                 entry["version"] = json!("v1");

@@ -26,6 +26,7 @@ mod discovery;
 mod namespaces;
 mod openapi;
 pub mod pki;
+mod pods;
 mod protobuf;
 pub mod registry;
 mod selector;

@@ -170,7 +170,7 @@ pub static RESOURCES: &[Resource] = &[
         true,
         ["po"],
         ["all"],
-        ["status"]
+        ["status", "binding"]
     ),
     r!(
         "",

@@ -86,30 +86,51 @@ impl ApiError {
 
     /// 422 with field causes; the message lists them as upstream does.
     pub fn invalid(resource: &Resource, name: &str, causes: Vec<Cause>) -> Self {
+        Self::invalid_kind(resource.kind, resource.group, name, causes)
+    }
+
+    /// 422 for a kind that is not a stored resource (a `Binding`, a `Scale`).
+    pub fn invalid_kind(kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> Self {
         let list: Vec<String> = causes
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))
             .collect();
         let message = if list.len() == 1 {
-            format!("{} \"{name}\" is invalid: {}", resource.kind, list[0])
+            format!("{} \"{name}\" is invalid: {}", kind, list[0])
         } else {
-            format!(
-                "{} \"{name}\" is invalid: [{}]",
-                resource.kind,
-                list.join(", ")
-            )
+            format!("{} \"{name}\" is invalid: [{}]", kind, list.join(", "))
         };
         let mut d = json!({
             "name": name,
-            "kind": resource.kind,
+            "kind": kind,
             "causes": causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect::<Vec<_>>(),
         });
-        if !resource.group.is_empty() {
-            d["group"] = json!(resource.group);
+        if !group.is_empty() {
+            d["group"] = json!(group);
         }
         ApiError {
             details: Some(d),
             ..Self::new(422, "Invalid", message)
+        }
+    }
+
+    /// 409 Conflict with a specific cause, e.g. a pod already bound.
+    pub fn conflict_with(qualified: &str, name: &str, cause: &str) -> Self {
+        let (kind, group) = match qualified.split_once('.') {
+            Some((k, g)) => (k, g),
+            None => (qualified, ""),
+        };
+        let mut d = json!({ "name": name, "kind": kind });
+        if !group.is_empty() {
+            d["group"] = json!(group);
+        }
+        ApiError {
+            details: Some(d),
+            ..Self::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on {qualified} \"{name}\": {cause}"),
+            )
         }
     }
 

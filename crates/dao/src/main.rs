@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod agent;
 mod bench;
 mod bench_api;
 mod debug;
@@ -30,7 +31,24 @@ enum Command {
         /// Address to listen on; port 0 picks a free port (written into the kubeconfig).
         #[arg(long, default_value = "127.0.0.1:6443")]
         listen: std::net::SocketAddr,
+        #[command(flatten)]
+        controllers: ControllerArgs,
+        /// Serve the API only: no in-process controllers.
+        #[arg(long)]
+        no_controllers: bool,
     },
+    /// Run the controllers against any API server (only the holder of the
+    /// kube-system/dao-controller-manager Lease works).
+    ControllerManager {
+        /// Kubeconfig of the cluster to manage.
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        #[command(flatten)]
+        controllers: ControllerArgs,
+    },
+    /// Run a node agent. Today: simulated nodes (`--simulate N`), which register, renew their
+    /// leases and play their pods' lifecycle without running containers.
+    Agent(agent::AgentArgs),
     /// Measure Dao's components; results are printed as Markdown for BENCHMARKS.md.
     Bench {
         #[command(subcommand)]
@@ -68,6 +86,48 @@ pub struct StoreArgs {
     pub etcd_startup_timeout: u64,
 }
 
+/// Settings of the controllers, shared by `dao server` and `dao controller-manager`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ControllerArgs {
+    /// Pod CIDRs for nodes are cut from this cluster CIDR.
+    #[arg(long, default_value = "10.128.0.0/9")]
+    cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u32,
+    /// Seconds without a lease renewal before a node goes NotReady.
+    #[arg(long, default_value_t = 40.0)]
+    node_monitor_grace_period: f64,
+}
+
+impl ControllerArgs {
+    fn config(&self) -> dao_controllers::Config {
+        dao_controllers::Config {
+            cluster_cidr: Some(self.cluster_cidr.clone()),
+            node_cidr_mask: self.node_cidr_mask_size,
+            node_monitor_grace_period: std::time::Duration::from_secs_f64(
+                self.node_monitor_grace_period.max(1.0),
+            ),
+            ..dao_controllers::Config::default()
+        }
+    }
+}
+
+/// Runs the controllers behind the controller-manager Lease, until the process ends.
+async fn run_controllers(client: kube::Client, args: ControllerArgs) {
+    let identity = format!(
+        "{}_{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "dao".into()),
+        std::process::id()
+    );
+    let config = args.config();
+    dao_controllers::leader::Election::new("dao-controller-manager", &identity)
+        .run(client.clone(), move || {
+            dao_controllers::run(client.clone(), config.clone())
+        })
+        .await;
+}
+
 impl StoreArgs {
     pub async fn open(&self) -> Result<std::sync::Arc<dyn dao_store::Store>> {
         Ok(match self.store {
@@ -95,7 +155,12 @@ impl StoreArgs {
     }
 }
 
-async fn server(args: StoreArgs, listen: std::net::SocketAddr) -> Result<()> {
+async fn server(
+    args: StoreArgs,
+    listen: std::net::SocketAddr,
+    controllers: ControllerArgs,
+    no_controllers: bool,
+) -> Result<()> {
     let data_dir = args
         .data_dir
         .clone()
@@ -108,12 +173,18 @@ async fn server(args: StoreArgs, listen: std::net::SocketAddr) -> Result<()> {
         store,
     })
     .await?;
+    let mut background = tokio::task::JoinSet::new();
+    if !no_controllers {
+        let client = client_from_kubeconfig(&server.kubeconfig).await?;
+        background.spawn(run_controllers(client, controllers));
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutting down");
+    background.abort_all();
     server.shutdown().await;
     Ok(())
 }
@@ -139,7 +210,24 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Server { store, listen } => server(store, listen).await,
+            Command::Server {
+                store,
+                listen,
+                controllers,
+                no_controllers,
+            } => server(store, listen, controllers, no_controllers).await,
+            Command::ControllerManager {
+                kubeconfig,
+                controllers,
+            } => {
+                let client = client_from_kubeconfig(&kubeconfig).await?;
+                tokio::select! {
+                    _ = run_controllers(client, controllers) => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                Ok(())
+            }
+            Command::Agent(args) => agent::run(args).await,
             Command::Bench { what } => bench::run(what).await,
             Command::Debug { what } => debug::run(what).await,
         }
@@ -151,4 +239,16 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// A kube-rs client for the cluster a kubeconfig names (its current context).
+pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
 }

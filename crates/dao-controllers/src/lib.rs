@@ -1,0 +1,138 @@
+//! Dao's controllers: reconcilers that keep workloads in their desired state, talking to the
+//! API like any client (list/watch through shared informers, writes through kube-rs).
+//!
+//! `run` starts one informer per kind and every controller on top of them; `dao server` runs it
+//! in-process (behind a Lease), `dao controller-manager` runs it against any API server.
+
+pub mod deployment;
+pub mod events;
+pub mod gc;
+pub mod informer;
+pub mod leader;
+pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod queue;
+pub mod replicaset;
+pub mod serviceaccount;
+pub mod util;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::watcher;
+
+use crate::informer::Informer;
+
+/// Settings of the controller manager.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Pod CIDRs for nodes are cut from this (`None`: no node IPAM).
+    pub cluster_cidr: Option<String>,
+    pub node_cidr_mask: u32,
+    /// A node whose lease is older than this goes NotReady (upstream: 40 s).
+    pub node_monitor_grace_period: Duration,
+    /// Workers per busy controller.
+    pub workers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cluster_cidr: Some("10.128.0.0/9".into()),
+            node_cidr_mask: 24,
+            node_monitor_grace_period: Duration::from_secs(40),
+            workers: 4,
+        }
+    }
+}
+
+/// Runs every controller until the future is dropped.
+pub async fn run(client: Client, config: Config) {
+    let pods = Informer::<Pod>::new();
+    let replicasets = Informer::<ReplicaSet>::new();
+    let deployments = Informer::<Deployment>::new();
+    let nodes = Informer::<Node>::new();
+    let namespaces = Informer::<Namespace>::new();
+    let accounts = Informer::<ServiceAccount>::new();
+    let node_leases = Informer::<Lease>::new();
+
+    let rs =
+        replicaset::ReplicaSetController::new(client.clone(), replicasets.clone(), pods.clone());
+    let deploy = deployment::DeploymentController::new(
+        client.clone(),
+        deployments.clone(),
+        replicasets.clone(),
+    );
+    let sa = serviceaccount::ServiceAccountController::new(
+        client.clone(),
+        namespaces.clone(),
+        accounts.clone(),
+    );
+    let lifecycle = nodelifecycle::NodeLifecycleController::new(
+        client.clone(),
+        nodes.clone(),
+        node_leases.clone(),
+        pods.clone(),
+        config.node_monitor_grace_period,
+    );
+    let gc = gc::GarbageCollector::new(client.clone());
+    gc.dependent(&pods);
+    gc.dependent(&replicasets);
+    gc.dependent(&node_leases);
+    gc.owner(&deployments);
+    gc.owner(&replicasets);
+    gc.owner(&nodes);
+    let ipam = config
+        .cluster_cidr
+        .as_deref()
+        .and_then(|c| nodeipam::ClusterCidr::parse(c, config.node_cidr_mask))
+        .map(|c| nodeipam::NodeIpamController::new(client.clone(), nodes.clone(), c));
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(
+        pods.clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(
+        replicasets
+            .clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(
+        deployments
+            .clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(
+        nodes
+            .clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(
+        namespaces
+            .clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(
+        accounts
+            .clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(node_leases.clone().run(
+        Api::namespaced(client.clone(), "kube-node-lease"),
+        watcher::Config::default(),
+    ));
+    tasks.spawn(rs.run(config.workers));
+    tasks.spawn(deploy.run(config.workers));
+    tasks.spawn(sa.run());
+    tasks.spawn(lifecycle.run());
+    tasks.spawn(gc.run(config.workers));
+    if let Some(ipam) = ipam {
+        tasks.spawn(ipam.run());
+    }
+    while tasks.join_next().await.is_some() {}
+}

@@ -1,0 +1,87 @@
+//! The ServiceAccount controller: every active namespace has a `default` ServiceAccount,
+//! recreated if deleted, as upstream's.
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{Api, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use crate::informer::{Change, Informer};
+use crate::queue::{Action, WorkQueue};
+
+#[derive(Clone)]
+pub struct ServiceAccountController {
+    client: Client,
+    namespaces: Informer<Namespace>,
+    accounts: Informer<ServiceAccount>,
+    queue: WorkQueue,
+}
+
+impl ServiceAccountController {
+    pub fn new(
+        client: Client,
+        namespaces: Informer<Namespace>,
+        accounts: Informer<ServiceAccount>,
+    ) -> Self {
+        let queue = WorkQueue::new();
+        let q = queue.clone();
+        namespaces.on_change(move |c| {
+            if let Change::Upsert { new, .. } = c {
+                q.add(new.name_any());
+            }
+        });
+        let q = queue.clone();
+        accounts.on_change(move |c| {
+            if let Change::Delete(old) = c
+                && old.name_any() == "default"
+            {
+                q.add(old.namespace().unwrap_or_default());
+            }
+        });
+        ServiceAccountController {
+            client,
+            namespaces,
+            accounts,
+            queue,
+        }
+    }
+
+    pub async fn run(self) {
+        self.namespaces.wait_synced().await;
+        self.accounts.wait_synced().await;
+        for ns in self.namespaces.keys() {
+            self.queue.add(ns);
+        }
+        let this = self.clone();
+        self.queue
+            .clone()
+            .run("serviceaccount", 1, move |ns| {
+                let this = this.clone();
+                async move { this.reconcile(&ns).await }
+            })
+            .await;
+    }
+
+    async fn reconcile(&self, ns: &str) -> Result<Action, kube::Error> {
+        let Some(namespace) = self.namespaces.get(ns) else {
+            return Ok(Action::Done);
+        };
+        let active = namespace.metadata.deletion_timestamp.is_none()
+            && namespace.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating");
+        if !active || self.accounts.get(&format!("{ns}/default")).is_some() {
+            return Ok(Action::Done);
+        }
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), ns);
+        let sa: ServiceAccount =
+            serde_json::from_value(json!({"metadata": {"name": "default", "namespace": ns}}))
+                .expect("service account");
+        match api.create(&PostParams::default(), &sa).await {
+            Ok(_) => Ok(Action::Done),
+            // Exists already, or the namespace is going away.
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 403 || s.code == 404 => {
+                Ok(Action::Done)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

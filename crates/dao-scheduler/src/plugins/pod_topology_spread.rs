@@ -1,0 +1,485 @@
+//! PodTopologySpread: `topologySpreadConstraints` keep matching pods evenly spread over
+//! topology domains.
+//!
+//! Each constraint counts, per domain (value of `topologyKey`), the pods in the incoming pod's
+//! namespace that match its `labelSelector` (plus `matchLabelKeys` values taken from the pod;
+//! terminating pods are not counted, and an empty selector counts nothing, as upstream). Only
+//! nodes that have every constraint's key take part, and, by the v1.33 defaults, only nodes
+//! matching the pod's node affinity/selector (`nodeAffinityPolicy: Honor`) while taints are
+//! ignored (`nodeTaintsPolicy: Ignore`); both policies can be set per constraint.
+//!
+//! `DoNotSchedule` constraints filter: placing the pod in the node's domain must keep
+//! `count + (1 if the pod matches itself) - global minimum <= maxSkew`, where the global
+//! minimum is 0 while fewer than `minDomains` domains exist. A node without the key fails with
+//! "(missing required label)".
+//!
+//! `ScheduleAnyway` constraints score: for each constraint `count * ln(domains + 2) +
+//! (maxSkew - 1)`, summed and rounded; nodes with fewer matching pods around them get higher
+//! normalized scores, nodes missing a key get 0. Upstream's cluster-level default constraints
+//! (spreading by the pod's Service/ReplicaSet when it sets none) are not applied: they need
+//! listers of those objects.
+
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::Incoming;
+use super::taint_toleration::first_untolerated;
+use crate::cache::{Cache, NodeId, NodeInfo, PodInfo};
+use crate::framework::{Code, FilterResult, MAX_NODE_SCORE, Plugin, Status};
+use crate::selector::Selector;
+
+pub(crate) const REASON: &str = "node(s) didn't match pod topology spread constraints";
+pub(crate) const MISSING_LABEL_REASON: &str =
+    "node(s) didn't match pod topology spread constraints (missing required label)";
+
+const HOSTNAME: &str = "kubernetes.io/hostname";
+
+/// One parsed spread constraint.
+#[derive(Debug, Clone)]
+pub(crate) struct Constraint {
+    max_skew: i64,
+    topology_key: String,
+    selector: Selector,
+    min_domains: usize,
+    honor_node_affinity: bool,
+    honor_taints: bool,
+}
+
+/// A pod's constraints, split by `whenUnsatisfiable`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Constraints {
+    pub hard: Vec<Constraint>,
+    pub soft: Vec<Constraint>,
+}
+
+impl Constraints {
+    pub fn from_pod(pod: &Pod) -> Self {
+        let mut out = Constraints::default();
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        let list = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.topology_spread_constraints.as_ref());
+        for c in list.into_iter().flatten() {
+            let mut selector = Selector::from_api(c.label_selector.as_ref());
+            for key in c.match_label_keys.iter().flatten() {
+                if let Some(v) = labels.get(key) {
+                    selector.require_equal(key, v);
+                }
+            }
+            let parsed = Constraint {
+                max_skew: i64::from(c.max_skew),
+                topology_key: c.topology_key.clone(),
+                selector,
+                min_domains: c
+                    .min_domains
+                    .and_then(|m| usize::try_from(m).ok())
+                    .unwrap_or(1)
+                    .max(1),
+                honor_node_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
+                honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
+            };
+            match c.when_unsatisfiable.as_str() {
+                "DoNotSchedule" => out.hard.push(parsed),
+                "ScheduleAnyway" => out.soft.push(parsed),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+fn has_all_keys(constraints: &[Constraint], node: &NodeInfo) -> bool {
+    constraints
+        .iter()
+        .all(|c| node.labels.contains_key(&c.topology_key))
+}
+
+/// Whether the node takes part in the constraint's counts (inclusion policies).
+fn included(c: &Constraint, pod: &Incoming<'_>, node: &NodeInfo) -> bool {
+    (!c.honor_node_affinity || pod.node_affinity.matches(&node.labels, &node.name))
+        && (!c.honor_taints || first_untolerated(pod.tolerations, &node.taints).is_none())
+}
+
+fn counts_towards(c: &Constraint, pod: &Incoming<'_>, existing: &PodInfo) -> bool {
+    !existing.terminating
+        && existing.namespace == pod.info.namespace
+        && c.selector.matches(&existing.labels)
+}
+
+/// Pods on the node that count towards the constraint.
+fn count_on(cache: &Cache, c: &Constraint, pod: &Incoming<'_>, node: &NodeInfo) -> i64 {
+    if c.selector.is_empty() {
+        return 0;
+    }
+    let n = node
+        .pods
+        .iter()
+        .filter(|id| counts_towards(c, pod, cache.pod(**id)))
+        .count();
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The `DoNotSchedule` counts for one cycle.
+#[derive(Debug, Clone)]
+pub(crate) struct FilterState {
+    /// Per constraint: domain -> matching pods.
+    counts: Vec<HashMap<String, i64>>,
+    /// Per constraint: the global minimum the skew is measured against.
+    min: Vec<i64>,
+}
+
+impl FilterState {
+    /// `None` when the pod has no `DoNotSchedule` constraints.
+    pub fn new(cache: &Cache, pod: &Incoming<'_>) -> Option<Self> {
+        let hard = &pod.spread.hard;
+        if hard.is_empty() {
+            return None;
+        }
+        let mut counts = vec![HashMap::new(); hard.len()];
+        for &id in &cache.order {
+            let node = &cache.nodes[id];
+            // With one constraint, the domain lookup below is the key check.
+            if hard.len() > 1 && !has_all_keys(hard, node) {
+                continue;
+            }
+            for (i, c) in hard.iter().enumerate() {
+                let Some(domain) = node.labels.get(&c.topology_key) else {
+                    continue;
+                };
+                if !included(c, pod, node) {
+                    continue;
+                }
+                let n = count_on(cache, c, pod, node);
+                // Look up before inserting: a String is allocated once per domain, not per node.
+                match counts[i].get_mut(domain) {
+                    Some(count) => *count += n,
+                    None => {
+                        counts[i].insert(domain.clone(), n);
+                    }
+                }
+            }
+        }
+        let mut state = FilterState {
+            counts,
+            min: vec![0; hard.len()],
+        };
+        state.recompute_min(hard);
+        Some(state)
+    }
+
+    fn recompute_min(&mut self, hard: &[Constraint]) {
+        for (i, c) in hard.iter().enumerate() {
+            self.min[i] = if self.counts[i].len() < c.min_domains {
+                0
+            } else {
+                self.counts[i].values().copied().min().unwrap_or(0)
+            };
+        }
+    }
+
+    /// Adjusts the counts for `existing` leaving (`delta` -1) or returning (+1) to `node`.
+    pub fn update_for_pod(
+        &mut self,
+        pod: &Incoming<'_>,
+        existing: &PodInfo,
+        node: &NodeInfo,
+        delta: i64,
+    ) {
+        let hard = &pod.spread.hard;
+        if !has_all_keys(hard, node) {
+            return;
+        }
+        for (i, c) in hard.iter().enumerate() {
+            if c.selector.is_empty() || !counts_towards(c, pod, existing) || !included(c, pod, node)
+            {
+                continue;
+            }
+            let domain = &node.labels[&c.topology_key];
+            if let Some(count) = self.counts[i].get_mut(domain) {
+                *count += delta;
+            }
+        }
+        self.recompute_min(hard);
+    }
+
+    pub fn filter(&self, pod: &Incoming<'_>, node: &NodeInfo) -> FilterResult {
+        for (i, c) in pod.spread.hard.iter().enumerate() {
+            let Some(domain) = node.labels.get(&c.topology_key) else {
+                return Err(Status::new(
+                    Plugin::PodTopologySpread,
+                    Code::UnschedulableAndUnresolvable,
+                    MISSING_LABEL_REASON,
+                ));
+            };
+            let self_match = i64::from(c.selector.matches(&pod.info.labels));
+            let count = self.counts[i].get(domain).copied().unwrap_or(0);
+            if count + self_match - self.min[i] > c.max_skew {
+                return Err(Status::new(
+                    Plugin::PodTopologySpread,
+                    Code::Unschedulable,
+                    REASON,
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `ScheduleAnyway` counts for one cycle, over the feasible nodes.
+pub(crate) struct ScoreState {
+    /// Per constraint (other than hostname): domain -> matching pods.
+    counts: Vec<HashMap<String, i64>>,
+    weights: Vec<f64>,
+}
+
+impl ScoreState {
+    /// `None` when the pod has no `ScheduleAnyway` constraints.
+    pub fn new(cache: &Cache, pod: &Incoming<'_>, feasible: &[NodeId]) -> Option<Self> {
+        let soft = &pod.spread.soft;
+        if soft.is_empty() {
+            return None;
+        }
+        let mut counts = vec![HashMap::new(); soft.len()];
+        let mut scored = 0usize;
+        for &id in feasible {
+            let node = &cache.nodes[id];
+            if !has_all_keys(soft, node) {
+                continue;
+            }
+            scored += 1;
+            for (i, c) in soft.iter().enumerate() {
+                if c.topology_key != HOSTNAME {
+                    counts[i]
+                        .entry(node.labels[&c.topology_key].clone())
+                        .or_insert(0);
+                }
+            }
+        }
+        // ln(size + 2) is a small positive float; the casts are exact for realistic sizes.
+        #[allow(clippy::cast_precision_loss)]
+        let weights = soft
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let size = if c.topology_key == HOSTNAME {
+                    scored
+                } else {
+                    counts[i].len()
+                };
+                ((size + 2) as f64).ln()
+            })
+            .collect();
+        for &id in &cache.order {
+            let node = &cache.nodes[id];
+            if !has_all_keys(soft, node) {
+                continue;
+            }
+            for (i, c) in soft.iter().enumerate() {
+                if c.topology_key == HOSTNAME || !included(c, pod, node) {
+                    continue;
+                }
+                if let Some(count) = counts[i].get_mut(&node.labels[&c.topology_key]) {
+                    *count += count_on(cache, c, pod, node);
+                }
+            }
+        }
+        Some(ScoreState { counts, weights })
+    }
+
+    /// The raw score (higher means more matching pods nearby); `None` for ignored nodes.
+    pub fn score(&self, cache: &Cache, pod: &Incoming<'_>, node: &NodeInfo) -> Option<i64> {
+        let soft = &pod.spread.soft;
+        if !has_all_keys(soft, node) {
+            return None;
+        }
+        let mut total = 0.0;
+        for (i, c) in soft.iter().enumerate() {
+            let count = if c.topology_key == HOSTNAME {
+                count_on(cache, c, pod, node)
+            } else {
+                self.counts[i]
+                    .get(&node.labels[&c.topology_key])
+                    .copied()
+                    .unwrap_or(0)
+            };
+            #[allow(clippy::cast_precision_loss)]
+            let term = count as f64 * self.weights[i] + (c.max_skew - 1) as f64;
+            total += term;
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        let rounded = total.round() as i64;
+        Some(rounded)
+    }
+
+    /// Upstream's normalization: fewer is better, ignored nodes get 0.
+    pub fn normalize(raw: &[Option<i64>]) -> Vec<i64> {
+        let valid = raw.iter().flatten();
+        let min = valid.clone().copied().min().unwrap_or(0);
+        let max = valid.copied().max().unwrap_or(0).max(0);
+        raw.iter()
+            .map(|s| match s {
+                None => 0,
+                Some(_) if max == 0 => MAX_NODE_SCORE,
+                Some(s) => MAX_NODE_SCORE * (max + min - s) / max,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::test_support::{cache_with, filter_reasons};
+    use crate::testing::{NodeExt, PodExt, node, node_requirement, pod};
+    use k8s_openapi::api::core::v1::Node;
+
+    /// n1, n2 in zone a; n3 in zone b; n4 in zone c (tainted); n5 without a zone.
+    fn nodes() -> Vec<Node> {
+        vec![
+            node("n1", "4", "8Gi", 110).label("zone", "a"),
+            node("n2", "4", "8Gi", 110).label("zone", "a"),
+            node("n3", "4", "8Gi", 110).label("zone", "b"),
+            node("n4", "4", "8Gi", 110)
+                .label("zone", "c")
+                .taint("dedicated", "x", "NoSchedule"),
+            node("n5", "4", "8Gi", 110),
+        ]
+    }
+
+    fn web(name: &str, node: &str) -> Pod {
+        pod("default", name, "", "").label("app", "web").on(node)
+    }
+
+    const S: &str = REASON;
+    const M: &str = MISSING_LABEL_REASON;
+    const T: &str = "node(s) had untolerated taint {dedicated: x}";
+
+    /// The reasons on n1..n5, "" for fits.
+    fn check(existing: Vec<Pod>, p: Pod, expected: [&str; 5]) {
+        let cache = cache_with(&nodes(), &existing);
+        let got: Vec<String> = ["n1", "n2", "n3", "n4", "n5"]
+            .iter()
+            .map(|n| filter_reasons(&cache, &p, n).join("; "))
+            .collect();
+        assert_eq!(got, expected, "{p:?}");
+    }
+
+    fn incoming() -> Pod {
+        pod("default", "p", "", "").label("app", "web")
+    }
+
+    #[test]
+    fn do_not_schedule_table() {
+        let zone = |skew| incoming().spread(skew, "zone", "DoNotSchedule", &[("app", "web")]);
+        // Empty cluster: every zone is at 0, any zoned node fits (the tainted one fails on its taint).
+        check(vec![], zone(1), ["", "", "", T, M]);
+        // a=1, b=0, c=0: zone a would reach skew 2.
+        check(vec![web("w1", "n1")], zone(1), [S, S, "", T, M]);
+        check(vec![web("w1", "n1")], zone(2), ["", "", "", T, M]);
+        // a=1, b=1, c=0 (c counts although tainted: taints are ignored by default).
+        check(
+            vec![web("w1", "n1"), web("w2", "n3")],
+            zone(1),
+            [S, S, S, T, M],
+        );
+        // Pods in other namespaces, terminating pods and non-matching pods do not count.
+        check(
+            vec![
+                pod("other", "o", "", "").label("app", "web").on("n1"),
+                web("t", "n1").terminating(),
+                pod("default", "db", "", "").label("app", "db").on("n1"),
+            ],
+            zone(1),
+            ["", "", "", T, M],
+        );
+        // An incoming pod that does not match its own selector adds nothing to the skew.
+        let other =
+            pod("default", "p", "", "").spread(1, "zone", "DoNotSchedule", &[("app", "web")]);
+        check(vec![web("w1", "n1")], other, ["", "", "", T, M]);
+        // ScheduleAnyway never filters.
+        check(
+            vec![web("w1", "n1"), web("w2", "n1")],
+            incoming().spread(1, "zone", "ScheduleAnyway", &[("app", "web")]),
+            ["", "", "", T, ""],
+        );
+    }
+
+    #[test]
+    fn node_inclusion_policies() {
+        // With a node selector on zone a or b, zone c drops out of the minimum: a=1, b=1 -> ok.
+        let p = incoming()
+            .spread(1, "zone", "DoNotSchedule", &[("app", "web")])
+            .required_node_term(vec![node_requirement("zone", "In", &["a", "b"])]);
+        let na = "node(s) didn't match Pod's node affinity/selector";
+        check(
+            vec![web("w1", "n1"), web("w2", "n3")],
+            p,
+            ["", "", "", T, na],
+        );
+        // Honoring taints drops the tainted zone c too.
+        let mut p = incoming().spread(1, "zone", "DoNotSchedule", &[("app", "web")]);
+        p.spec
+            .as_mut()
+            .unwrap()
+            .topology_spread_constraints
+            .as_mut()
+            .unwrap()[0]
+            .node_taints_policy = Some("Honor".into());
+        check(
+            vec![web("w1", "n1"), web("w2", "n3")],
+            p,
+            ["", "", "", T, M],
+        );
+    }
+
+    #[test]
+    fn min_domains() {
+        // Two domains exist but three are wanted: the minimum is 0, so skew counts raw pods.
+        let mut p = incoming().spread(1, "zone", "DoNotSchedule", &[("app", "web")]);
+        p.spec
+            .as_mut()
+            .unwrap()
+            .topology_spread_constraints
+            .as_mut()
+            .unwrap()[0]
+            .min_domains = Some(5);
+        check(
+            vec![web("w1", "n1"), web("w2", "n3"), web("w3", "n4")],
+            p,
+            [S, S, S, T, M],
+        );
+    }
+
+    #[test]
+    fn hostname_spread() {
+        let p = incoming().spread(
+            1,
+            "kubernetes.io/hostname",
+            "DoNotSchedule",
+            &[("app", "web")],
+        );
+        check(vec![web("w1", "n1")], p, [S, "", "", T, ""]);
+    }
+
+    #[test]
+    fn schedule_anyway_scores() {
+        let cache = cache_with(
+            &nodes(),
+            &[web("w1", "n1"), web("w2", "n2"), web("w3", "n3")],
+        );
+        let p = incoming().spread(1, "zone", "ScheduleAnyway", &[("app", "web")]);
+        let inc = Incoming::new(&p);
+        let feasible: Vec<NodeId> = cache.order.clone();
+        let state = ScoreState::new(&cache, &inc, &feasible).expect("soft constraints");
+        let raw: Vec<Option<i64>> = feasible
+            .iter()
+            .map(|id| state.score(&cache, &inc, &cache.nodes[*id]))
+            .collect();
+        // Zones a=2, b=1, c=0 with weight ln(3 + 2); n5 lacks the key.
+        assert_eq!(raw, [Some(3), Some(3), Some(2), Some(0), None]);
+        assert_eq!(ScoreState::normalize(&raw), [0, 0, 33, 100, 0]);
+        assert_eq!(ScoreState::normalize(&[Some(0), Some(0)]), [100, 100]);
+    }
+}
