@@ -4,23 +4,32 @@
 //! `run` starts one informer per kind and every controller on top of them; `dao server` runs it
 //! in-process (behind a Lease), `dao controller-manager` runs it against any API server.
 
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
 pub mod events;
 pub mod gc;
 pub mod informer;
+pub mod job;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod queue;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod util;
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, StatefulSet};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Endpoints, PersistentVolumeClaim, Service};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::watcher;
@@ -59,6 +68,8 @@ pub async fn run(client: Client, config: Config) {
     let namespaces = Informer::<Namespace>::new();
     let accounts = Informer::<ServiceAccount>::new();
     let node_leases = Informer::<Lease>::new();
+    let jobs = Informer::<Job>::new();
+    let cronjobs = Informer::<CronJob>::new();
 
     let rs =
         replicaset::ReplicaSetController::new(client.clone(), replicasets.clone(), pods.clone());
@@ -79,7 +90,47 @@ pub async fn run(client: Client, config: Config) {
         pods.clone(),
         config.node_monitor_grace_period,
     );
+    let job = job::JobController::new(client.clone(), jobs.clone(), pods.clone());
+    let cronjob = cronjob::CronJobController::new(client.clone(), cronjobs.clone(), jobs.clone());
+    let daemonsets = Informer::<DaemonSet>::new();
+    let statefulsets = Informer::<StatefulSet>::new();
+    let revisions = Informer::<ControllerRevision>::new();
+    let claims = Informer::<PersistentVolumeClaim>::new();
+    let services = Informer::<Service>::new();
+    let endpoints = Informer::<Endpoints>::new();
+    let endpointslices = Informer::<EndpointSlice>::new();
+    let ds = daemonset::DaemonSetController::new(
+        client.clone(),
+        daemonsets.clone(),
+        nodes.clone(),
+        pods.clone(),
+        revisions.clone(),
+    );
+    let sts = statefulset::StatefulSetController::new(
+        client.clone(),
+        statefulsets.clone(),
+        pods.clone(),
+        revisions.clone(),
+        claims.clone(),
+    );
+    let eps = endpoints::EndpointsController::new(
+        client.clone(),
+        services.clone(),
+        pods.clone(),
+        endpoints.clone(),
+        endpointslices.clone(),
+        nodes.clone(),
+    );
     let gc = gc::GarbageCollector::new(client.clone());
+    gc.owner(&daemonsets);
+    gc.owner(&statefulsets);
+    gc.owner(&services);
+    gc.dependent(&revisions);
+    gc.dependent(&claims);
+    gc.dependent(&endpointslices);
+    gc.dependent(&jobs);
+    gc.owner(&jobs);
+    gc.owner(&cronjobs);
     gc.dependent(&pods);
     gc.dependent(&replicasets);
     gc.dependent(&node_leases);
@@ -126,10 +177,59 @@ pub async fn run(client: Client, config: Config) {
         Api::namespaced(client.clone(), "kube-node-lease"),
         watcher::Config::default(),
     ));
+    tasks.spawn(
+        jobs.clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(
+        cronjobs
+            .clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(job.run(config.workers));
+    tasks.spawn(cronjob.run(config.workers));
     tasks.spawn(rs.run(config.workers));
     tasks.spawn(deploy.run(config.workers));
     tasks.spawn(sa.run());
     tasks.spawn(lifecycle.run());
+    tasks.spawn(
+        daemonsets
+            .clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(
+        statefulsets
+            .clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(
+        revisions
+            .clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(
+        claims
+            .clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(
+        services
+            .clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(
+        endpoints
+            .clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(
+        endpointslices
+            .clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(ds.run(config.workers));
+    tasks.spawn(sts.run(config.workers));
+    tasks.spawn(eps.run(config.workers));
     tasks.spawn(gc.run(config.workers));
     if let Some(ipam) = ipam {
         tasks.spawn(ipam.run());

@@ -301,3 +301,105 @@ impl Expectations {
         self.inner.lock().expect("expectations").remove(owner);
     }
 }
+
+/// Phase Running and condition Ready: upstream's "running and ready" of StatefulSet pods.
+pub fn pod_running_and_ready(pod: &Pod) -> bool {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") && pod_ready(pod)
+}
+
+/// Phase Succeeded or Failed.
+pub fn pod_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// The `data` of a ControllerRevision for a pod template, as upstream records DaemonSet and
+/// StatefulSet history: a strategic merge patch replacing `spec.template`.
+pub fn template_revision_data(
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+) -> serde_json::Value {
+    let mut t = serde_json::to_value(template).unwrap_or_default();
+    if let Some(obj) = t.as_object_mut() {
+        obj.insert("$patch".into(), "replace".into());
+    }
+    serde_json::json!({"spec": {"template": t}})
+}
+
+/// The pod template a ControllerRevision written by `template_revision_data` records.
+pub fn template_from_revision(
+    rev: &k8s_openapi::api::apps::v1::ControllerRevision,
+) -> Option<k8s_openapi::api::core::v1::PodTemplateSpec> {
+    let mut t = rev.data.as_ref()?.0.pointer("/spec/template")?.clone();
+    if let Some(obj) = t.as_object_mut() {
+        obj.remove("$patch");
+    }
+    serde_json::from_value(t).ok()
+}
+
+/// Makes the ControllerRevision `name` (owned by `owner`, recording `data`) the newest of the
+/// owner's history, creating it or raising its revision number (a rollback to an old template),
+/// and deletes the oldest revisions not in `in_use` beyond `limit`. `owned` is the owner's
+/// history as the cache shows it. Returns the revision.
+#[allow(clippy::too_many_arguments)] // one call per controller; a struct would only rename these
+pub async fn sync_history<K>(
+    client: &kube::Client,
+    owner: &K,
+    owned: &[std::sync::Arc<k8s_openapi::api::apps::v1::ControllerRevision>],
+    name: &str,
+    labels: BTreeMap<String, String>,
+    data: serde_json::Value,
+    in_use: &std::collections::HashSet<String>,
+    limit: i32,
+) -> Result<k8s_openapi::api::apps::v1::ControllerRevision, kube::Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    use k8s_openapi::api::apps::v1::ControllerRevision;
+    use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+    let ns = owner.namespace().unwrap_or_default();
+    let api: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
+    let max = owned.iter().map(|r| r.revision).max().unwrap_or(0);
+    let current = match owned.iter().find(|r| r.name_any() == name) {
+        Some(r) if r.revision < max => {
+            let patch = serde_json::json!({"revision": max + 1});
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?
+        }
+        Some(r) => (**r).clone(),
+        None => {
+            let rev = ControllerRevision {
+                metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    name: Some(name.to_owned()),
+                    namespace: Some(ns.clone()),
+                    labels: Some(labels),
+                    owner_references: Some(vec![controller_ref(owner)]),
+                    ..Default::default()
+                },
+                data: Some(k8s_openapi::apimachinery::pkg::runtime::RawExtension(data)),
+                revision: max + 1,
+            };
+            match api.create(&PostParams::default(), &rev).await {
+                Ok(r) => r,
+                // Created by an earlier reconcile the cache has not shown yet.
+                Err(kube::Error::Api(s)) if s.code == 409 => api.get(name).await?,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let mut old: Vec<_> = owned
+        .iter()
+        .filter(|r| r.name_any() != name && !in_use.contains(&r.name_any()))
+        .collect();
+    old.sort_by_key(|r| r.revision);
+    let excess = old.len().saturating_sub(limit.max(0) as usize);
+    for r in old.into_iter().take(excess) {
+        match api.delete(&r.name_any(), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(current)
+}

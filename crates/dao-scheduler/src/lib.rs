@@ -1,7 +1,7 @@
 //! Dao's scheduler algorithm: which node a pending pod should run on.
 //!
-//! This crate is pure computation: no IO, no async, no API client. The runtime loop (watching
-//! pods and nodes, binding, writing events) feeds a [`Cache`] with nodes and bound pods, pops
+//! Everything but [`run`] is pure computation: no IO, no async, no API client. The runtime loop
+//! in [`run`] (watching pods and nodes, binding, writing events) feeds a [`Cache`] with nodes and bound pods, pops
 //! pods from a [`SchedulingQueue`], and asks a [`Scheduler`] for a node; when none fits, the
 //! [`FitError`] carries upstream's FailedScheduling message and [`Scheduler::preempt`] says
 //! which lower-priority pods to evict.
@@ -20,6 +20,7 @@ mod preempt;
 pub mod quantity;
 mod queue;
 pub mod resources;
+pub mod run;
 mod schedule;
 pub mod selector;
 pub mod testing;

@@ -20,6 +20,9 @@ pub enum BenchCommand {
     /// The API server: start to ready, idle memory, creates at 1/16/64 clients, LIST of 10k
     /// and 100k objects, watch fan-out; a separate `dao server` driven by kube-rs clients.
     Api(crate::bench_api::ApiBench),
+    /// The scheduler: decisions/s in-process over simulated nodes (basic, topology spread,
+    /// pod anti-affinity), pods/s end to end through the API, memory of a large cluster.
+    Scheduler(crate::bench_scheduler::SchedulerBench),
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -51,6 +54,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Store(args) => store_bench(args).await,
         BenchCommand::Api(args) => crate::bench_api::run(args).await,
+        BenchCommand::Scheduler(args) => crate::bench_scheduler::run(args).await,
     }
 }
 

@@ -38,15 +38,15 @@ fn progress(msg: &str) {
     eprintln!("[bench api] {msg}");
 }
 
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
-    kubeconfig: PathBuf,
+    pub(crate) kubeconfig: PathBuf,
 }
 
 impl ServerProcess {
     /// Start `dao server` on a fresh data directory; return it with the time from spawn to
     /// the first `ok` from `/readyz`.
-    async fn start(data_dir: &Path) -> Result<(ServerProcess, Duration)> {
+    pub(crate) async fn start(data_dir: &Path) -> Result<(ServerProcess, Duration)> {
         let kubeconfig = data_dir.join("admin.kubeconfig");
         let started = Instant::now();
         let child = Command::new(std::env::current_exe()?)
@@ -76,7 +76,7 @@ impl ServerProcess {
         }
     }
 
-    async fn client(&self) -> Result<Client> {
+    pub(crate) async fn client(&self) -> Result<Client> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
         let config =
             Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
@@ -84,7 +84,7 @@ impl ServerProcess {
     }
 
     /// (current RSS, peak RSS) in KiB.
-    fn memory_kib(&self) -> (u64, u64) {
+    pub(crate) fn memory_kib(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         let field = |name: &str| {

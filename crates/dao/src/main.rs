@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod agent;
 mod bench;
 mod bench_api;
+mod bench_scheduler;
 mod debug;
 
 #[derive(Parser)]
@@ -36,6 +37,16 @@ enum Command {
         /// Serve the API only: no in-process controllers.
         #[arg(long)]
         no_controllers: bool,
+        /// No in-process scheduler.
+        #[arg(long)]
+        no_scheduler: bool,
+    },
+    /// Run the scheduler against any API server (only the holder of the
+    /// kube-system/dao-scheduler Lease works).
+    Scheduler {
+        /// Kubeconfig of the cluster to schedule for.
+        #[arg(long)]
+        kubeconfig: PathBuf,
     },
     /// Run the controllers against any API server (only the holder of the
     /// kube-system/dao-controller-manager Lease works).
@@ -128,6 +139,20 @@ async fn run_controllers(client: kube::Client, args: ControllerArgs) {
         .await;
 }
 
+/// Runs the scheduler behind the scheduler Lease, until the process ends.
+async fn run_scheduler(client: kube::Client) {
+    let identity = format!(
+        "{}_{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "dao".into()),
+        std::process::id()
+    );
+    dao_controllers::leader::Election::new("dao-scheduler", &identity)
+        .run(client.clone(), move || {
+            dao_scheduler::run::run(client.clone(), dao_scheduler::run::RunConfig::default())
+        })
+        .await;
+}
+
 impl StoreArgs {
     pub async fn open(&self) -> Result<std::sync::Arc<dyn dao_store::Store>> {
         Ok(match self.store {
@@ -160,6 +185,7 @@ async fn server(
     listen: std::net::SocketAddr,
     controllers: ControllerArgs,
     no_controllers: bool,
+    no_scheduler: bool,
 ) -> Result<()> {
     let data_dir = args
         .data_dir
@@ -174,9 +200,14 @@ async fn server(
     })
     .await?;
     let mut background = tokio::task::JoinSet::new();
-    if !no_controllers {
+    if !no_controllers || !no_scheduler {
         let client = client_from_kubeconfig(&server.kubeconfig).await?;
-        background.spawn(run_controllers(client, controllers));
+        if !no_controllers {
+            background.spawn(run_controllers(client.clone(), controllers));
+        }
+        if !no_scheduler {
+            background.spawn(run_scheduler(client));
+        }
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -215,7 +246,16 @@ fn main() -> std::process::ExitCode {
                 listen,
                 controllers,
                 no_controllers,
-            } => server(store, listen, controllers, no_controllers).await,
+                no_scheduler,
+            } => server(store, listen, controllers, no_controllers, no_scheduler).await,
+            Command::Scheduler { kubeconfig } => {
+                let client = client_from_kubeconfig(&kubeconfig).await?;
+                tokio::select! {
+                    _ = run_scheduler(client) => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                Ok(())
+            }
             Command::ControllerManager {
                 kubeconfig,
                 controllers,

@@ -1,0 +1,461 @@
+//! End to end: `dao server` (with its in-process scheduler and controllers) and `dao agent
+//! --simulate` nodes, driven by the real kubectl 1.33 and a kube-rs watcher. Needs the kubectl
+//! binaries (see kubectl.rs).
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher;
+use serde_json::Value;
+
+fn kubectl() -> PathBuf {
+    if let Ok(p) = std::env::var("DAO_KUBECTL") {
+        return p.into();
+    }
+    let which = Command::new("sh")
+        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
+        .output()
+        .expect("sh");
+    PathBuf::from(String::from_utf8_lossy(&which.stdout).trim())
+        .parent()
+        .expect("kubectl has a directory")
+        .join("kubectl.1.33")
+}
+
+/// A `dao agent --simulate` child process, killed on drop.
+struct Agent {
+    child: Child,
+}
+
+impl Agent {
+    fn start(kubeconfig: &std::path::Path, log: &std::path::Path, args: &[&str]) -> Agent {
+        let log = std::fs::File::create(log).unwrap();
+        let child = support::dao()
+            .arg("agent")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["--lease-renew-seconds", "1"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dao agent");
+        Agent { child }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+struct Cluster {
+    server: support::DaoServer,
+    dir: tempfile::TempDir,
+    agents: Vec<Agent>,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let server = support::DaoServer::start(
+            &dir.path().join("data"),
+            &["--node-monitor-grace-period".into(), "4".into()],
+        );
+        Cluster {
+            server,
+            dir,
+            agents: Vec::new(),
+        }
+    }
+
+    fn agent(&mut self, args: &[&str]) -> usize {
+        let log = self
+            .dir
+            .path()
+            .join(format!("agent-{}.log", self.agents.len()));
+        self.agents
+            .push(Agent::start(&self.server.kubeconfig, &log, args));
+        self.agents.len() - 1
+    }
+
+    fn logs(&self) -> String {
+        let mut all = format!("server log:\n{}", self.server.log());
+        for i in 0..self.agents.len() {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("agent-{i}.log")))
+                .unwrap_or_default();
+            all.push_str(&format!("\nagent {i} log:\n{log}"));
+        }
+        all
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(kubectl())
+            .env("KUBECONFIG", &self.server.kubeconfig)
+            .env("KUBECACHEDIR", self.dir.path().join("cache"))
+            .env("HOME", self.dir.path())
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{stderr}\n{}",
+            self.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn apply(&self, manifest: &str) -> String {
+        let path = self.dir.path().join("manifest.yaml");
+        std::fs::write(&path, manifest).unwrap();
+        self.ok(&["apply", "-f", path.to_str().unwrap()])
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&all)).expect("kubectl printed JSON")
+    }
+
+    /// Polls `check` every 100 ms until it returns true, or fails after `secs`.
+    fn eventually(&self, what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if check() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}\n{}", self.logs());
+    }
+
+    /// Pods matching a label selector: name → (node, phase, ready, terminating).
+    fn pods(&self, selector: &str) -> BTreeMap<String, (String, String, bool, bool)> {
+        let list = self.json(&["get", "pods", "-l", selector]);
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let ready = p["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                });
+                (
+                    p["metadata"]["name"].as_str().unwrap().to_owned(),
+                    (
+                        p["spec"]["nodeName"].as_str().unwrap_or("").to_owned(),
+                        p["status"]["phase"].as_str().unwrap_or("").to_owned(),
+                        ready,
+                        p["metadata"]["deletionTimestamp"].is_string(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(&self.server.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+}
+
+fn deployment(name: &str, replicas: u32, image: &str, extra_pod_spec: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      containers:
+      - name: main
+        image: {image}
+        resources:
+          requests: {{cpu: 100m, memory: 64Mi}}
+{extra_pod_spec}"#
+    )
+}
+
+/// Watches pods of `app=web` and records the fewest ready, non-terminating pods seen at any
+/// point after `armed` is set.
+fn watch_min_ready(client: kube::Client, armed: Arc<Mutex<bool>>, min: Arc<Mutex<usize>>) {
+    tokio::spawn(async move {
+        let api: kube::Api<Pod> = kube::Api::default_namespaced(client);
+        let mut ready: BTreeSet<String> = BTreeSet::new();
+        let mut stream = watcher(api, watcher::Config::default().labels("app=web")).boxed();
+        while let Some(Ok(ev)) = stream.next().await {
+            let (pod, deleted) = match ev {
+                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => (p, false),
+                watcher::Event::Delete(p) => (p, true),
+                _ => continue,
+            };
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let is_ready = !deleted
+                && pod.metadata.deletion_timestamp.is_none()
+                && pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            if is_ready {
+                ready.insert(name);
+            } else {
+                ready.remove(&name);
+            }
+            if *armed.lock().unwrap() {
+                let mut m = min.lock().unwrap();
+                *m = (*m).min(ready.len());
+            }
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workloads_on_simulated_nodes() {
+    let mut c = Cluster::start();
+    c.agent(&["--simulate", "3", "--cpu", "4", "--memory", "8Gi"]);
+    c.eventually("3 Ready nodes", 30, || {
+        c.ok(&["get", "nodes"]).matches(" Ready ").count() == 3
+    });
+
+    // A 10-replica Deployment becomes 10 Ready pods spread over the nodes.
+    c.apply(&deployment("web", 10, "nginx:1.27", ""));
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let pods = c.pods("app=web");
+    assert_eq!(pods.len(), 10, "{pods:?}");
+    assert!(
+        pods.values()
+            .all(|(_, phase, ready, _)| phase == "Running" && *ready)
+    );
+    let nodes: BTreeSet<&String> = pods.values().map(|(n, ..)| n).collect();
+    assert_eq!(nodes.len(), 3, "pods spread over all nodes: {pods:?}");
+    let out = c.ok(&["get", "deployment", "web"]);
+    assert!(out.contains("10/10"), "{out}");
+    // Pod IPs come from the nodes' pod CIDRs (node IPAM), one per pod.
+    let list = c.json(&["get", "pods", "-l", "app=web"]);
+    let ips: BTreeSet<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["status"]["podIP"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips.len(), 10);
+    assert!(ips.iter().all(|ip| ip.starts_with("10.128.")), "{ips:?}");
+
+    // `set image` rolls it; a watcher checks maxUnavailable (25% of 10 = 2) at every step.
+    let armed = Arc::new(Mutex::new(false));
+    let min = Arc::new(Mutex::new(usize::MAX));
+    watch_min_ready(c.client().await, armed.clone(), min.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    *armed.lock().unwrap() = true;
+    c.ok(&["set", "image", "deployment/web", "main=nginx:1.28"]);
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    *armed.lock().unwrap() = false;
+    let seen = *min.lock().unwrap();
+    assert!(
+        (8..=10).contains(&seen),
+        "ready pods fell to {seen} during the rollout"
+    );
+    let history = c.ok(&["rollout", "history", "deployment/web"]);
+    assert!(
+        history.contains("1 ") && history.contains("2 "),
+        "{history}"
+    );
+    let rs = c.ok(&["get", "rs", "-l", "app=web"]);
+    assert_eq!(rs.lines().count(), 3, "two ReplicaSets:\n{rs}");
+
+    // `rollout undo` brings the old template back.
+    c.ok(&["rollout", "undo", "deployment/web"]);
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let image = c.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "nginx:1.27");
+    c.eventually("10 pods of the old template", 30, || {
+        let list = c.json(&["get", "pods", "-l", "app=web"]);
+        let items = list["items"].as_array().unwrap().clone();
+        items.len() == 10
+            && items
+                .iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == "nginx:1.27")
+    });
+
+    // Scale to 0 and back.
+    c.ok(&["scale", "deployment/web", "--replicas=0"]);
+    c.eventually("no pods", 30, || c.pods("app=web").is_empty());
+    c.ok(&["scale", "deployment/web", "--replicas=10"]);
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert_eq!(c.pods("app=web").len(), 10);
+
+    // An unschedulable pod gets upstream's FailedScheduling message.
+    c.apply(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: huge
+spec:
+  containers:
+  - name: main
+    image: nginx
+    resources:
+      requests: {cpu: "64"}
+"#,
+    );
+    c.eventually("FailedScheduling event", 30, || {
+        c.ok(&["describe", "pod", "huge"]).contains(
+            "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.",
+        )
+    });
+    let out = c.ok(&["get", "pod", "huge"]);
+    assert!(out.contains("Pending"), "{out}");
+    c.ok(&["delete", "pod", "huge"]);
+
+    // A tainted node: pods without a toleration stay away; one with it may go there.
+    c.agent(&[
+        "--simulate",
+        "1",
+        "--name-prefix",
+        "gpu",
+        "--taints",
+        "dedicated=gpu:NoSchedule",
+    ]);
+    c.eventually("the tainted node", 30, || {
+        c.ok(&["get", "nodes"]).matches(" Ready ").count() == 4
+    });
+    c.apply(&deployment(
+        "plain",
+        6,
+        "busybox",
+        "      nodeSelector: {kubernetes.io/hostname: gpu-0}\n",
+    ));
+    c.eventually("FailedScheduling for the tainted node", 30, || {
+        let out = c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=FailedScheduling",
+        ]);
+        out.contains("1 node(s) had untolerated taint {dedicated: gpu}")
+            && out.contains("3 node(s) didn't match Pod's node affinity/selector")
+    });
+    assert!(
+        c.pods("app=plain")
+            .values()
+            .all(|(node, ..)| node.is_empty())
+    );
+    c.apply(&deployment(
+        "tolerant",
+        2,
+        "busybox",
+        "      nodeSelector: {kubernetes.io/hostname: gpu-0}\n      tolerations:\n      - {key: dedicated, operator: Equal, value: gpu, effect: NoSchedule}\n",
+    ));
+    c.ok(&["rollout", "status", "deployment/tolerant", "--timeout=60s"]);
+    assert!(
+        c.pods("app=tolerant")
+            .values()
+            .all(|(node, ..)| node == "gpu-0")
+    );
+
+    // Cascading deletion: background removes ReplicaSets and pods; orphan keeps them.
+    c.ok(&["delete", "deployment", "plain", "tolerant"]);
+    c.eventually("plain's pods and ReplicaSets gone", 30, || {
+        c.pods("app=plain").is_empty()
+            && c.pods("app=tolerant").is_empty()
+            && c.ok(&["get", "rs", "-l", "app in (plain,tolerant)"])
+                .trim()
+                .is_empty()
+    });
+    c.ok(&["delete", "deployment", "web", "--cascade=orphan"]);
+    c.eventually("the Deployment gone", 30, || {
+        !c.run(&["get", "deployment", "web"]).status.success()
+    });
+    let rs = c.json(&["get", "rs", "-l", "app=web"]);
+    let rs = rs["items"].as_array().unwrap();
+    assert!(!rs.is_empty());
+    assert!(
+        rs.iter().all(|r| r["metadata"]["ownerReferences"].is_null()
+            || r["metadata"]["ownerReferences"]
+                .as_array()
+                .unwrap()
+                .is_empty()),
+        "orphaned ReplicaSets lost their owner reference"
+    );
+    assert_eq!(c.pods("app=web").len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_leave_a_node_that_stops_renewing_its_lease() {
+    let mut c = Cluster::start();
+    c.agent(&["--simulate", "2"]);
+    let lonely = c.agent(&["--simulate", "1", "--name-prefix", "lonely"]);
+    c.eventually("3 Ready nodes", 30, || {
+        c.ok(&["get", "nodes"]).matches(" Ready ").count() == 3
+    });
+    // Put the pods on lonely-0: cordon the others while they are scheduled.
+    c.ok(&["cordon", "sim-0", "sim-1"]);
+    c.apply(&deployment(
+        "mover",
+        2,
+        "nginx",
+        "      tolerations:\n      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}\n",
+    ));
+    c.ok(&["rollout", "status", "deployment/mover", "--timeout=60s"]);
+    assert!(c.pods("app=mover").values().all(|(n, ..)| n == "lonely-0"));
+    c.ok(&["uncordon", "sim-0", "sim-1"]);
+
+    // The node's agent dies: no more lease renewals.
+    c.agents[lonely].kill9();
+    c.eventually("lonely-0 NotReady", 30, || {
+        c.ok(&["get", "node", "lonely-0"]).contains("NotReady")
+    });
+    let taints = c.ok(&["get", "node", "lonely-0", "-o", "jsonpath={.spec.taints}"]);
+    assert!(
+        taints.contains("node.kubernetes.io/unreachable"),
+        "{taints}"
+    );
+    assert!(taints.contains("NoExecute"), "{taints}");
+    // Evicted after their toleration, replaced elsewhere.
+    c.eventually("2 Ready pods on other nodes", 60, || {
+        let running: Vec<_> = c
+            .pods("app=mover")
+            .into_values()
+            .filter(|(n, phase, ready, terminating)| {
+                n.starts_with("sim-") && phase == "Running" && *ready && !terminating
+            })
+            .collect();
+        running.len() == 2
+    });
+}
