@@ -306,7 +306,14 @@ impl SqliteStore {
             result
         })
         .await
-        .map_err(|e| Error::Corrupt(format!("read task failed: {e}")))?
+        .map_err(|e| {
+            if e.is_cancelled() {
+                // The runtime is shutting down.
+                Error::Closed
+            } else {
+                Error::Corrupt(format!("read task failed: {e}"))
+            }
+        })?
     }
 }
 

@@ -144,18 +144,15 @@ async fn end_to_end(nodes: usize, pods: usize, clients: usize, kubectl: bool) ->
     let _agent = AgentProcess::start(&server.kubeconfig, nodes)?;
     let node_api: Api<Node> = Api::all(client.clone());
     loop {
-        let list = node_api
-            .list_metadata(&ListParams::default().limit(1))
-            .await?;
-        let count = list.metadata.remaining_item_count.unwrap_or(0) as usize + list.items.len();
+        let count = node_api.list(&ListParams::default()).await?.items.len();
         if count >= nodes {
             break;
         }
         anyhow::ensure!(
             t.elapsed() < Duration::from_secs(300),
-            "nodes did not register"
+            "only {count} of {nodes} nodes registered"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let register_secs = t.elapsed().as_secs_f64();
     // Let node IPAM and the scheduler's cache catch up before the clock starts.
