@@ -26,6 +26,13 @@ struct Requirement {
 pub struct LabelSelector(Vec<Requirement>);
 
 impl LabelSelector {
+    /// Selects everything.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl LabelSelector {
     /// Parse upstream's selector syntax: `a=b`, `a==b`, `a!=b`, `a in (x,y)`,
     /// `a notin (x,y)`, `a`, `!a`, joined by commas.
     pub fn parse(input: &str) -> Result<Self, String> {
@@ -208,6 +215,13 @@ pub fn format_label_selector(selector: Option<&Value>) -> String {
 /// A parsed field selector: `path=value`, `path==value`, `path!=value`, joined by commas.
 #[derive(Clone, Debug, Default)]
 pub struct FieldSelector(Vec<(String, bool, String)>);
+
+impl FieldSelector {
+    /// Selects everything.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 impl FieldSelector {
     pub fn parse(input: &str) -> Result<Self, String> {

@@ -41,7 +41,7 @@ impl Default for RunConfig {
         RunConfig {
             algorithm: Config::default(),
             scheduler_name: DEFAULT_SCHEDULER.into(),
-            bind_concurrency: 64,
+            bind_concurrency: 256,
             scheduled_events: true,
         }
     }
