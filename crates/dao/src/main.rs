@@ -161,8 +161,14 @@ impl StoreArgs {
                     .data_dir
                     .as_ref()
                     .ok_or_else(|| anyhow::anyhow!("--data-dir is required with --store sqlite"))?;
-                let store =
-                    dao_store::SqliteStore::open(dao_store::SqliteConfig::new(dir.join("dao.db")))?;
+                // A server keeps 100,000 revisions of history (etcd under kube-apiserver keeps
+                // five minutes): a watcher that falls behind in a burst of writes resumes
+                // instead of relisting.
+                let config = dao_store::SqliteConfig {
+                    retain_revisions: Some(100_000),
+                    ..dao_store::SqliteConfig::new(dir.join("dao.db"))
+                };
+                let store = dao_store::SqliteStore::open(config)?;
                 std::sync::Arc::new(store)
             }
             Backend::Etcd => {
