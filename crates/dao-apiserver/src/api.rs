@@ -1192,7 +1192,8 @@ fn raw_event_line(kind: &str, stored: &[u8], rv: i64) -> Option<Bytes> {
         serde_json::to_writer(&mut out, key).ok()?;
         out.push(b':');
         if key == "metadata" {
-            let mut meta: serde_json::Map<String, Value> = serde_json::from_str(value.get()).ok()?;
+            let mut meta: serde_json::Map<String, Value> =
+                serde_json::from_str(value.get()).ok()?;
             meta.insert("resourceVersion".into(), json!(rv.to_string()));
             serde_json::to_writer(&mut out, &meta).ok()?;
         } else {
