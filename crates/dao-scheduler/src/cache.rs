@@ -4,9 +4,13 @@
 //!
 //! Per node: labels, taints, allocatable resources, the sum of its pods' requests (and of their
 //! non-zero requests for scoring), the host ports in use, its pods and its images. Per pod:
-//! labels, priority, requests, host ports and parsed pod (anti-)affinity terms. Pods with
-//! affinity terms are also indexed cluster-wide so the inter-pod affinity plugin visits only
-//! them when the incoming pod has no terms of its own.
+//! labels, priority, requests, host ports and parsed pod (anti-)affinity terms.
+//!
+//! Cluster-wide indexes (see [`crate::index`]) let a cycle's pre-filter work visit only the pods
+//! that can matter: pods per namespace and label `key=value` (the candidates of a label
+//! selector), label values of present nodes (the topology domains of a key), existing pods'
+//! required anti-affinity terms filed by a label their selector requires, and the pods whose
+//! terms take part in inter-pod affinity scoring.
 //!
 //! A pod may name a node the cache has not seen (or has just removed); the node then lives on
 //! as a *ghost* that keeps the pod's accounting but is never offered for scheduling, and
@@ -18,6 +22,7 @@ use std::collections::{BTreeSet, HashMap};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodSpec, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use crate::index::{NodeLabels, PodLabels, TermIndex};
 use crate::plugins::inter_pod_affinity::PodAffinityTerms;
 use crate::plugins::node_ports::{self, HostPort};
 use crate::resources::{PodRequests, Resources, pod_requests};
@@ -133,10 +138,17 @@ pub struct Cache {
     pub(crate) pods: Vec<Option<PodInfo>>,
     free_pods: Vec<PodId>,
     pod_index: HashMap<(String, String), PodId>,
-    /// Pods with any pod (anti-)affinity term.
-    pub(crate) pods_with_affinity: BTreeSet<PodId>,
+    /// Pods with a required affinity or a preferred (anti-)affinity term: the existing pods
+    /// whose terms score an incoming pod.
+    pub(crate) pods_with_scoring_affinity: BTreeSet<PodId>,
     /// Pods with required pod anti-affinity terms.
     pub(crate) pods_with_required_anti_affinity: BTreeSet<PodId>,
+    /// The required anti-affinity terms of those pods, by a label their selector requires.
+    pub(crate) anti_affinity_terms: TermIndex,
+    /// Pods by namespace and label.
+    pub(crate) pod_labels: PodLabels,
+    /// Label values of present nodes.
+    pub(crate) node_labels: NodeLabels,
     /// Image name -> id.
     image_ids: HashMap<String, u32>,
     /// Image id -> number of present nodes that have it.
@@ -159,6 +171,7 @@ impl Cache {
         };
         if self.nodes[id].present {
             self.forget_images(id);
+            self.node_labels.remove(&self.nodes[id].labels);
         } else {
             self.order.push(id);
         }
@@ -184,9 +197,11 @@ impl Cache {
         for (image_id, _) in &images {
             self.image_nodes[*image_id as usize] += 1;
         }
+        let labels = node.metadata.labels.clone().unwrap_or_default();
+        self.node_labels.add(&labels);
         let info = &mut self.nodes[id];
         info.present = true;
-        info.labels = node.metadata.labels.clone().unwrap_or_default();
+        info.labels = labels;
         info.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
         info.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
         info.allocatable = allocatable;
@@ -203,6 +218,7 @@ impl Cache {
             return;
         }
         self.forget_images(id);
+        self.node_labels.remove(&self.nodes[id].labels);
         self.order.retain(|n| *n != id);
         let info = &mut self.nodes[id];
         *info = NodeInfo {
@@ -247,10 +263,15 @@ impl Cache {
             }
         };
         self.nodes[node].add_pod(id, &info);
+        self.pod_labels.insert(id, &info.namespace, &info.labels);
         if let Some(a) = &info.affinity {
-            self.pods_with_affinity.insert(id);
+            if a.scores() {
+                self.pods_with_scoring_affinity.insert(id);
+            }
             if !a.required_anti_affinity.is_empty() {
                 self.pods_with_required_anti_affinity.insert(id);
+                self.anti_affinity_terms
+                    .insert(id, &a.required_anti_affinity_selectors());
             }
         }
         self.pod_index
@@ -270,8 +291,14 @@ impl Cache {
             return;
         };
         self.free_pods.push(id);
-        self.pods_with_affinity.remove(&id);
-        self.pods_with_required_anti_affinity.remove(&id);
+        self.pod_labels.remove(id, &info.namespace, &info.labels);
+        if let Some(a) = &info.affinity {
+            self.pods_with_scoring_affinity.remove(&id);
+            if self.pods_with_required_anti_affinity.remove(&id) {
+                self.anti_affinity_terms
+                    .remove(id, &a.required_anti_affinity_selectors());
+            }
+        }
         self.nodes[info.node].remove_pod(id, &info);
         self.free_ghost(info.node);
     }
@@ -445,6 +472,147 @@ mod tests {
         // The slot is reused.
         c.upsert_node(&node("other", "1", "1Gi", 10));
         assert_eq!(c.nodes.len(), 1);
+    }
+
+    fn selector(pairs: &[(&str, &str)]) -> crate::selector::Selector {
+        crate::selector::Selector::from_api(
+            crate::testing::affinity_term(pairs, "")
+                .label_selector
+                .as_ref(),
+        )
+    }
+
+    fn candidates(c: &Cache, namespace: &str, pairs: &[(&str, &str)]) -> Vec<String> {
+        let mut names: Vec<String> = c
+            .pod_labels
+            .candidates(namespace, &selector(pairs))
+            .iter()
+            .map(|id| c.pod(*id).name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The names of the pods whose anti-affinity terms may select a pod with these labels.
+    fn anti_candidates(c: &Cache, pairs: &[(&str, &str)]) -> Vec<String> {
+        let labels: Labels = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut names: Vec<String> = c
+            .anti_affinity_terms
+            .candidates(&labels)
+            .map(|(id, _)| c.pod(id).name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn pod_label_index_follows_adds_updates_and_removals() {
+        let mut c = Cache::new();
+        c.upsert_node(&node("n1", "4", "8Gi", 110));
+        c.add_pod(&pod("default", "a", "", "").label("app", "web").on("n1"));
+        c.add_pod(&pod("default", "b", "", "").label("app", "web").on("n1"));
+        c.add_pod(&pod("other", "a", "", "").label("app", "web").on("n1"));
+        // A pod on a node the cache does not know yet is indexed too.
+        c.add_pod(&pod("default", "g", "", "").label("app", "web").on("ghost"));
+        assert_eq!(
+            candidates(&c, "default", &[("app", "web")]),
+            ["a", "b", "g"]
+        );
+        assert_eq!(candidates(&c, "other", &[("app", "web")]), ["a"]);
+        // Relabelling a pod moves it between posting lists.
+        c.add_pod(&pod("default", "b", "", "").label("app", "db").on("n1"));
+        assert_eq!(candidates(&c, "default", &[("app", "web")]), ["a", "g"]);
+        assert_eq!(candidates(&c, "default", &[("app", "db")]), ["b"]);
+        assert_eq!(c.pod_labels.count("default", "app", "web"), 2);
+        // A finished pod leaves the index.
+        c.add_pod(
+            &pod("default", "a", "", "")
+                .label("app", "web")
+                .on("n1")
+                .phase("Failed"),
+        );
+        assert_eq!(candidates(&c, "default", &[("app", "web")]), ["g"]);
+        // Removing a node keeps its pods (ghost) indexed until they go.
+        c.remove_node("n1");
+        assert_eq!(candidates(&c, "default", &[("app", "db")]), ["b"]);
+        for (ns, name) in [("default", "b"), ("default", "g"), ("other", "a")] {
+            c.remove_pod(ns, name);
+        }
+        assert!(c.pod_labels.is_empty());
+    }
+
+    #[test]
+    fn node_label_index_counts_present_nodes() {
+        let mut c = Cache::new();
+        c.upsert_node(&node("n1", "4", "8Gi", 110).label("zone", "a"));
+        c.upsert_node(&node("n2", "4", "8Gi", 110).label("zone", "a"));
+        c.add_pod(&pod("default", "p", "", "").on("n3"));
+        assert_eq!(c.node_labels.count("zone", "a"), 2);
+        // A relabelled node moves to its new value.
+        c.upsert_node(&node("n2", "4", "8Gi", 110).label("zone", "b"));
+        assert_eq!(c.node_labels.count("zone", "a"), 1);
+        assert_eq!(c.node_labels.count("zone", "b"), 1);
+        // A ghost becoming a node counts once; an update does not count it twice.
+        c.upsert_node(&node("n3", "4", "8Gi", 110).label("zone", "b"));
+        c.upsert_node(&node("n3", "4", "8Gi", 110).label("zone", "b"));
+        assert_eq!(c.node_labels.count("zone", "b"), 2);
+        // A removed node (even one that lives on as a ghost) no longer counts.
+        c.remove_node("n3");
+        c.remove_node("n3");
+        assert_eq!(c.node_labels.count("zone", "b"), 1);
+        c.remove_node("n1");
+        c.remove_node("n2");
+        assert!(c.node_labels.is_empty());
+        let mut zones: Vec<&String> = c.node_labels.values("zone").collect();
+        zones.sort();
+        assert!(zones.is_empty());
+    }
+
+    #[test]
+    fn anti_affinity_terms_are_indexed_by_label() {
+        use crate::testing::affinity_term as term;
+        let mut c = Cache::new();
+        c.upsert_node(&node("n1", "4", "8Gi", 110));
+        c.add_pod(
+            &pod("default", "w", "", "")
+                .required_anti_affinity(term(&[("app", "web")], "zone"))
+                .on("n1"),
+        );
+        let mut everything = term(&[], "zone");
+        everything.label_selector = Some(Default::default());
+        c.add_pod(
+            &pod("default", "e", "", "")
+                .required_anti_affinity(everything)
+                .on("n1"),
+        );
+        c.add_pod(
+            &pod("default", "s", "", "")
+                .preferred_affinity(1, term(&[("app", "web")], "zone"))
+                .on("n1"),
+        );
+        assert_eq!(anti_candidates(&c, &[("app", "web")]), ["e", "w"]);
+        assert_eq!(anti_candidates(&c, &[("app", "db")]), ["e"]);
+        assert_eq!(c.pods_with_required_anti_affinity.len(), 2);
+        assert_eq!(c.pods_with_scoring_affinity.len(), 1);
+        // Replacing a pod re-files its terms.
+        c.add_pod(
+            &pod("default", "w", "", "")
+                .required_anti_affinity(term(&[("app", "db")], "zone"))
+                .on("n1"),
+        );
+        assert_eq!(anti_candidates(&c, &[("app", "web")]), ["e"]);
+        assert_eq!(anti_candidates(&c, &[("app", "db")]), ["e", "w"]);
+        // ... or drops them when it has none any more.
+        c.add_pod(&pod("default", "w", "", "").on("n1"));
+        assert_eq!(anti_candidates(&c, &[("app", "db")]), ["e"]);
+        c.remove_pod("default", "e");
+        c.remove_pod("default", "s");
+        assert!(c.anti_affinity_terms.is_empty());
+        assert!(c.pods_with_required_anti_affinity.is_empty());
+        assert!(c.pods_with_scoring_affinity.is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 mod cache;
 pub mod framework;
+mod index;
 mod plugins;
 mod preempt;
 pub mod quantity;

@@ -12,7 +12,7 @@
 //! reproducible) or, with `Config::seed: None`, by taking the first in evaluation order.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -113,22 +113,32 @@ pub(crate) fn histogram<'a>(reasons: impl IntoIterator<Item = (&'a String, &'a u
     entries.join(", ")
 }
 
-/// Collects filter failures into a [`FitError`].
+/// Collects filter failures into a [`FitError`]. Failing nodes can be most of a large
+/// cluster, so the few distinct plugins and reasons are kept in small lists (a reason is
+/// usually the same `&'static str`, compared by address first) rather than hashed per node.
 #[derive(Default)]
 struct Diagnosis {
-    reasons: HashMap<Cow<'static, str>, usize>,
-    plugins: BTreeSet<&'static str>,
+    reasons: Vec<(Cow<'static, str>, usize)>,
+    plugins: Vec<Plugin>,
     unresolvable: usize,
 }
 
 impl Diagnosis {
     fn add(&mut self, status: Status) {
-        self.plugins.insert(status.plugin.name());
+        if !self.plugins.contains(&status.plugin) {
+            self.plugins.push(status.plugin);
+        }
         if status.code == Code::UnschedulableAndUnresolvable {
             self.unresolvable += 1;
         }
         for r in status.reasons {
-            *self.reasons.entry(r).or_insert(0) += 1;
+            let same = |(known, _): &&mut (Cow<'static, str>, usize)| {
+                (known.as_ptr() == r.as_ptr() && known.len() == r.len()) || *known == r
+            };
+            match self.reasons.iter_mut().find(same) {
+                Some((_, n)) => *n += 1,
+                None => self.reasons.push((r, 1)),
+            }
         }
     }
 
@@ -141,7 +151,7 @@ impl Diagnosis {
                 .into_iter()
                 .map(|(k, v)| (k.into_owned(), v))
                 .collect(),
-            unschedulable_plugins: self.plugins,
+            unschedulable_plugins: self.plugins.into_iter().map(Plugin::name).collect(),
             unresolvable_nodes: self.unresolvable,
         }
     }
@@ -329,7 +339,10 @@ fn score(cycle: &Cycle<'_>, feasible: &[NodeId]) -> Vec<i64> {
     }
 
     if let Some(state) = pod_topology_spread::ScoreState::new(cache, pod, feasible) {
-        let raw: Vec<Option<i64>> = nodes().map(|n| state.score(cache, pod, n)).collect();
+        let raw: Vec<Option<i64>> = feasible
+            .iter()
+            .map(|id| state.score(*id, pod, &cache.nodes[*id]))
+            .collect();
         add(
             Plugin::PodTopologySpread,
             &pod_topology_spread::ScoreState::normalize(&raw),

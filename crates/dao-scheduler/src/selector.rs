@@ -164,6 +164,22 @@ impl Selector {
         !self.nothing && self.requirements.is_empty()
     }
 
+    /// Whether the selector selects no object at all (missing or malformed).
+    pub fn selects_nothing(&self) -> bool {
+        self.nothing
+    }
+
+    /// The `key=value` pairs every selected object must carry (`matchLabels` entries and
+    /// single-valued `In` requirements), in requirement order.
+    pub fn equalities(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.requirements
+            .iter()
+            .filter_map(|r| match (r.op, r.values.as_slice()) {
+                (Op::In, [v]) => Some((r.key.as_str(), v.as_str())),
+                _ => None,
+            })
+    }
+
     /// Whether an object with these labels is selected.
     pub fn matches(&self, labels: &Labels) -> bool {
         !self.nothing

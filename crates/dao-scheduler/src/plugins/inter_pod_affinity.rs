@@ -20,6 +20,11 @@
 //! anti-affinity, subtract) their weight to the pod's domain; the existing pod's required
 //! affinity terms (weight 1) and preferred terms matching the incoming pod do the same. A node
 //! scores the sum over its domains, normalized by min-max to 0..=100.
+//!
+//! The per-cycle counts come from the cache's indexes, not from a scan of every pod: the pods a
+//! term selects are found through the pods-by-label index, the existing anti-affinity terms that
+//! may select the incoming pod through the index of those terms by label, and only existing
+//! pods whose terms can score (required affinity, preferred terms) are visited for scoring.
 
 use std::collections::HashMap;
 
@@ -50,6 +55,9 @@ impl AffinityTerm {
         if namespaces.is_empty() && term.namespace_selector.is_none() {
             namespaces.push(namespace.to_owned());
         }
+        // Each namespace once: the pods of a namespace are then visited once per term.
+        namespaces.sort_unstable();
+        namespaces.dedup();
         let has_keys = term
             .match_label_keys
             .as_ref()
@@ -88,10 +96,38 @@ impl AffinityTerm {
         labels: &Labels,
         namespace_labels: Option<&Labels>,
     ) -> bool {
-        let in_namespace = self.namespaces.iter().any(|n| n == namespace)
+        self.in_namespace(namespace, namespace_labels) && self.selector.matches(labels)
+    }
+
+    fn in_namespace(&self, namespace: &str, namespace_labels: Option<&Labels>) -> bool {
+        self.namespaces.iter().any(|n| n == namespace)
             || self.namespace_selector.is_empty()
-            || namespace_labels.is_some_and(|l| self.namespace_selector.matches(l));
-        in_namespace && self.selector.matches(labels)
+            || namespace_labels.is_some_and(|l| self.namespace_selector.matches(l))
+    }
+
+    /// Calls `f` with every cached pod (on any node, ghosts included) the term selects, found
+    /// through the cache's pods-by-label index.
+    fn for_each_selected<'c>(&self, cache: &'c Cache, mut f: impl FnMut(&'c PodInfo)) {
+        let mut visit = |namespace: &str| {
+            for &id in cache.pod_labels.candidates(namespace, &self.selector) {
+                let pod = cache.pod(id);
+                if self.selector.matches(&pod.labels) {
+                    f(pod);
+                }
+            }
+        };
+        if self.namespace_selector.selects_nothing() {
+            // Only the listed namespaces (deduplicated in `new`).
+            for namespace in &self.namespaces {
+                visit(namespace);
+            }
+        } else {
+            for namespace in cache.pod_labels.namespaces() {
+                if self.in_namespace(namespace, cache.namespace_labels(namespace)) {
+                    visit(namespace);
+                }
+            }
+        }
     }
 
     fn matches_pod(&self, cache: &Cache, pod: &PodInfo) -> bool {
@@ -113,6 +149,23 @@ pub(crate) struct PodAffinityTerms {
 }
 
 impl PodAffinityTerms {
+    /// Whether an existing pod with these terms takes part in scoring incoming pods (required
+    /// anti-affinity does not).
+    pub fn scores(&self) -> bool {
+        !self.required_affinity.is_empty()
+            || !self.preferred_affinity.is_empty()
+            || !self.preferred_anti_affinity.is_empty()
+    }
+
+    /// The label selectors of the required anti-affinity terms, in order (for the cache's
+    /// index of those terms).
+    pub fn required_anti_affinity_selectors(&self) -> Vec<&Selector> {
+        self.required_anti_affinity
+            .iter()
+            .map(|t| &t.selector)
+            .collect()
+    }
+
     /// Parses the pod's terms; `None` when it has none.
     pub fn from_pod(spec: &PodSpec, namespace: &str, labels: &Labels) -> Option<Self> {
         let affinity = spec.affinity.as_ref()?;
@@ -241,28 +294,45 @@ impl FilterState {
             anti: TopologyCounts::default(),
         };
         let own_ns_labels = cache.namespace_labels(&pod.info.namespace);
-        for id in &cache.pods_with_required_anti_affinity {
-            let existing = cache.pod(*id);
+        // Only the existing terms filed under one of the incoming pod's labels (or unindexed)
+        // can select it.
+        for (id, i) in cache.anti_affinity_terms.candidates(&pod.info.labels) {
+            let existing = cache.pod(id);
             let node = &cache.nodes[existing.node];
             if !node.present {
                 continue;
             }
-            for t in existing
+            let term = existing
                 .affinity
-                .iter()
-                .flat_map(|a| &a.required_anti_affinity)
+                .as_ref()
+                .and_then(|a| a.required_anti_affinity.get(i));
+            if let Some(t) = term
+                && t.matches(&pod.info.namespace, &pod.info.labels, own_ns_labels)
             {
-                if t.matches(&pod.info.namespace, &pod.info.labels, own_ns_labels) {
-                    state.existing_anti.update(node, &t.topology_key, 1);
-                }
+                state.existing_anti.update(node, &t.topology_key, 1);
             }
         }
-        if own.is_some() {
-            for &node_id in &cache.order {
-                let node = &cache.nodes[node_id];
-                for &pod_id in &node.pods {
-                    state.count_own_terms(cache, pod, cache.pod(pod_id), node, 1);
-                }
+        if let Some(own) = own {
+            // Pods matching all affinity terms are among those the first one selects.
+            if let Some(first) = own.required_affinity.first() {
+                let affinity = &mut state.affinity;
+                first.for_each_selected(cache, |existing| {
+                    let node = &cache.nodes[existing.node];
+                    if node.present && matches_all(&own.required_affinity, cache, existing) {
+                        for t in &own.required_affinity {
+                            affinity.update(node, &t.topology_key, 1);
+                        }
+                    }
+                });
+            }
+            for t in &own.required_anti_affinity {
+                let anti = &mut state.anti;
+                t.for_each_selected(cache, |existing| {
+                    let node = &cache.nodes[existing.node];
+                    if node.present {
+                        anti.update(node, &t.topology_key, 1);
+                    }
+                });
             }
         }
         Some(state)
@@ -383,30 +453,35 @@ impl ScoreState {
         let has_preferred = own.is_some_and(|t| {
             !t.preferred_affinity.is_empty() || !t.preferred_anti_affinity.is_empty()
         });
-        if !has_preferred && cache.pods_with_affinity.is_empty() {
+        if !has_preferred && cache.pods_with_scoring_affinity.is_empty() {
             return None;
         }
         let mut scores = TopologyCounts::default();
         let own_ns_labels = cache.namespace_labels(&pod.info.namespace);
-        let mut visit = |existing: &PodInfo| {
+        // The node of an existing pod that can score: present and labelled.
+        let scored_node = |existing: &PodInfo| -> Option<&NodeInfo> {
             let node = &cache.nodes[existing.node];
-            if !node.present || node.labels.is_empty() {
-                return;
-            }
-            if let Some(own) = own {
-                for (w, t) in &own.preferred_affinity {
-                    if t.matches_pod(cache, existing) {
-                        scores.update(node, &t.topology_key, *w);
+            (node.present && !node.labels.is_empty()).then_some(node)
+        };
+        for (sign, terms) in own
+            .iter()
+            .flat_map(|o| [(1, &o.preferred_affinity), (-1, &o.preferred_anti_affinity)])
+        {
+            for (w, t) in terms {
+                t.for_each_selected(cache, |existing| {
+                    if let Some(node) = scored_node(existing) {
+                        scores.update(node, &t.topology_key, sign * *w);
                     }
-                }
-                for (w, t) in &own.preferred_anti_affinity {
-                    if t.matches_pod(cache, existing) {
-                        scores.update(node, &t.topology_key, -*w);
-                    }
-                }
+                });
             }
+        }
+        for &pod_id in &cache.pods_with_scoring_affinity {
+            let existing = cache.pod(pod_id);
+            let Some(node) = scored_node(existing) else {
+                continue;
+            };
             let Some(theirs) = existing.affinity.as_deref() else {
-                return;
+                continue;
             };
             let incoming =
                 |t: &AffinityTerm| t.matches(&pod.info.namespace, &pod.info.labels, own_ns_labels);
@@ -424,17 +499,6 @@ impl ScoreState {
                 if incoming(t) {
                     scores.update(node, &t.topology_key, -*w);
                 }
-            }
-        };
-        if has_preferred {
-            for &node_id in &cache.order {
-                for &pod_id in &cache.nodes[node_id].pods {
-                    visit(cache.pod(pod_id));
-                }
-            }
-        } else {
-            for &pod_id in &cache.pods_with_affinity {
-                visit(cache.pod(pod_id));
             }
         }
         Some(ScoreState { scores })
@@ -674,6 +738,55 @@ mod tests {
         assert!(filter_reasons(&cache, &p, "n3").is_empty());
         cache.remove_namespace("other");
         assert_eq!(filter_reasons(&cache, &p, "n3"), [A]);
+    }
+
+    #[test]
+    fn terms_without_equalities_and_namespace_lists() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+        let exists = |key: &str| {
+            let mut t = term(&[], "zone");
+            t.label_selector = Some(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: key.into(),
+                    operator: "Exists".into(),
+                    values: None,
+                }]),
+                ..LabelSelector::default()
+            });
+            t
+        };
+        // An existing term with no `key=value` to be filed under still guards its zone.
+        let guard = pod("default", "g", "", "")
+            .required_anti_affinity(exists("app"))
+            .on("n3");
+        check(
+            vec![guard.clone()],
+            pod("default", "p", "", "").label("app", "db"),
+            ["", "", EA, ""],
+        );
+        check(vec![guard], pod("default", "p", "", ""), ["", "", "", ""]);
+        // The incoming pod's own term without equalities.
+        check(
+            vec![pod("default", "x", "", "").label("tier", "db").on("n3")],
+            pod("default", "p", "", "").required_anti_affinity(exists("tier")),
+            ["", "", AA, ""],
+        );
+        // A namespace listed twice counts its pods once.
+        let mut t = term(&[("app", "web")], "zone");
+        t.namespaces = Some(vec!["other".into(), "other".into()]);
+        let cache = cache_with(
+            &nodes(),
+            &[pod("other", "w", "", "").label("app", "web").on("n3")],
+        );
+        let p = pod("default", "p", "", "").preferred_affinity(10, t);
+        let incoming = Incoming::new(&p);
+        let state = ScoreState::new(&cache, &incoming).expect("has terms");
+        let raw: Vec<i64> = cache
+            .order
+            .iter()
+            .map(|id| state.score(&cache.nodes[*id]))
+            .collect();
+        assert_eq!(raw, [0, 0, 10, 0]);
     }
 
     #[test]

@@ -39,6 +39,11 @@ impl RequiredNodeAffinity {
         }
     }
 
+    /// Whether every node matches (no node selector, no required terms).
+    pub fn is_unconstrained(&self) -> bool {
+        self.node_selector.is_empty() && self.terms.is_none()
+    }
+
     /// Whether the node satisfies the selector and the required terms.
     pub fn matches(&self, labels: &Labels, node_name: &str) -> bool {
         self.node_selector

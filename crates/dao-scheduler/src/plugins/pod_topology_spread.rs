@@ -18,6 +18,11 @@
 //! normalized scores, nodes missing a key get 0. Upstream's cluster-level default constraints
 //! (spreading by the pod's Service/ReplicaSet when it sets none) are not applied: they need
 //! listers of those objects.
+//!
+//! Matching pods are found through the cache's pods-by-label index rather than by scanning every
+//! pod on every node; with a single `DoNotSchedule` constraint that every node takes part in (no
+//! node affinity to honor, taints ignored), the domains come from the cache's index of node
+//! label values too, so the pre-filter work does not visit the nodes at all.
 
 use std::collections::HashMap;
 
@@ -102,23 +107,46 @@ fn included(c: &Constraint, pod: &Incoming<'_>, node: &NodeInfo) -> bool {
         && (!c.honor_taints || first_untolerated(pod.tolerations, &node.taints).is_none())
 }
 
+/// Whether every node takes part in the constraint's counts, whatever its labels and taints.
+fn includes_every_node(c: &Constraint, pod: &Incoming<'_>) -> bool {
+    (!c.honor_node_affinity || pod.node_affinity.is_unconstrained()) && !c.honor_taints
+}
+
 fn counts_towards(c: &Constraint, pod: &Incoming<'_>, existing: &PodInfo) -> bool {
     !existing.terminating
         && existing.namespace == pod.info.namespace
         && c.selector.matches(&existing.labels)
 }
 
-/// Pods on the node that count towards the constraint.
-fn count_on(cache: &Cache, c: &Constraint, pod: &Incoming<'_>, node: &NodeInfo) -> i64 {
+/// Calls `f` with each cached pod (on any node, ghosts included) that counts towards the
+/// constraint, found through the cache's pods-by-label index. An empty selector counts nothing.
+fn for_each_counted<'c>(
+    cache: &'c Cache,
+    c: &Constraint,
+    pod: &Incoming<'_>,
+    mut f: impl FnMut(&'c PodInfo),
+) {
     if c.selector.is_empty() {
-        return 0;
+        return;
     }
-    let n = node
-        .pods
-        .iter()
-        .filter(|id| counts_towards(c, pod, cache.pod(**id)))
-        .count();
-    i64::try_from(n).unwrap_or(i64::MAX)
+    for &id in cache
+        .pod_labels
+        .candidates(&pod.info.namespace, &c.selector)
+    {
+        let existing = cache.pod(id);
+        if counts_towards(c, pod, existing) {
+            f(existing);
+        }
+    }
+}
+
+/// Pods counting towards the constraint, per node they are on.
+fn counts_by_node(cache: &Cache, c: &Constraint, pod: &Incoming<'_>) -> HashMap<NodeId, i64> {
+    let mut counts = HashMap::new();
+    for_each_counted(cache, c, pod, |existing| {
+        *counts.entry(existing.node).or_insert(0) += 1;
+    });
+    counts
 }
 
 /// The `DoNotSchedule` counts for one cycle.
@@ -128,6 +156,8 @@ pub(crate) struct FilterState {
     counts: Vec<HashMap<String, i64>>,
     /// Per constraint: the global minimum the skew is measured against.
     min: Vec<i64>,
+    /// Per constraint: 1 when the incoming pod matches the selector itself, else 0.
+    self_match: Vec<i64>,
 }
 
 impl FilterState {
@@ -137,6 +167,55 @@ impl FilterState {
         if hard.is_empty() {
             return None;
         }
+        let counts = match hard.as_slice() {
+            [c] if includes_every_node(c, pod) => vec![Self::count_indexed(cache, c, pod)],
+            _ => Self::count_by_scan(cache, hard, pod),
+        };
+        let mut state = FilterState {
+            counts,
+            min: vec![0; hard.len()],
+            self_match: hard
+                .iter()
+                .map(|c| i64::from(c.selector.matches(&pod.info.labels)))
+                .collect(),
+        };
+        state.recompute_min(hard);
+        Some(state)
+    }
+
+    /// One constraint every node takes part in: its domains are the key's values on present
+    /// nodes, its counts the counted pods on present nodes.
+    fn count_indexed(cache: &Cache, c: &Constraint, pod: &Incoming<'_>) -> HashMap<String, i64> {
+        let mut counts: HashMap<String, i64> = cache
+            .node_labels
+            .values(&c.topology_key)
+            .map(|v| (v.clone(), 0))
+            .collect();
+        for_each_counted(cache, c, pod, |existing| {
+            let node = &cache.nodes[existing.node];
+            if !node.present {
+                return;
+            }
+            if let Some(count) = node
+                .labels
+                .get(&c.topology_key)
+                .and_then(|d| counts.get_mut(d))
+            {
+                *count += 1;
+            }
+        });
+        counts
+    }
+
+    /// Any constraints: the domains of the nodes that have every key and take part, with the
+    /// counted pods on them.
+    fn count_by_scan(
+        cache: &Cache,
+        hard: &[Constraint],
+        pod: &Incoming<'_>,
+    ) -> Vec<HashMap<String, i64>> {
+        let by_node: Vec<HashMap<NodeId, i64>> =
+            hard.iter().map(|c| counts_by_node(cache, c, pod)).collect();
         let mut counts = vec![HashMap::new(); hard.len()];
         for &id in &cache.order {
             let node = &cache.nodes[id];
@@ -151,7 +230,7 @@ impl FilterState {
                 if !included(c, pod, node) {
                     continue;
                 }
-                let n = count_on(cache, c, pod, node);
+                let n = by_node[i].get(&id).copied().unwrap_or(0);
                 // Look up before inserting: a String is allocated once per domain, not per node.
                 match counts[i].get_mut(domain) {
                     Some(count) => *count += n,
@@ -161,12 +240,7 @@ impl FilterState {
                 }
             }
         }
-        let mut state = FilterState {
-            counts,
-            min: vec![0; hard.len()],
-        };
-        state.recompute_min(hard);
-        Some(state)
+        counts
     }
 
     fn recompute_min(&mut self, hard: &[Constraint]) {
@@ -213,9 +287,8 @@ impl FilterState {
                     MISSING_LABEL_REASON,
                 ));
             };
-            let self_match = i64::from(c.selector.matches(&pod.info.labels));
             let count = self.counts[i].get(domain).copied().unwrap_or(0);
-            if count + self_match - self.min[i] > c.max_skew {
+            if count + self.self_match[i] - self.min[i] > c.max_skew {
                 return Err(Status::new(
                     Plugin::PodTopologySpread,
                     Code::Unschedulable,
@@ -231,6 +304,8 @@ impl FilterState {
 pub(crate) struct ScoreState {
     /// Per constraint (other than hostname): domain -> matching pods.
     counts: Vec<HashMap<String, i64>>,
+    /// Per constraint: node -> matching pods on it.
+    by_node: Vec<HashMap<NodeId, i64>>,
     weights: Vec<f64>,
 }
 
@@ -271,25 +346,32 @@ impl ScoreState {
                 ((size + 2) as f64).ln()
             })
             .collect();
-        for &id in &cache.order {
-            let node = &cache.nodes[id];
-            if !has_all_keys(soft, node) {
+        let by_node: Vec<HashMap<NodeId, i64>> =
+            soft.iter().map(|c| counts_by_node(cache, c, pod)).collect();
+        // Only nodes with counted pods add to a domain.
+        for (i, c) in soft.iter().enumerate() {
+            if c.topology_key == HOSTNAME {
                 continue;
             }
-            for (i, c) in soft.iter().enumerate() {
-                if c.topology_key == HOSTNAME || !included(c, pod, node) {
+            for (&id, &n) in &by_node[i] {
+                let node = &cache.nodes[id];
+                if !node.present || !has_all_keys(soft, node) || !included(c, pod, node) {
                     continue;
                 }
                 if let Some(count) = counts[i].get_mut(&node.labels[&c.topology_key]) {
-                    *count += count_on(cache, c, pod, node);
+                    *count += n;
                 }
             }
         }
-        Some(ScoreState { counts, weights })
+        Some(ScoreState {
+            counts,
+            by_node,
+            weights,
+        })
     }
 
     /// The raw score (higher means more matching pods nearby); `None` for ignored nodes.
-    pub fn score(&self, cache: &Cache, pod: &Incoming<'_>, node: &NodeInfo) -> Option<i64> {
+    pub fn score(&self, id: NodeId, pod: &Incoming<'_>, node: &NodeInfo) -> Option<i64> {
         let soft = &pod.spread.soft;
         if !has_all_keys(soft, node) {
             return None;
@@ -297,7 +379,7 @@ impl ScoreState {
         let mut total = 0.0;
         for (i, c) in soft.iter().enumerate() {
             let count = if c.topology_key == HOSTNAME {
-                count_on(cache, c, pod, node)
+                self.by_node[i].get(&id).copied().unwrap_or(0)
             } else {
                 self.counts[i]
                     .get(&node.labels[&c.topology_key])
@@ -464,6 +546,48 @@ mod tests {
     }
 
     #[test]
+    fn indexed_counts_match_a_scan_of_the_nodes() {
+        let mut cache = cache_with(
+            &nodes(),
+            &[
+                web("w1", "n1"),
+                web("w2", "n1"),
+                web("w3", "n3"),
+                web("w4", "n4"),
+                web("t", "n2").terminating(),
+                pod("other", "o", "", "").label("app", "web").on("n1"),
+                pod("default", "db", "", "").label("app", "db").on("n2"),
+                web("g", "ghost"),
+            ],
+        );
+        // n3's pod lives on in a ghost, which counts nowhere.
+        cache.remove_node("n3");
+        let constraints = [
+            incoming().spread(1, "zone", "DoNotSchedule", &[("app", "web")]),
+            incoming().spread(1, HOSTNAME, "DoNotSchedule", &[("app", "web")]),
+            // An empty selector counts nothing, but the domains are still there.
+            incoming().spread(1, "zone", "DoNotSchedule", &[]),
+            incoming().spread(1, "missing", "DoNotSchedule", &[("app", "web")]),
+        ];
+        for p in constraints {
+            let inc = Incoming::new(&p);
+            let c = &inc.spread.hard[0];
+            assert!(includes_every_node(c, &inc));
+            let indexed = FilterState::count_indexed(&cache, c, &inc);
+            let scanned = FilterState::count_by_scan(&cache, &inc.spread.hard, &inc);
+            assert_eq!(vec![indexed], scanned, "{p:?}");
+        }
+        // A node selector makes the constraint count by scan.
+        let p = incoming()
+            .spread(1, "zone", "DoNotSchedule", &[("app", "web")])
+            .node_selector("zone", "a");
+        assert!(!includes_every_node(
+            &Incoming::new(&p).spread.hard[0],
+            &Incoming::new(&p)
+        ));
+    }
+
+    #[test]
     fn schedule_anyway_scores() {
         let cache = cache_with(
             &nodes(),
@@ -475,7 +599,7 @@ mod tests {
         let state = ScoreState::new(&cache, &inc, &feasible).expect("soft constraints");
         let raw: Vec<Option<i64>> = feasible
             .iter()
-            .map(|id| state.score(&cache, &inc, &cache.nodes[*id]))
+            .map(|id| state.score(*id, &inc, &cache.nodes[*id]))
             .collect();
         // Zones a=2, b=1, c=0 with weight ln(3 + 2); n5 lacks the key.
         assert_eq!(raw, [Some(3), Some(3), Some(2), Some(0), None]);
