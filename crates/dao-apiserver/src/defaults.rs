@@ -241,10 +241,12 @@ fn job_spec(spec: &mut Value) {
     if !spec.is_object() {
         return;
     }
-    default_field(spec, "parallelism", json!(1));
-    if spec.get("completions").is_none_or(Value::is_null) && spec.get("parallelism").is_some() {
+    // Both unset: one pod, once. Parallelism alone: a work queue, completions stay unset.
+    let unset = |spec: &Value, f: &str| spec.get(f).is_none_or(Value::is_null);
+    if unset(spec, "completions") && unset(spec, "parallelism") {
         spec["completions"] = json!(1);
     }
+    default_field(spec, "parallelism", json!(1));
     default_field(spec, "backoffLimit", json!(6));
     default_field(spec, "completionMode", json!("NonIndexed"));
     default_field(spec, "suspend", json!(false));
@@ -304,6 +306,21 @@ mod tests {
         assert_eq!(t[0]["tolerationSeconds"], 5);
         assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
         assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    }
+
+    #[test]
+    fn job_completions_default_only_without_parallelism() {
+        let res = registry::find("batch", "v1", "jobs").unwrap();
+        let mut job = json!({"spec": {"template": {"spec": {}}}});
+        apply(res, &mut job);
+        assert_eq!(
+            (&job["spec"]["completions"], &job["spec"]["parallelism"]),
+            (&json!(1), &json!(1))
+        );
+        let mut queue = json!({"spec": {"parallelism": 3, "template": {"spec": {}}}});
+        apply(res, &mut queue);
+        assert!(queue["spec"].get("completions").is_none());
+        assert_eq!(queue["spec"]["parallelism"], 3);
     }
 
     #[test]
