@@ -28,7 +28,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::events::{EventType, Recorder};
-use crate::informer::{Change, Informer, controller_of, controller_uid_index, key_of, split_key};
+use crate::informer::{Informer, controller_of, controller_uid_index, split_key};
 use crate::job::Written;
 use crate::queue::{Action, WorkQueue};
 use crate::util::controller_ref;
@@ -63,27 +63,8 @@ impl CronJobController {
     /// Registers the controller's handlers; call before the informers run.
     pub fn new(client: Client, cronjobs: Informer<CronJob>, jobs: Informer<Job>) -> Self {
         let queue = WorkQueue::new();
-        let q = queue.clone();
-        cronjobs.on_change(move |c| match c {
-            Change::Upsert { new, .. } => q.add(key_of(new.as_ref())),
-            Change::Delete(old) => q.add(key_of(old.as_ref())),
-        });
-        let q = queue.clone();
-        let cj_informer = cronjobs.clone();
-        jobs.on_change(move |c| {
-            let (old, new) = match c {
-                Change::Upsert { old, new } => (old.map(|o| o.as_ref()), Some(new.as_ref())),
-                Change::Delete(old) => (Some(old.as_ref()), None),
-            };
-            for job in [old, new].into_iter().flatten() {
-                if let Some(owner) = controller_of(job).filter(|o| o.kind == "CronJob") {
-                    let key = format!("{}/{}", job.namespace().unwrap_or_default(), owner.name);
-                    if cj_informer.get(&key).is_some() {
-                        q.add(key);
-                    }
-                }
-            }
-        });
+        cronjobs.enqueue_changes(&queue);
+        jobs.enqueue_controllers(&queue, &cronjobs);
         jobs.add_index("controller", controller_uid_index);
         CronJobController {
             recorder: Recorder::new(client.clone(), "cronjob-controller"),

@@ -26,7 +26,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::events::{EventType, Recorder};
-use crate::informer::{Change, Informer, controller_of, controller_uid_index, key_of, split_key};
+use crate::informer::{Change, Informer, controller_uid_index, split_key};
 use crate::nodelifecycle::tolerates;
 use crate::queue::{Action, WorkQueue};
 use crate::util::{
@@ -435,11 +435,7 @@ impl DaemonSetController {
         revisions: Informer<ControllerRevision>,
     ) -> Self {
         let queue = WorkQueue::new();
-        let q = queue.clone();
-        daemonsets.on_change(move |c| match c {
-            Change::Upsert { new, .. } => q.add(key_of(new.as_ref())),
-            Change::Delete(old) => q.add(key_of(old.as_ref())),
-        });
+        daemonsets.enqueue_changes(&queue);
         let q = queue.clone();
         let all = daemonsets.clone();
         nodes.on_change(move |c| {
@@ -456,22 +452,7 @@ impl DaemonSetController {
                 }
             }
         });
-        let q = queue.clone();
-        let ds_informer = daemonsets.clone();
-        pods.on_change(move |c| {
-            let (old, new) = match c {
-                Change::Upsert { old, new } => (old.map(|o| o.as_ref()), Some(new.as_ref())),
-                Change::Delete(old) => (Some(old.as_ref()), None),
-            };
-            for pod in [old, new].into_iter().flatten() {
-                if let Some(owner) = controller_of(pod).filter(|o| o.kind == "DaemonSet") {
-                    let key = format!("{}/{}", pod.namespace().unwrap_or_default(), owner.name);
-                    if ds_informer.get(&key).is_some() {
-                        q.add(key);
-                    }
-                }
-            }
-        });
+        pods.enqueue_controllers(&queue, &daemonsets);
         pods.add_index("controller", controller_uid_index);
         revisions.add_index("controller", controller_uid_index);
         DaemonSetController {

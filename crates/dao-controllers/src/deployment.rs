@@ -23,7 +23,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::events::{EventType, Recorder};
-use crate::informer::{Change, Informer, controller_of, controller_uid_index, key_of, split_key};
+use crate::informer::{Informer, controller_of, controller_uid_index, split_key};
 use crate::queue::{Action, WorkQueue};
 use crate::util::{controller_ref, int_or_percent, short_hash};
 
@@ -103,27 +103,8 @@ impl DeploymentController {
         replicasets: Informer<ReplicaSet>,
     ) -> Self {
         let queue = WorkQueue::new();
-        let q = queue.clone();
-        deployments.on_change(move |c| match c {
-            Change::Upsert { new, .. } => q.add(key_of(new.as_ref())),
-            Change::Delete(old) => q.add(key_of(old.as_ref())),
-        });
-        let q = queue.clone();
-        replicasets.on_change(move |c| {
-            let (old, new) = match c {
-                Change::Upsert { old, new } => (old.map(|o| o.as_ref()), Some(new.as_ref())),
-                Change::Delete(old) => (Some(old.as_ref()), None),
-            };
-            for rs in [old, new].into_iter().flatten() {
-                if let Some(owner) = controller_of(rs).filter(|o| o.kind == "Deployment") {
-                    q.add(format!(
-                        "{}/{}",
-                        rs.namespace().unwrap_or_default(),
-                        owner.name
-                    ));
-                }
-            }
-        });
+        deployments.enqueue_changes(&queue);
+        replicasets.enqueue_controllers(&queue, &deployments);
         replicasets.add_index("controller", controller_uid_index);
         DeploymentController {
             recorder: Recorder::new(client.clone(), "deployment-controller"),

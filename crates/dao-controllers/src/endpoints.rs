@@ -390,11 +390,7 @@ impl EndpointsController {
         nodes: Informer<Node>,
     ) -> Self {
         let queue = WorkQueue::new();
-        let q = queue.clone();
-        services.on_change(move |c| match c {
-            Change::Upsert { new, .. } => q.add(key_of(new.as_ref())),
-            Change::Delete(old) => q.add(key_of(old.as_ref())),
-        });
+        services.enqueue_changes(&queue);
         services.add_index("namespace", namespace_index);
         pods.add_index("namespace", namespace_index);
         let q = queue.clone();

@@ -150,6 +150,41 @@ where
         inner.indexes.insert(name, index);
     }
 
+    /// Enqueues the key of every added, changed or deleted object: a controller's primary kind.
+    pub fn enqueue_changes(&self, queue: &crate::queue::WorkQueue) {
+        let q = queue.clone();
+        self.on_change(move |c| match c {
+            Change::Upsert { new, .. } => q.add(key_of(new.as_ref())),
+            Change::Delete(old) => q.add(key_of(old.as_ref())),
+        });
+    }
+
+    /// Enqueues `namespace/name` of the controller (an `O` that `owners` still has) of every
+    /// object before and after a change: a controller's owned kind.
+    pub fn enqueue_controllers<O>(&self, queue: &crate::queue::WorkQueue, owners: &Informer<O>)
+    where
+        K: Resource<DynamicType = ()>,
+        O: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let q = queue.clone();
+        let owners = owners.clone();
+        let kind = O::kind(&()).into_owned();
+        self.on_change(move |c| {
+            let (old, new) = match c {
+                Change::Upsert { old, new } => (old.map(|o| o.as_ref()), Some(new.as_ref())),
+                Change::Delete(old) => (Some(old.as_ref()), None),
+            };
+            for obj in [old, new].into_iter().flatten() {
+                if let Some(owner) = controller_of(obj).filter(|o| o.kind == kind) {
+                    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), owner.name);
+                    if owners.get(&key).is_some() {
+                        q.add(key);
+                    }
+                }
+            }
+        });
+    }
+
     pub fn get(&self, key: &str) -> Option<Arc<K>> {
         self.inner
             .read()

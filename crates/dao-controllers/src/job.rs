@@ -32,7 +32,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::events::{EventType, Recorder};
-use crate::informer::{Change, Informer, controller_of, controller_uid_index, key_of, split_key};
+use crate::informer::{Informer, controller_uid_index, split_key};
 use crate::queue::{Action, WorkQueue};
 use crate::util::{Expectations, controller_ref, pod_from_template, pod_ready, sort_for_deletion};
 
@@ -719,27 +719,8 @@ impl JobController {
     /// Registers the controller's handlers; call before the informers run.
     pub fn new(client: Client, jobs: Informer<Job>, pods: Informer<Pod>) -> Self {
         let queue = WorkQueue::new();
-        let q = queue.clone();
-        jobs.on_change(move |c| match c {
-            Change::Upsert { new, .. } => q.add(key_of(new.as_ref())),
-            Change::Delete(old) => q.add(key_of(old.as_ref())),
-        });
-        let q = queue.clone();
-        let job_informer = jobs.clone();
-        pods.on_change(move |c| {
-            let (old, new) = match c {
-                Change::Upsert { old, new } => (old.map(|o| o.as_ref()), Some(new.as_ref())),
-                Change::Delete(old) => (Some(old.as_ref()), None),
-            };
-            for pod in [old, new].into_iter().flatten() {
-                if let Some(owner) = controller_of(pod).filter(|o| o.kind == "Job") {
-                    let key = format!("{}/{}", pod.namespace().unwrap_or_default(), owner.name);
-                    if job_informer.get(&key).is_some() {
-                        q.add(key);
-                    }
-                }
-            }
-        });
+        jobs.enqueue_changes(&queue);
+        pods.enqueue_controllers(&queue, &jobs);
         pods.add_index("controller", controller_uid_index);
         JobController {
             recorder: Recorder::new(client.clone(), "job-controller"),

@@ -27,7 +27,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::events::{EventType, Recorder};
-use crate::informer::{Change, Informer, controller_of, controller_uid_index, key_of, split_key};
+use crate::informer::{Informer, controller_uid_index, split_key};
 use crate::queue::{Action, WorkQueue};
 use crate::util::{
     Expectations, controller_ref, pod_active, pod_available, pod_running_and_ready, pod_terminal,
@@ -400,27 +400,8 @@ impl StatefulSetController {
         claims: Informer<PersistentVolumeClaim>,
     ) -> Self {
         let queue = WorkQueue::new();
-        let q = queue.clone();
-        sets.on_change(move |c| match c {
-            Change::Upsert { new, .. } => q.add(key_of(new.as_ref())),
-            Change::Delete(old) => q.add(key_of(old.as_ref())),
-        });
-        let q = queue.clone();
-        let set_informer = sets.clone();
-        pods.on_change(move |c| {
-            let (old, new) = match c {
-                Change::Upsert { old, new } => (old.map(|o| o.as_ref()), Some(new.as_ref())),
-                Change::Delete(old) => (Some(old.as_ref()), None),
-            };
-            for pod in [old, new].into_iter().flatten() {
-                if let Some(owner) = controller_of(pod).filter(|o| o.kind == "StatefulSet") {
-                    let key = format!("{}/{}", pod.namespace().unwrap_or_default(), owner.name);
-                    if set_informer.get(&key).is_some() {
-                        q.add(key);
-                    }
-                }
-            }
-        });
+        sets.enqueue_changes(&queue);
+        pods.enqueue_controllers(&queue, &sets);
         pods.add_index("controller", controller_uid_index);
         revisions.add_index("controller", controller_uid_index);
         StatefulSetController {
