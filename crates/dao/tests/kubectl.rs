@@ -10,30 +10,6 @@ use std::time::Duration;
 
 use dao_store::testing::EtcdServer;
 
-/// The kubectl binary of a given minor version.
-fn kubectl_bin(minor: u32) -> PathBuf {
-    if minor == 33
-        && let Ok(p) = std::env::var("DAO_KUBECTL")
-    {
-        return p.into();
-    }
-    let which = Command::new("sh")
-        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
-        .output()
-        .expect("sh");
-    let real = PathBuf::from(String::from_utf8_lossy(&which.stdout).trim());
-    let candidate = real
-        .parent()
-        .expect("kubectl has a directory")
-        .join(format!("kubectl.1.{minor}"));
-    assert!(
-        candidate.exists(),
-        "kubectl 1.{minor} not found at {}",
-        candidate.display()
-    );
-    candidate
-}
-
 struct Cluster {
     server: support::DaoServer,
     dir: tempfile::TempDir,
@@ -70,7 +46,7 @@ impl Cluster {
     }
 
     fn command(&self, minor: u32, args: &[&str]) -> Command {
-        let mut cmd = Command::new(kubectl_bin(minor));
+        let mut cmd = Command::new(support::kubectl_bin(minor));
         cmd.env("KUBECONFIG", &self.kubeconfig)
             .env(
                 "KUBECACHEDIR",

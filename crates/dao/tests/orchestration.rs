@@ -5,8 +5,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,57 +14,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher;
 use serde_json::Value;
 
-fn kubectl() -> PathBuf {
-    if let Ok(p) = std::env::var("DAO_KUBECTL") {
-        return p.into();
-    }
-    let which = Command::new("sh")
-        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
-        .output()
-        .expect("sh");
-    PathBuf::from(String::from_utf8_lossy(&which.stdout).trim())
-        .parent()
-        .expect("kubectl has a directory")
-        .join("kubectl.1.33")
-}
-
-/// A `dao agent --simulate` child process, killed on drop.
-struct Agent {
-    child: Child,
-}
-
-impl Agent {
-    fn start(kubeconfig: &std::path::Path, log: &std::path::Path, args: &[&str]) -> Agent {
-        let log = std::fs::File::create(log).unwrap();
-        let child = support::dao()
-            .arg("agent")
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(["--lease-renew-seconds", "1"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn dao agent");
-        Agent { child }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
 struct Cluster {
     server: support::DaoServer,
     dir: tempfile::TempDir,
-    agents: Vec<Agent>,
+    agents: Vec<support::ChildGuard>,
 }
 
 impl Cluster {
@@ -87,8 +39,11 @@ impl Cluster {
             .dir
             .path()
             .join(format!("agent-{}.log", self.agents.len()));
-        self.agents
-            .push(Agent::start(&self.server.kubeconfig, &log, args));
+        self.agents.push(support::agent(
+            &self.server.kubeconfig,
+            &log,
+            &[&["--lease-renew-seconds", "1"], args].concat(),
+        ));
         self.agents.len() - 1
     }
 
@@ -103,7 +58,7 @@ impl Cluster {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(kubectl())
+        Command::new(support::kubectl_bin(33))
             .env("KUBECONFIG", &self.server.kubeconfig)
             .env("KUBECACHEDIR", self.dir.path().join("cache"))
             .env("HOME", self.dir.path())

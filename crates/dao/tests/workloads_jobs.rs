@@ -8,41 +8,16 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn kubectl() -> PathBuf {
-    if let Ok(p) = std::env::var("DAO_KUBECTL") {
-        return p.into();
-    }
-    let which = Command::new("sh")
-        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
-        .output()
-        .expect("sh");
-    PathBuf::from(String::from_utf8_lossy(&which.stdout).trim())
-        .parent()
-        .expect("kubectl has a directory")
-        .join("kubectl.1.33")
-}
-
-/// A `dao agent` child process, killed on drop.
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Cluster {
     // Dropped in order: the agent first, then the server, then the directory.
-    _agent: Agent,
+    _agent: support::ChildGuard,
     server: support::DaoServer,
     dir: tempfile::TempDir,
 }
@@ -51,18 +26,13 @@ impl Cluster {
     fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let server = support::DaoServer::start(&dir.path().join("data"), &[]);
-        let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
-        let agent = support::dao()
-            .arg("agent")
-            .arg("--kubeconfig")
-            .arg(&server.kubeconfig)
-            .args(["--simulate", "3", "--job-run-seconds", "1"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn dao agent");
+        let agent = support::agent(
+            &server.kubeconfig,
+            &dir.path().join("agent.log"),
+            &["--simulate", "3", "--job-run-seconds", "1"],
+        );
         Cluster {
-            _agent: Agent(agent),
+            _agent: agent,
             server,
             dir,
         }
@@ -74,7 +44,7 @@ impl Cluster {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(kubectl());
+        let mut cmd = Command::new(support::kubectl_bin(33));
         cmd.env("KUBECONFIG", &self.server.kubeconfig)
             .env("KUBECACHEDIR", self.dir.path().join("cache"))
             .env("HOME", self.dir.path())
@@ -236,7 +206,7 @@ fn jobs_and_cronjobs() {
         let home = c.dir.path().to_owned();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let out = Command::new(kubectl())
+                let out = Command::new(support::kubectl_bin(33))
                     .env("KUBECONFIG", &kubeconfig)
                     .env("KUBECACHEDIR", home.join("cache-watch"))
                     .env("HOME", &home)

@@ -5,42 +5,15 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn kubectl_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("DAO_KUBECTL") {
-        return p.into();
-    }
-    let which = Command::new("sh")
-        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
-        .output()
-        .expect("sh");
-    let real = PathBuf::from(String::from_utf8_lossy(&which.stdout).trim());
-    let pinned = real
-        .parent()
-        .map(|d| d.join("kubectl.1.33"))
-        .filter(|p| p.exists());
-    pinned.unwrap_or_else(|| "kubectl".into())
-}
-
-/// A child process killed (by its own pid) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Cluster {
     // Agents before the server, so they stop first.
-    agents: Vec<Proc>,
+    agents: Vec<support::ChildGuard>,
     server: support::DaoServer,
     dir: tempfile::TempDir,
 }
@@ -59,25 +32,13 @@ impl Cluster {
     }
 
     fn agent(&mut self, args: &[&str]) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("agent.log"))
-            .unwrap();
-        let child = support::dao()
-            .arg("agent")
-            .arg("--kubeconfig")
-            .arg(&self.server.kubeconfig)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn dao agent");
-        self.agents.push(Proc(child));
+        let log = self.dir.path().join("agent.log");
+        self.agents
+            .push(support::agent(&self.server.kubeconfig, &log, args));
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(kubectl_bin());
+        let mut cmd = Command::new(support::kubectl_bin(33));
         cmd.env("KUBECONFIG", &self.server.kubeconfig)
             .env("KUBECACHEDIR", self.dir.path().join("cache"))
             .env("HOME", self.dir.path())
@@ -248,7 +209,7 @@ spec:
 /// (event type, pod name) lines seen by a `kubectl get pods --watch`.
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
-fn watch_pods(c: &Cluster, selector: &str) -> (Proc, Seen) {
+fn watch_pods(c: &Cluster, selector: &str) -> (support::ChildGuard, Seen) {
     let mut child = c
         .command(&[
             "get",
@@ -275,7 +236,7 @@ fn watch_pods(c: &Cluster, selector: &str) -> (Proc, Seen) {
             }
         }
     });
-    (Proc(child), events)
+    (support::ChildGuard(child), events)
 }
 
 #[test]

@@ -15,6 +15,66 @@ pub fn dao() -> Command {
     cmd
 }
 
+/// The kubectl binary of a given minor version.
+pub fn kubectl_bin(minor: u32) -> std::path::PathBuf {
+    if minor == 33
+        && let Ok(p) = std::env::var("DAO_KUBECTL")
+    {
+        return p.into();
+    }
+    let which = Command::new("sh")
+        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
+        .output()
+        .expect("sh");
+    let real = std::path::PathBuf::from(String::from_utf8_lossy(&which.stdout).trim());
+    let candidate = real
+        .parent()
+        .expect("kubectl has a directory")
+        .join(format!("kubectl.1.{minor}"));
+    assert!(
+        candidate.exists(),
+        "kubectl 1.{minor} not found at {}",
+        candidate.display()
+    );
+    candidate
+}
+
+/// A child process, killed when dropped.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// `dao agent --kubeconfig KUBECONFIG ARGS...`, its log appended to `log`.
+pub fn agent(kubeconfig: &std::path::Path, log: &std::path::Path, args: &[&str]) -> ChildGuard {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = dao()
+        .arg("agent")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn dao agent");
+    ChildGuard(child)
+}
+
 /// A running `dao debug store-writer` and the `ack` lines it printed so far.
 pub struct Writer {
     child: Child,
