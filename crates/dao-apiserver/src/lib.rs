@@ -313,9 +313,10 @@ fn router(state: AppState) -> Router {
             "/apis",
             get(|headers: HeaderMap| async move { discovery::groups(&headers) }),
         )
+        .route("/openapi/v3", get(openapi::index))
         .route(
-            "/openapi/v3",
-            get(|| async { api::json_response(StatusCode::OK, &openapi::index()) }),
+            "/openapi/v2",
+            get(|headers: HeaderMap| async move { openapi::v2(&headers).await }),
         )
         .fallback(dispatch)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
@@ -379,13 +380,14 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     // Group and group-version discovery documents.
     if parts.method == axum::http::Method::GET {
+        let query = parts.uri.query();
         let openapi_doc = match segs.as_slice() {
-            ["openapi", "v3", "api", v] => openapi::group_version("", v),
-            ["openapi", "v3", "apis", g, v] => openapi::group_version(g, v),
+            ["openapi", "v3", "api", v] => openapi::group_version("", v, query).await,
+            ["openapi", "v3", "apis", g, v] => openapi::group_version(g, v, query).await,
             _ => None,
         };
         if let Some(doc) = openapi_doc {
-            return api::json_response(StatusCode::OK, &doc);
+            return doc;
         }
         let doc = match segs.as_slice() {
             ["api", v] => discovery::resources("", v),

@@ -1,16 +1,200 @@
-//! OpenAPI v3 documents: the index at `/openapi/v3` and one document per group-version.
+//! OpenAPI documents: the v3 index at `/openapi/v3`, one v3 document per group-version, and
+//! the Swagger 2.0 document at `/openapi/v2`.
 //!
-//! Today they describe paths and operations, including the `fieldValidation` parameter and
-//! the `x-kubernetes-group-version-kind` extension, which is what kubectl checks before it
-//! lets the server validate fields. Component schemas (for `kubectl explain`) are not served
-//! yet.
+//! Paths carry the operations with the `fieldValidation` parameter and the
+//! `x-kubernetes-group-version-kind` extension, which is what kubectl checks before it lets
+//! the server validate fields. Component schemas come from k8s-openapi's `JsonSchema` impls
+//! (upstream's definition names and field descriptions); each kind's schema carries
+//! `x-kubernetes-group-version-kind: [{group, version, kind}]`, through which `kubectl explain`
+//! finds it. Every kind also gets a `{Kind}List` schema.
+//!
+//! The documents are big (core/v1 is about a megabyte), so they are built once, on the first
+//! request, off the async workers, and kept serialized. The `hash` in the index is a hash of
+//! each document's bytes: stable for one binary, and different whenever a document changes,
+//! so clients may cache a hashed URL forever (`Cache-Control: immutable`, as upstream).
+//!
+//! Not served: the patch extensions (`x-kubernetes-patch-merge-key`, ...) that k8s-openapi's
+//! schemas lack, request bodies (kubectl then computes strategic merge patches from its
+//! built-in types, not from these documents), and v2 in protobuf (kubectl up to 1.28 asks for
+//! nothing else; this JSON v2 is for JSON clients).
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
+use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
+use k8s_openapi::schemars::{JsonSchema, Schema};
+use serde_json::{Map, Value, json};
 
 use crate::registry::{self, RESOURCES, Resource};
+use crate::status::ApiError;
 
-/// Changes whenever the documents can change: with the binary.
-const HASH: &str = concat!("dao-", env!("CARGO_PKG_VERSION"));
+const TITLE: &str = "Kubernetes";
+const VERSION: &str = "v1.33.0";
+
+/// Adds the k8s-openapi type of `r` (and all it references) to `generator`: its definition name and
+/// a `$ref` schema pointing at it.
+macro_rules! kind_types {
+    ($($group:literal $version:literal $kind:literal => $ty:ty),* $(,)?) => {
+        fn add_kind(generator: &mut SchemaGenerator, r: &Resource) -> Option<(String, Schema)> {
+            match (r.group, r.version, r.kind) {
+                $(($group, $version, $kind) => Some((
+                    <$ty as JsonSchema>::schema_name().into_owned(),
+                    generator.subschema_for::<$ty>(),
+                )),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+kind_types! {
+    "" "v1" "ConfigMap" => k8s_openapi::api::core::v1::ConfigMap,
+    "" "v1" "Endpoints" => k8s_openapi::api::core::v1::Endpoints,
+    "" "v1" "Event" => k8s_openapi::api::core::v1::Event,
+    "" "v1" "LimitRange" => k8s_openapi::api::core::v1::LimitRange,
+    "" "v1" "Namespace" => k8s_openapi::api::core::v1::Namespace,
+    "" "v1" "Node" => k8s_openapi::api::core::v1::Node,
+    "" "v1" "PersistentVolumeClaim" => k8s_openapi::api::core::v1::PersistentVolumeClaim,
+    "" "v1" "PersistentVolume" => k8s_openapi::api::core::v1::PersistentVolume,
+    "" "v1" "Pod" => k8s_openapi::api::core::v1::Pod,
+    "" "v1" "PodTemplate" => k8s_openapi::api::core::v1::PodTemplate,
+    "" "v1" "ReplicationController" => k8s_openapi::api::core::v1::ReplicationController,
+    "" "v1" "ResourceQuota" => k8s_openapi::api::core::v1::ResourceQuota,
+    "" "v1" "Secret" => k8s_openapi::api::core::v1::Secret,
+    "" "v1" "ServiceAccount" => k8s_openapi::api::core::v1::ServiceAccount,
+    "" "v1" "Service" => k8s_openapi::api::core::v1::Service,
+    "apps" "v1" "ControllerRevision" => k8s_openapi::api::apps::v1::ControllerRevision,
+    "apps" "v1" "DaemonSet" => k8s_openapi::api::apps::v1::DaemonSet,
+    "apps" "v1" "Deployment" => k8s_openapi::api::apps::v1::Deployment,
+    "apps" "v1" "ReplicaSet" => k8s_openapi::api::apps::v1::ReplicaSet,
+    "apps" "v1" "StatefulSet" => k8s_openapi::api::apps::v1::StatefulSet,
+    "autoscaling" "v1" "HorizontalPodAutoscaler" => k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler,
+    "autoscaling" "v2" "HorizontalPodAutoscaler" => k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
+    "batch" "v1" "CronJob" => k8s_openapi::api::batch::v1::CronJob,
+    "batch" "v1" "Job" => k8s_openapi::api::batch::v1::Job,
+    "coordination.k8s.io" "v1" "Lease" => k8s_openapi::api::coordination::v1::Lease,
+    "discovery.k8s.io" "v1" "EndpointSlice" => k8s_openapi::api::discovery::v1::EndpointSlice,
+    "events.k8s.io" "v1" "Event" => k8s_openapi::api::events::v1::Event,
+    "networking.k8s.io" "v1" "IngressClass" => k8s_openapi::api::networking::v1::IngressClass,
+    "networking.k8s.io" "v1" "Ingress" => k8s_openapi::api::networking::v1::Ingress,
+    "networking.k8s.io" "v1" "NetworkPolicy" => k8s_openapi::api::networking::v1::NetworkPolicy,
+    "policy" "v1" "PodDisruptionBudget" => k8s_openapi::api::policy::v1::PodDisruptionBudget,
+    "rbac.authorization.k8s.io" "v1" "ClusterRoleBinding" => k8s_openapi::api::rbac::v1::ClusterRoleBinding,
+    "rbac.authorization.k8s.io" "v1" "ClusterRole" => k8s_openapi::api::rbac::v1::ClusterRole,
+    "rbac.authorization.k8s.io" "v1" "RoleBinding" => k8s_openapi::api::rbac::v1::RoleBinding,
+    "rbac.authorization.k8s.io" "v1" "Role" => k8s_openapi::api::rbac::v1::Role,
+    "storage.k8s.io" "v1" "CSIDriver" => k8s_openapi::api::storage::v1::CSIDriver,
+    "storage.k8s.io" "v1" "CSINode" => k8s_openapi::api::storage::v1::CSINode,
+    "storage.k8s.io" "v1" "StorageClass" => k8s_openapi::api::storage::v1::StorageClass,
+    "storage.k8s.io" "v1" "VolumeAttachment" => k8s_openapi::api::storage::v1::VolumeAttachment,
+}
+
+/// The two dialects: where definitions live and how parameters and responses are written.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Flavor {
+    /// Swagger 2.0: `#/definitions/`, `$ref` beside `description` as upstream writes it.
+    V2,
+    /// OpenAPI 3.0: `#/components/schemas/`, a described `$ref` wrapped in `allOf`.
+    V3,
+}
+
+impl Flavor {
+    fn ref_prefix(self) -> &'static str {
+        match self {
+            Flavor::V2 => "#/definitions/",
+            Flavor::V3 => "#/components/schemas/",
+        }
+    }
+
+    fn generator(self) -> SchemaGenerator {
+        match self {
+            Flavor::V2 => SchemaSettings::draft07().with(|s| {
+                s.meta_schema = None;
+                s.transforms.clear();
+            }),
+            Flavor::V3 => SchemaSettings::openapi3().with(|s| s.meta_schema = None),
+        }
+        .into_generator()
+    }
+}
+
+/// The group-version-kind object, as operations and the schema extension carry it.
+fn gvk(group: &str, version: &str, kind: &str) -> Value {
+    json!({"group": group, "version": version, "kind": kind})
+}
+
+/// Definitions for `resources` and everything they reference, with the GVK extension on each
+/// kind and a `{Kind}List` for each. Returns them with each resource's definition name.
+fn definitions(
+    flavor: Flavor,
+    resources: &[&'static Resource],
+) -> (Map<String, Value>, Vec<(&'static Resource, String)>) {
+    let mut generator = flavor.generator();
+    let mut names = Vec::new();
+    let mut lists = Vec::new();
+    for &r in resources {
+        let Some((name, reference)) = add_kind(&mut generator, r) else {
+            debug_assert!(false, "no k8s-openapi type for {}", r.kind);
+            continue;
+        };
+        let mut meta = generator.subschema_for::<ListMeta>();
+        meta.insert(
+            "description".into(),
+            json!("Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"),
+        );
+        let list = json!({
+            "description": format!("{}List is a list of {}.", r.kind, r.kind),
+            "type": "object",
+            "properties": {
+                "apiVersion": {"description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources", "type": "string"},
+                "kind": {"description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds", "type": "string"},
+                "items": {"description": format!("List of {}.", r.plural), "type": "array", "items": reference},
+                "metadata": meta,
+            },
+            "required": ["items"],
+        });
+        lists.push((format!("{name}List"), list));
+        names.push((r, name));
+    }
+    for (name, list) in lists {
+        let previous = generator.definitions_mut().insert(name.clone(), list);
+        debug_assert!(previous.is_none(), "{name} is also a k8s-openapi type");
+    }
+    let mut defs = generator.take_definitions(true);
+    // k8s-openapi requires `metadata` because its resource types hold an `ObjectMeta`, not an
+    // `Option`; upstream's types never require it.
+    for def in defs.values_mut().filter_map(Value::as_object_mut) {
+        if let Some(Value::Array(required)) = def.get_mut("required") {
+            required.retain(|f| f != "metadata");
+            if required.is_empty() {
+                def.remove("required");
+            }
+        }
+    }
+    for (r, name) in &names {
+        let tag = |defs: &mut Map<String, Value>, name: &str, kind: &str| {
+            if let Some(Value::Object(def)) = defs.get_mut(name) {
+                def.insert(
+                    "x-kubernetes-group-version-kind".into(),
+                    json!([gvk(r.group, r.version, kind)]),
+                );
+            }
+        };
+        tag(&mut defs, name, r.kind);
+        tag(
+            &mut defs,
+            &format!("{name}List"),
+            &format!("{}List", r.kind),
+        );
+    }
+    (defs, names)
+}
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -20,89 +204,463 @@ fn gv_path(group: &str, version: &str) -> String {
     }
 }
 
-/// `GET /openapi/v3`
-pub fn index() -> Value {
-    let mut paths = serde_json::Map::new();
-    for (group, versions) in registry::group_versions() {
-        for version in versions {
-            let p = gv_path(group, version);
-            paths.insert(
-                p.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={HASH}")}),
-            );
+fn param(flavor: Flavor, name: &str) -> Value {
+    match flavor {
+        Flavor::V2 => json!({"name": name, "in": "query", "type": "string", "uniqueItems": true}),
+        Flavor::V3 => {
+            json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}})
         }
     }
-    json!({ "paths": paths })
 }
 
-fn param(name: &str) -> Value {
-    json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}})
-}
-
-fn operation(r: &Resource, action: &str, params: &[&str]) -> Value {
+fn operation(
+    flavor: Flavor,
+    r: &Resource,
+    action: &str,
+    params: &[&str],
+    response: Option<&str>,
+) -> Value {
+    let mut ok = json!({"description": "OK"});
+    if let Some(def) = response {
+        let schema = json!({"$ref": format!("{}{def}", flavor.ref_prefix())});
+        match flavor {
+            Flavor::V2 => ok["schema"] = schema,
+            Flavor::V3 => ok["content"] = json!({"application/json": {"schema": schema}}),
+        }
+    }
     json!({
         "operationId": format!("{action}{}{}", r.kind, if r.namespaced { "Namespaced" } else { "" }),
         "x-kubernetes-action": action,
-        "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
-        "parameters": params.iter().map(|p| param(p)).collect::<Vec<_>>(),
-        "responses": {"200": {"description": "OK"}, "401": {"description": "Unauthorized"}},
+        "x-kubernetes-group-version-kind": gvk(r.group, r.version, r.kind),
+        "parameters": params.iter().map(|p| param(flavor, p)).collect::<Vec<_>>(),
+        "responses": {"200": ok, "401": {"description": "Unauthorized"}},
     })
 }
 
-/// `GET /openapi/v3/api/v1` or `/openapi/v3/apis/{group}/{version}`.
-pub fn group_version(group: &str, version: &str) -> Option<Value> {
-    let resources: Vec<&Resource> = RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-        .collect();
-    if resources.is_empty() {
-        return None;
-    }
-    let mut paths = serde_json::Map::new();
-    let base = format!("/{}", gv_path(group, version));
+/// The paths of `resources` (each with its definition name), added to `paths`.
+fn add_paths(flavor: Flavor, resources: &[(&Resource, String)], paths: &mut Map<String, Value>) {
     let write_params = ["dryRun", "fieldManager", "fieldValidation", "pretty"];
-    for r in resources {
+    let patch_params = [
+        "dryRun",
+        "fieldManager",
+        "fieldValidation",
+        "force",
+        "pretty",
+    ];
+    let name_param = match flavor {
+        Flavor::V2 => json!({"name": "name", "in": "path", "required": true, "type": "string"}),
+        Flavor::V3 => {
+            json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}})
+        }
+    };
+    for (r, def) in resources {
+        let list = format!("{def}List");
+        let def = Some(def.as_str());
+        let base = format!("/{}", gv_path(r.group, r.version));
         let collection = if r.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}", r.plural)
         } else {
             format!("{base}/{}", r.plural)
         };
+        let list_params = [
+            "labelSelector",
+            "fieldSelector",
+            "limit",
+            "continue",
+            "resourceVersion",
+            "watch",
+        ];
         paths.insert(
             collection.clone(),
             json!({
-                "get": operation(r, "list", &["labelSelector", "fieldSelector", "limit", "continue", "resourceVersion", "watch"]),
-                "post": operation(r, "post", &write_params),
-                "delete": operation(r, "deletecollection", &["labelSelector", "fieldSelector"]),
+                "get": operation(flavor, r, "list", &list_params, Some(&list)),
+                "post": operation(flavor, r, "post", &write_params, def),
+                "delete": operation(flavor, r, "deletecollection", &["labelSelector", "fieldSelector"], None),
             }),
         );
         let mut item = json!({
-            "get": operation(r, "get", &["pretty"]),
-            "put": operation(r, "put", &write_params),
-            "patch": operation(r, "patch", &["dryRun", "fieldManager", "fieldValidation", "force", "pretty"]),
-            "delete": operation(r, "delete", &["dryRun", "gracePeriodSeconds", "propagationPolicy"]),
+            "get": operation(flavor, r, "get", &["pretty"], def),
+            "put": operation(flavor, r, "put", &write_params, def),
+            "patch": operation(flavor, r, "patch", &patch_params, def),
+            "delete": operation(flavor, r, "delete", &["dryRun", "gracePeriodSeconds", "propagationPolicy"], None),
         });
-        item["parameters"] =
-            json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]);
+        item["parameters"] = json!([name_param]);
         paths.insert(format!("{collection}/{{name}}"), item);
         for sub in r
             .subresources
             .iter()
             .filter(|s| matches!(**s, "status" | "scale"))
         {
-            paths.insert(
-                format!("{collection}/{{name}}/{sub}"),
-                json!({
-                    "get": operation(r, "get", &["pretty"]),
-                    "put": operation(r, "put", &write_params),
-                    "patch": operation(r, "patch", &["dryRun", "fieldManager", "fieldValidation", "force", "pretty"]),
-                }),
-            );
+            // The scale subresource speaks autoscaling/v1 Scale, which is not described here.
+            let body = if *sub == "status" { def } else { None };
+            let mut ops = json!({
+                "get": operation(flavor, r, "get", &["pretty"], body),
+                "put": operation(flavor, r, "put", &write_params, body),
+                "patch": operation(flavor, r, "patch", &patch_params, body),
+            });
+            ops["parameters"] = json!([name_param]);
+            paths.insert(format!("{collection}/{{name}}/{sub}"), ops);
         }
     }
+}
+
+/// The v3 document of one group-version.
+fn v3_document(group: &str, version: &str) -> Option<Value> {
+    let resources: Vec<&'static Resource> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
+    if resources.is_empty() {
+        return None;
+    }
+    let (schemas, names) = definitions(Flavor::V3, &resources);
+    let mut paths = Map::new();
+    add_paths(Flavor::V3, &names, &mut paths);
     Some(json!({
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.33.0"},
+        "info": {"title": TITLE, "version": VERSION},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas},
     }))
+}
+
+/// The Swagger 2.0 document of every group-version.
+fn v2_document() -> Value {
+    let resources: Vec<&'static Resource> = RESOURCES.iter().collect();
+    let (definitions, names) = definitions(Flavor::V2, &resources);
+    let mut paths = Map::new();
+    add_paths(Flavor::V2, &names, &mut paths);
+    json!({
+        "swagger": "2.0",
+        "info": {"title": TITLE, "version": VERSION},
+        "paths": paths,
+        "definitions": definitions,
+    })
+}
+
+/// A serialized document and the hash of its bytes.
+struct Doc {
+    hash: String,
+    body: Bytes,
+}
+
+impl Doc {
+    fn new(value: &Value) -> Doc {
+        let body = serde_json::to_vec(value).expect("a JSON value serializes");
+        // SipHash with fixed keys: the same bytes hash the same in one binary.
+        let mut hasher = std::hash::DefaultHasher::new();
+        body.hash(&mut hasher);
+        Doc {
+            hash: format!("{:016X}", hasher.finish()),
+            body: Bytes::from(body),
+        }
+    }
+}
+
+/// Every v3 document (by "api/v1", "apis/apps/v1", ...) and the index that names them.
+struct V3 {
+    index: Bytes,
+    docs: BTreeMap<String, Doc>,
+}
+
+static V3_DOCS: LazyLock<V3> = LazyLock::new(|| {
+    let started = Instant::now();
+    let mut docs = BTreeMap::new();
+    for (group, versions) in registry::group_versions() {
+        for version in versions {
+            if let Some(doc) = v3_document(group, version) {
+                docs.insert(gv_path(group, version), Doc::new(&doc));
+            }
+        }
+    }
+    let paths: Map<String, Value> = docs
+        .iter()
+        .map(|(p, doc)| {
+            let url = format!("/openapi/v3/{p}?hash={}", doc.hash);
+            (p.clone(), json!({"serverRelativeURL": url}))
+        })
+        .collect();
+    let index = Bytes::from(json!({ "paths": paths }).to_string());
+    tracing::info!(
+        elapsed = ?started.elapsed(),
+        bytes = docs.values().map(|d| d.body.len()).sum::<usize>(),
+        "built the OpenAPI v3 documents"
+    );
+    V3 { index, docs }
+});
+
+static V2_DOC: LazyLock<Doc> = LazyLock::new(|| {
+    let started = Instant::now();
+    let doc = Doc::new(&v2_document());
+    tracing::info!(elapsed = ?started.elapsed(), bytes = doc.body.len(), "built the OpenAPI v2 document");
+    doc
+});
+
+/// Forces a lazily built document on a blocking thread: building takes a while, and the async
+/// workers have other requests to serve meanwhile.
+async fn built<T: Send + Sync>(lazy: &'static LazyLock<T>) -> &'static T {
+    tokio::task::spawn_blocking(move || LazyLock::force(lazy))
+        .await
+        .expect("building an OpenAPI document does not panic")
+}
+
+fn json_body(body: Bytes, immutable: bool) -> Response {
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if immutable {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, immutable, max-age=31536000"),
+        );
+    }
+    response
+}
+
+/// `GET /openapi/v3`
+pub async fn index() -> Response {
+    json_body(built(&V3_DOCS).await.index.clone(), false)
+}
+
+/// `GET /openapi/v3/api/v1` or `/openapi/v3/apis/{group}/{version}`; `None` for a
+/// group-version Dao does not serve. A request naming the current hash may be cached forever.
+pub async fn group_version(group: &str, version: &str, query: Option<&str>) -> Option<Response> {
+    if !RESOURCES
+        .iter()
+        .any(|r| r.group == group && r.version == version)
+    {
+        return None;
+    }
+    let doc = built(&V3_DOCS).await.docs.get(&gv_path(group, version))?;
+    let hashed = query.is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.strip_prefix("hash=") == Some(doc.hash.as_str()))
+    });
+    Some(json_body(doc.body.clone(), hashed))
+}
+
+/// Whether an `Accept` header admits JSON (no header admits anything).
+fn accepts_json(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT) else {
+        return true;
+    };
+    let Ok(accept) = accept.to_str() else {
+        return false;
+    };
+    accept.split(',').any(|t| {
+        let media = t
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        matches!(media.as_str(), "application/json" | "application/*" | "*/*")
+    })
+}
+
+/// `GET /openapi/v2`: JSON only; a client that takes nothing but protobuf (kubectl up to 1.28)
+/// gets 406, and falls back to its built-in types where it can.
+pub async fn v2(headers: &HeaderMap) -> Response {
+    if !accepts_json(headers) {
+        return ApiError {
+            code: 406,
+            reason: "NotAcceptable",
+            message: "only the following media types are accepted: application/json".into(),
+            details: None,
+        }
+        .into_response();
+    }
+    json_body(built(&V2_DOC).await.body.clone(), false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `$ref` in `value`.
+    fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("$ref", Value::String(r)) => out.push(r),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    fn gv_doc(path: &str) -> Value {
+        serde_json::from_slice(&V3_DOCS.docs[path].body).unwrap()
+    }
+
+    #[test]
+    fn every_resource_has_a_type() {
+        let mut generator = Flavor::V3.generator();
+        for r in RESOURCES {
+            assert!(add_kind(&mut generator, r).is_some(), "{}", r.kind);
+        }
+    }
+
+    #[test]
+    fn v3_refs_resolve_and_kinds_carry_their_gvk() {
+        for (path, doc) in &V3_DOCS.docs {
+            let doc: Value = serde_json::from_slice(&doc.body).unwrap();
+            let schemas = doc["components"]["schemas"].as_object().unwrap();
+            let mut found = Vec::new();
+            refs(&doc, &mut found);
+            assert!(!found.is_empty(), "{path}");
+            for r in found {
+                let name = r
+                    .strip_prefix("#/components/schemas/")
+                    .unwrap_or_else(|| panic!("{path}: {r}"));
+                assert!(schemas.contains_key(name), "{path}: {r} does not resolve");
+            }
+            // Each operation's GVK names a schema that lists it.
+            for (p, item) in doc["paths"].as_object().unwrap() {
+                for op in item.as_object().unwrap().values() {
+                    let Some(gvk) = op.get("x-kubernetes-group-version-kind") else {
+                        continue;
+                    };
+                    let tagged = schemas.values().filter(|s| {
+                        s["x-kubernetes-group-version-kind"]
+                            .as_array()
+                            .is_some_and(|l| l.contains(gvk))
+                    });
+                    assert_eq!(tagged.count(), 1, "{path} {p}: {gvk}");
+                }
+            }
+        }
+        let gvs: usize = registry::group_versions()
+            .iter()
+            .map(|(_, vs)| vs.len())
+            .sum();
+        assert_eq!(V3_DOCS.docs.len(), gvs);
+    }
+
+    #[test]
+    fn deployment_schema_has_upstream_shape() {
+        let doc = gv_doc("apis/apps/v1");
+        let schemas = &doc["components"]["schemas"];
+        let deployment = &schemas["io.k8s.api.apps.v1.Deployment"];
+        assert_eq!(
+            deployment["x-kubernetes-group-version-kind"],
+            json!([{"group": "apps", "version": "v1", "kind": "Deployment"}])
+        );
+        // A described reference is wrapped in allOf, as upstream's v3 documents do.
+        let spec = &deployment["properties"]["spec"];
+        assert_eq!(
+            spec["allOf"],
+            json!([{"$ref": "#/components/schemas/io.k8s.api.apps.v1.DeploymentSpec"}])
+        );
+        assert!(
+            spec["description"]
+                .as_str()
+                .unwrap()
+                .contains("desired behavior")
+        );
+        let replicas = &schemas["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["replicas"];
+        assert_eq!(replicas["type"], "integer");
+        assert!(
+            replicas["description"]
+                .as_str()
+                .unwrap()
+                .contains("Number of desired pods")
+        );
+        assert!(deployment.get("required").is_none(), "{deployment}");
+        assert_eq!(
+            schemas["io.k8s.api.apps.v1.DeploymentSpec"]["required"],
+            json!(["selector", "template"])
+        );
+        // Transitively referenced core types are there.
+        assert!(schemas["io.k8s.api.core.v1.Container"]["properties"]["image"].is_object());
+        let list = &schemas["io.k8s.api.apps.v1.DeploymentList"];
+        assert_eq!(
+            list["x-kubernetes-group-version-kind"],
+            json!([{"group": "apps", "version": "v1", "kind": "DeploymentList"}])
+        );
+        // Core kinds carry an empty group, as kubectl compares the whole object.
+        let core = gv_doc("api/v1");
+        assert_eq!(
+            core["components"]["schemas"]["io.k8s.api.core.v1.Pod"]["x-kubernetes-group-version-kind"],
+            json!([{"group": "", "version": "v1", "kind": "Pod"}])
+        );
+        assert!(
+            gv_doc("apis/events.k8s.io/v1")["components"]["schemas"]["io.k8s.api.events.v1.Event"]
+                .is_object()
+        );
+    }
+
+    #[test]
+    fn index_names_every_group_version_with_a_stable_hash() {
+        let index: Value = serde_json::from_slice(&V3_DOCS.index).unwrap();
+        let url = index["paths"]["apis/apps/v1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap();
+        let hash = &V3_DOCS.docs["apis/apps/v1"].hash;
+        assert_eq!(url, format!("/openapi/v3/apis/apps/v1?hash={hash}"));
+        // Same document, same hash.
+        let again = Doc::new(&v3_document("apps", "v1").unwrap());
+        assert_eq!(&again.hash, hash);
+        assert!(index["paths"]["api/v1"].is_object());
+        assert!(index["paths"]["apis/autoscaling/v2"].is_object());
+    }
+
+    #[test]
+    fn v2_refs_resolve() {
+        let doc: Value = serde_json::from_slice(&V2_DOC.body).unwrap();
+        assert_eq!(doc["swagger"], "2.0");
+        let defs = doc["definitions"].as_object().unwrap();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        for r in found {
+            let name = r.strip_prefix("#/definitions/").unwrap();
+            assert!(defs.contains_key(name), "{r} does not resolve");
+        }
+        for r in RESOURCES {
+            assert!(
+                defs.values().any(|d| d["x-kubernetes-group-version-kind"]
+                    .as_array()
+                    .is_some_and(|l| l.contains(&gvk(r.group, r.version, r.kind)))),
+                "{} {}",
+                r.api_version(),
+                r.kind
+            );
+        }
+        // Swagger 2.0 keeps the description beside the reference, as upstream's v2 does.
+        let spec = &defs["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"];
+        assert_eq!(
+            spec["$ref"],
+            "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
+        );
+        assert!(doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments"].is_object());
+        assert_eq!(
+            doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["parameters"][0]["type"],
+            "string"
+        );
+    }
+
+    #[test]
+    fn v2_negotiates_json() {
+        let with = |accept: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
+            accepts_json(&h)
+        };
+        assert!(accepts_json(&HeaderMap::new()));
+        assert!(with("application/json"));
+        assert!(with("application/json, */*"));
+        assert!(with(
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf, */*;q=0.1"
+        ));
+        assert!(!with(
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+        ));
+    }
 }

@@ -736,6 +736,87 @@ fn older_kubectl_versions_work() {
 }
 
 #[test]
+fn kubectl_explain_reads_openapi_v3() {
+    let c = Cluster::start(false);
+    // 1.29 is the oldest kubectl that explains from OpenAPI v3 alone.
+    for minor in [29, 33] {
+        let spec = c.ok_with(minor, &["explain", "deployment.spec"]);
+        for line in [
+            "GROUP:      apps",
+            "KIND:       Deployment",
+            "VERSION:    v1",
+            "FIELD: spec <DeploymentSpec>",
+            "    Specification of the desired behavior of the Deployment.",
+            "  replicas\t<integer>",
+            "  template\t<PodTemplateSpec> -required-",
+        ] {
+            assert!(
+                spec.lines().any(|l| l == line),
+                "1.{minor}: {line:?} in:\n{spec}"
+            );
+        }
+        assert!(
+            spec.contains("Number of desired pods."),
+            "1.{minor}:\n{spec}"
+        );
+
+        let image = c.ok_with(minor, &["explain", "pods.spec.containers.image"]);
+        for line in ["KIND:       Pod", "VERSION:    v1", "FIELD: image <string>"] {
+            assert!(
+                image.lines().any(|l| l == line),
+                "1.{minor}: {line:?} in:\n{image}"
+            );
+        }
+        assert!(
+            image.contains("Container image name."),
+            "1.{minor}:\n{image}"
+        );
+        assert!(!image.contains("GROUP:"), "1.{minor}:\n{image}");
+    }
+    // metadata is optional, as upstream has it.
+    let pod = c.ok(&["explain", "pods"]);
+    assert!(
+        pod.lines().any(|l| l == "  metadata\t<ObjectMeta>"),
+        "{pod}"
+    );
+    // A list of objects, a map, and a kind of another group.
+    let containers = c.ok(&["explain", "pod.spec.containers"]);
+    assert!(
+        containers.contains("FIELD: containers <[]Container>"),
+        "{containers}"
+    );
+    let labels = c.ok(&["explain", "cm.metadata.labels"]);
+    assert!(
+        labels.contains("FIELD: labels <map[string]string>"),
+        "{labels}"
+    );
+    let hpa = c.ok(&[
+        "explain",
+        "hpa.spec.metrics",
+        "--api-version=autoscaling/v2",
+    ]);
+    assert!(hpa.contains("FIELD: metrics <[]MetricSpec>"), "{hpa}");
+    let missing = c.fails(&["explain", "deployment.spec.nosuchfield"]);
+    assert!(
+        missing.contains("field \"nosuchfield\" does not exist"),
+        "{missing}"
+    );
+
+    // OpenAPI v2 is JSON only: for JSON clients, with the same definitions.
+    let v2: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "--raw", "/openapi/v2"])).unwrap();
+    assert_eq!(v2["swagger"], "2.0");
+    assert_eq!(
+        v2["definitions"]["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"],
+        serde_json::json!([{"group": "apps", "version": "v1", "kind": "Deployment"}])
+    );
+    // kubectl 1.27 and 1.28 ask for v2 in protobuf only, which Dao does not serve: explain
+    // fails there as it did without v2.
+    let old = c.run(27, &["explain", "deployment.spec"]);
+    assert!(!old.status.success());
+}
+
+#[test]
 fn anonymous_requests_are_refused_except_health() {
     let c = Cluster::start(false);
     let kubeconfig = std::fs::read_to_string(&c.kubeconfig).unwrap();
