@@ -255,11 +255,13 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
         "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body)
             .map_err(ApiError::bad_request)?
             .ok_or_else(|| {
-                ApiError::unsupported_media_type("application/json, application/yaml")
+                ApiError::unsupported_media_type(
+                    "application/json, application/yaml, application/vnd.kubernetes.protobuf",
+                )
             })?,
         _ => {
             return Err(ApiError::unsupported_media_type(
-                "application/json, application/yaml",
+                "application/json, application/yaml, application/vnd.kubernetes.protobuf",
             ));
         }
     };
@@ -652,6 +654,16 @@ async fn create(
     meta.remove("resourceVersion");
     if tracks_generation(res) {
         meta.insert("generation".into(), json!(1));
+    }
+    // A new object's status is the server's and its controllers' to write (upstream's create
+    // strategies clear it); nodes and persistent volumes are registered with theirs.
+    if res.subresources.contains(&"status")
+        && !matches!(
+            res.plural,
+            "nodes" | "persistentvolumes" | "persistentvolumeclaims" | "pods" | "namespaces"
+        )
+    {
+        obj["status"] = json!({});
     }
     if res.plural == "namespaces" {
         obj["spec"] = json!({"finalizers": ["kubernetes"]});

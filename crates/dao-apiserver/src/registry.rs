@@ -361,6 +361,17 @@ pub static RESOURCES: &[Resource] = &[
         []
     ),
     r!(
+        "scheduling.k8s.io",
+        "v1",
+        "PriorityClass",
+        "priorityclasses",
+        "priorityclass",
+        false,
+        ["pc"],
+        [],
+        []
+    ),
+    r!(
         "networking.k8s.io",
         "v1",
         "IngressClass",

@@ -57,6 +57,7 @@ fn round_trip(res: &Resource, obj: &Value) -> Option<Result<Value, String>> {
         "rbac.authorization.k8s.io" "v1" "ClusterRole" => rbac::v1::ClusterRole,
         "rbac.authorization.k8s.io" "v1" "RoleBinding" => rbac::v1::RoleBinding,
         "rbac.authorization.k8s.io" "v1" "Role" => rbac::v1::Role,
+        "scheduling.k8s.io" "v1" "PriorityClass" => scheduling::v1::PriorityClass,
         "storage.k8s.io" "v1" "CSIDriver" => storage::v1::CSIDriver,
         "storage.k8s.io" "v1" "CSINode" => storage::v1::CSINode,
         "storage.k8s.io" "v1" "StorageClass" => storage::v1::StorageClass,
