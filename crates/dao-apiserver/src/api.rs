@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use dao_store::{
-    EventKind, Expect, KeyValue, Outcome, RangeRequest, Store, WatchMessage, WatchRequest,
+    Event, EventKind, Expect, KeyValue, Outcome, RangeRequest, Store, WatchMessage, WatchRequest,
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -168,11 +168,40 @@ pub(crate) fn decode(kv: &KeyValue) -> ApiResult<Value> {
 
 /// Encode an object for storage: resourceVersion lives in the store's revision, not the bytes.
 pub(crate) fn encode(obj: &Value) -> Bytes {
-    let mut obj = obj.clone();
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
+    // The stored form leaves resourceVersion out (it is the revision): write the object with
+    // every field but that one, without copying it.
+    struct Stored<'a>(&'a Value);
+    impl serde::Serialize for Stored<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let Value::Object(top) = self.0 else {
+                return self.0.serialize(s);
+            };
+            let mut map = s.serialize_map(Some(top.len()))?;
+            for (k, v) in top {
+                match (k.as_str(), v) {
+                    ("metadata", Value::Object(meta)) => {
+                        let meta = StoredMeta(meta);
+                        map.serialize_entry(k, &meta)?;
+                    }
+                    _ => map.serialize_entry(k, v)?,
+                }
+            }
+            map.end()
+        }
     }
-    Bytes::from(obj.to_string())
+    struct StoredMeta<'a>(&'a serde_json::Map<String, Value>);
+    impl serde::Serialize for StoredMeta<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(None)?;
+            for (k, v) in self.0.iter().filter(|(k, _)| *k != "resourceVersion") {
+                map.serialize_entry(k, v)?;
+            }
+            map.end()
+        }
+    }
+    Bytes::from(serde_json::to_vec(&Stored(obj)).expect("a JSON value serializes"))
 }
 
 pub async fn handle(
@@ -305,8 +334,16 @@ impl Selectors {
     fn matches(&self, obj: &Value) -> bool {
         self.labels.matches_object(obj) && self.fields.matches_object(obj)
     }
-    fn select_all(&self) -> bool {
-        self.labels.is_empty() && self.fields.is_empty()
+    /// The object paths the selectors read: `metadata.labels` and each field selector's field.
+    fn paths(&self) -> Vec<Vec<String>> {
+        let mut paths: Vec<Vec<String>> = Vec::new();
+        if !self.labels.is_empty() {
+            paths.push(vec!["metadata".into(), "labels".into()]);
+        }
+        for field in self.fields.fields() {
+            paths.push(field.split('.').map(str::to_owned).collect());
+        }
+        paths
     }
 }
 
@@ -336,6 +373,7 @@ fn decode_continue(token: &str) -> ApiResult<(i64, String)> {
 
 async fn list(state: &ApiState, target: &Target, query: &Query, table: bool) -> ApiResult {
     let selectors = Selectors::from_query(query)?;
+    let selected_paths = selectors.paths();
     let prefix = collection_prefix(target);
     let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
     let (mut revision, mut start) = match query.get("continue") {
@@ -370,6 +408,21 @@ async fn list(state: &ApiState, target: &Target, query: &Query, table: bool) -> 
             if limit > 0 && count == limit {
                 next_start = Some(kv.key.clone());
                 break;
+            }
+            // JSON out: select and copy on the stored bytes (see `raw_list_item`).
+            if !table && let Some(selected) = selected(&selectors, &selected_paths, &kv.value) {
+                if !selected {
+                    continue;
+                }
+                let mark = raw_items.len();
+                if mark > 0 {
+                    raw_items.push(b',');
+                }
+                if raw_list_item(&mut raw_items, &kv.value, kv.mod_revision) {
+                    count += 1;
+                    continue;
+                }
+                raw_items.truncate(mark);
             }
             let mut obj = decode(kv)?;
             if !selectors.matches(&obj) {
@@ -546,10 +599,26 @@ fn check_identity(target: &Target, obj: &Value) -> ApiResult<()> {
 /// drops them and returns warnings, Ignore drops them silently. A field of the wrong type is
 /// always a 400.
 fn check_fields(res: &Resource, obj: &mut Value, query: &Query) -> ApiResult<Vec<String>> {
-    let mut typed_view = obj.clone();
-    typed_view["apiVersion"] = json!(res.api_version());
-    typed_view["kind"] = json!(res.kind);
-    let decoded = crate::typed::decode(res, &typed_view).map_err(ApiError::bad_request)?;
+    // The typed decoders check apiVersion and kind: present them as the resource's (the body
+    // may leave them out), then put back what the body had.
+    let saved: Vec<(&str, Option<Value>)> = ["apiVersion", "kind"]
+        .into_iter()
+        .map(|k| (k, obj.get(k).cloned()))
+        .collect();
+    obj["apiVersion"] = json!(res.api_version());
+    obj["kind"] = json!(res.kind);
+    let decoded = crate::typed::decode(res, obj);
+    for (k, v) in saved {
+        match v {
+            Some(v) => obj[k] = v,
+            None => {
+                if let Some(m) = obj.as_object_mut() {
+                    m.remove(k);
+                }
+            }
+        }
+    }
+    let decoded = decoded.map_err(ApiError::bad_request)?;
     if decoded.unknown.is_empty() {
         return Ok(Vec::new());
     }
@@ -1188,38 +1257,293 @@ async fn delete_collection(state: &ApiState, target: &Target, query: &Query) -> 
     Ok(json_response(StatusCode::OK, &list))
 }
 
-/// `{"type":KIND,"object":OBJ}\n` for a stored object, with `metadata.resourceVersion` set,
-/// parsing only the top level and the metadata. `None` if the value is not a JSON object.
+/// A watch event line for a stored object, with its resourceVersion spliced into the stored
+/// bytes: `{"type":KIND,"object":{..."metadata":{"resourceVersion":"RV",...}...}}`. The stored
+/// JSON is scanned, not parsed: this runs once per event and watcher on a busy server.
+/// `None` when the bytes are not the shape `encode` writes (then the caller decodes).
 fn raw_event_line(kind: &str, stored: &[u8], rv: i64) -> Option<Bytes> {
-    use serde_json::value::RawValue;
-    let top: std::collections::BTreeMap<String, &RawValue> = serde_json::from_slice(stored).ok()?;
-    let mut out = Vec::with_capacity(stored.len() + 64);
+    // The whole value must be one well-formed object (the store hands back what was written,
+    // but a torn value must not become a torn event).
+    if scan::skip_ws(stored, scan::skip_value(stored, 0)?) != stored.len() {
+        return None;
+    }
+    let meta = scan::object_field(stored, 0, b"metadata")?;
+    if stored.get(meta) != Some(&b'{')
+        || scan::object_field(stored, meta, b"resourceVersion").is_some()
+    {
+        return None;
+    }
+    let empty = stored.get(scan::skip_ws(stored, meta + 1)) == Some(&b'}');
+    let rv = rv.to_string();
+    let mut out = Vec::with_capacity(stored.len() + kind.len() + rv.len() + 48);
     out.extend_from_slice(b"{\"type\":\"");
     out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\",\"object\":{");
-    for (i, (key, value)) in top.iter().enumerate() {
-        if i > 0 {
+    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(&stored[..=meta]);
+    out.extend_from_slice(b"\"resourceVersion\":\"");
+    out.extend_from_slice(rv.as_bytes());
+    out.push(b'"');
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(&stored[meta + 1..]);
+    out.extend_from_slice(b"}\n");
+    Some(Bytes::from(out))
+}
+
+/// A stored object as an item of a JSON list: without `apiVersion` and `kind` (upstream's
+/// lists leave them out of items) and with its resourceVersion spliced into the metadata.
+/// Appended to `out`; `false` (and nothing appended) when the bytes are not `encode`'s shape.
+fn raw_list_item(out: &mut Vec<u8>, stored: &[u8], rv: i64) -> bool {
+    let Some(fields) = scan::fields(stored, 0) else {
+        return false;
+    };
+    let Some((_, meta)) = fields.iter().find(|(k, _)| *k == b"metadata") else {
+        return false;
+    };
+    if stored[meta.start] != b'{'
+        || scan::object_field(stored, meta.start, b"resourceVersion").is_some()
+    {
+        return false;
+    }
+    let empty_meta = stored.get(scan::skip_ws(stored, meta.start + 1)) == Some(&b'}');
+    out.push(b'{');
+    let mut first = true;
+    for (key, value) in &fields {
+        if matches!(*key, b"apiVersion" | b"kind") {
+            continue;
+        }
+        if !first {
             out.push(b',');
         }
-        serde_json::to_writer(&mut out, key).ok()?;
-        out.push(b':');
-        if key == "metadata" {
-            let mut meta: serde_json::Map<String, Value> =
-                serde_json::from_str(value.get()).ok()?;
-            meta.insert("resourceVersion".into(), json!(rv.to_string()));
-            serde_json::to_writer(&mut out, &meta).ok()?;
+        first = false;
+        out.push(b'"');
+        out.extend_from_slice(key);
+        out.extend_from_slice(b"\":");
+        if value == meta {
+            out.extend_from_slice(b"{\"resourceVersion\":\"");
+            out.extend_from_slice(rv.to_string().as_bytes());
+            out.push(b'"');
+            if !empty_meta {
+                out.push(b',');
+            }
+            out.extend_from_slice(&stored[value.start + 1..value.end]);
         } else {
-            out.extend_from_slice(value.get().as_bytes());
+            out.extend_from_slice(&stored[value.clone()]);
         }
     }
-    out.extend_from_slice(b"}}\n");
-    Some(Bytes::from(out))
+    out.push(b'}');
+    true
+}
+
+/// Just enough of a JSON scanner to find an object's field without parsing it.
+mod scan {
+    pub fn skip_ws(b: &[u8], mut i: usize) -> usize {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    }
+
+    /// The index just past the string that starts at `b[i] == '"'`.
+    fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
+        i += 1;
+        while i < b.len() {
+            match b[i] {
+                b'\\' => i += 2,
+                b'"' => return Some(i + 1),
+                _ => i += 1,
+            }
+        }
+        None
+    }
+
+    /// The index just past the value that starts at `b[i]`.
+    pub fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+        match *b.get(i)? {
+            b'"' => skip_string(b, i),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                let mut j = i;
+                while j < b.len() {
+                    match b[j] {
+                        b'"' => {
+                            j = skip_string(b, j)?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return Some(j + 1);
+                            }
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                None
+            }
+            _ => {
+                let mut j = i;
+                while j < b.len()
+                    && !matches!(b[j], b',' | b'}' | b']')
+                    && !b[j].is_ascii_whitespace()
+                {
+                    j += 1;
+                }
+                Some(j)
+            }
+        }
+    }
+
+    /// The fields of the object that starts at `b[start] == '{'`: each raw key (between its
+    /// quotes) and the range of its value.
+    pub fn fields(b: &[u8], start: usize) -> Option<Vec<(&[u8], std::ops::Range<usize>)>> {
+        if b.get(start) != Some(&b'{') {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut i = skip_ws(b, start + 1);
+        if b.get(i) == Some(&b'}') {
+            return Some(out);
+        }
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let key_end = skip_string(b, i)?;
+            let key = &b[i + 1..key_end - 1];
+            i = skip_ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            let value = skip_ws(b, i + 1);
+            let end = skip_value(b, value)?;
+            out.push((key, value..end));
+            i = skip_ws(b, end);
+            match *b.get(i)? {
+                b',' => i = skip_ws(b, i + 1),
+                b'}' => return Some(out),
+                _ => return None,
+            }
+        }
+    }
+
+    /// In the object that starts at `b[start] == '{'`, the index where the value of the field
+    /// named `name` starts (names compared as raw bytes: no escapes in the names we look for).
+    pub fn object_field(b: &[u8], start: usize, name: &[u8]) -> Option<usize> {
+        if b.get(start) != Some(&b'{') {
+            return None;
+        }
+        let mut i = skip_ws(b, start + 1);
+        loop {
+            match *b.get(i)? {
+                b'}' => return None,
+                b'"' => {}
+                _ => return None,
+            }
+            let key_end = skip_string(b, i)?;
+            let key = &b[i + 1..key_end - 1];
+            i = skip_ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_ws(b, i + 1);
+            if key == name {
+                return Some(i);
+            }
+            i = skip_ws(b, skip_value(b, i)?);
+            match *b.get(i)? {
+                b',' => i = skip_ws(b, i + 1),
+                b'}' => return None,
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// What the watch fast path made of one event.
+enum Fast {
+    /// The event line to send.
+    Line(Bytes),
+    /// Nothing to send: the object is not (and was not) selected.
+    Skip,
+    /// Not decidable on the stored bytes: decode.
+    Slow,
+}
+
+/// The selectors' verdict on a stored object, reading only the fields they select on.
+fn selected(selectors: &Selectors, paths: &[Vec<String>], stored: &[u8]) -> Option<bool> {
+    if paths.is_empty() {
+        return Some(true);
+    }
+    let mut sparse = json!({});
+    for path in paths {
+        let mut at = 0;
+        let mut found = true;
+        for segment in path {
+            match scan::object_field(stored, at, segment.as_bytes()) {
+                Some(i) => at = i,
+                None => {
+                    found = false;
+                    break;
+                }
+            }
+        }
+        if !found {
+            continue;
+        }
+        let end = scan::skip_value(stored, at)?;
+        let value: Value = serde_json::from_slice(&stored[at..end]).ok()?;
+        let mut slot = &mut sparse;
+        for segment in path {
+            slot = &mut slot[segment.as_str()];
+        }
+        *slot = value;
+    }
+    Some(selectors.matches(&sparse))
+}
+
+/// An event as a JSON watch line without decoding the object (see `Fast`).
+fn fast_event(selectors: &Selectors, paths: &[Vec<String>], event: &Event) -> Fast {
+    let new_matches = match event.kind {
+        EventKind::Put => match selected(selectors, paths, &event.kv.value) {
+            Some(m) => m,
+            None => return Fast::Slow,
+        },
+        EventKind::Delete => false,
+    };
+    let old_matches = match &event.prev {
+        Some(prev) => match selected(selectors, paths, &prev.value) {
+            Some(m) => m,
+            None => return Fast::Slow,
+        },
+        None => false,
+    };
+    let (kind, stored) = match (event.kind, new_matches, old_matches, &event.prev) {
+        (EventKind::Delete, _, true, Some(prev)) => ("DELETED", &prev.value),
+        (EventKind::Put, true, true, _) => ("MODIFIED", &event.kv.value),
+        (EventKind::Put, true, false, _) => ("ADDED", &event.kv.value),
+        (EventKind::Put, false, true, _) => ("DELETED", &event.kv.value),
+        _ => return Fast::Skip,
+    };
+    match raw_event_line(kind, stored, event.kv.mod_revision) {
+        Some(line) => Fast::Line(line),
+        None => Fast::Slow,
+    }
 }
 
 /// A watch: newline-delimited JSON events, from `resourceVersion` or (when it is unset or
 /// "0") starting with the current state as ADDED events.
 async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool) -> ApiResult {
     let selectors = Selectors::from_query(query)?;
+    let selected_paths = selectors.paths();
+    /// The current state sent first: ready lines, or objects still to encode.
+    enum Initial {
+        Line(Bytes),
+        Object(Value),
+    }
     let prefix = collection_prefix(target);
     let res = target.res;
     let bookmarks = query.flag("allowWatchBookmarks");
@@ -1237,9 +1561,18 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool
             .range(RangeRequest::prefix(prefix.clone()))
             .await?;
         for kv in &page.kvs {
+            if !table && let Some(selected) = selected(&selectors, &selected_paths, &kv.value) {
+                if !selected {
+                    continue;
+                }
+                if let Some(line) = raw_event_line("ADDED", &kv.value, kv.mod_revision) {
+                    initial.push(Initial::Line(line));
+                    continue;
+                }
+            }
             let obj = decode(kv)?;
             if selectors.matches(&obj) {
-                initial.push(obj);
+                initial.push(Initial::Object(obj));
             }
         }
         page.revision
@@ -1255,7 +1588,6 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool
             progress_interval: bookmarks.then_some(Duration::from_secs(5)),
         })
         .await?;
-    let select_all = selectors.select_all();
     let body = async_stream::stream! {
         let mut first = true;
         let mut encode_event = |kind: &str, obj: Value| -> Bytes {
@@ -1270,8 +1602,11 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool
             line.push('\n');
             Bytes::from(line)
         };
-        for obj in initial {
-            yield Ok::<Bytes, std::io::Error>(encode_event("ADDED", obj));
+        for item in initial {
+            yield Ok::<Bytes, std::io::Error>(match item {
+                Initial::Line(line) => line,
+                Initial::Object(obj) => encode_event("ADDED", obj),
+            });
         }
         if send_initial && bookmarks {
             let bookmark = json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": after.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
@@ -1289,14 +1624,17 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool
             match message {
                 Some(Ok(WatchMessage::Events(events))) => {
                     for event in events {
-                        // Everything selected, JSON out: splice the resourceVersion into the
-                        // stored bytes instead of decoding whole objects (the common case of
-                        // informers, and most of a busy server's watch work).
-                        if select_all && !table && event.kind == EventKind::Put {
-                            let kind = if event.prev.is_some() { "MODIFIED" } else { "ADDED" };
-                            if let Some(line) = raw_event_line(kind, &event.kv.value, event.kv.mod_revision) {
-                                yield Ok(line);
-                                continue;
+                        // JSON out: select on the few fields the selectors read and splice the
+                        // resourceVersion into the stored bytes, instead of decoding and
+                        // re-encoding whole objects (most of a busy server's watch work).
+                        if !table {
+                            match fast_event(&selectors, &selected_paths, &event) {
+                                Fast::Line(line) => {
+                                    yield Ok(line);
+                                    continue;
+                                }
+                                Fast::Skip => continue,
+                                Fast::Slow => {}
                             }
                         }
                         let new = match event.kind {
@@ -1360,6 +1698,157 @@ mod tests {
         assert_eq!(parsed, json!({"type": "ADDED", "object": want}));
         assert!(line.ends_with(b"\n"));
         assert!(raw_event_line("ADDED", b"[1]", 1).is_none());
+
+        // Strings with braces, quotes and escapes; a nested "metadata" key sorted before the
+        // top-level one; empty metadata; whitespace the scanner must step over.
+        for (stored, want_meta) in [
+            (
+                r#"{"a":{"metadata":{"x":1}},"b":"}\"{[","c":[1,{"d":"]"}],"metadata":{"name":"n"},"z":null}"#,
+                json!({"name": "n", "resourceVersion": "7"}),
+            ),
+            (
+                r#"{"kind":"X","metadata":{}}"#,
+                json!({"resourceVersion": "7"}),
+            ),
+            (
+                r#"{ "metadata" : { "name" : "s" } , "spec" : true }"#,
+                json!({"name": "s", "resourceVersion": "7"}),
+            ),
+        ] {
+            let line = raw_event_line("MODIFIED", stored.as_bytes(), 7).unwrap();
+            let parsed: Value = serde_json::from_slice(&line).unwrap();
+            let mut want: Value = serde_json::from_str(stored).unwrap();
+            want["metadata"] = want_meta;
+            assert_eq!(
+                parsed,
+                json!({"type": "MODIFIED", "object": want}),
+                "{stored}"
+            );
+        }
+        // Shapes the splice must not touch: the caller decodes them instead.
+        for stored in [
+            r#"{"metadata":{"resourceVersion":"3"}}"#,
+            r#"{"metadata":"x"}"#,
+            r#"{"spec":{}}"#,
+            r#"{"metadata":{"name":"n""#,
+        ] {
+            assert!(
+                raw_event_line("ADDED", stored.as_bytes(), 1).is_none(),
+                "{stored}"
+            );
+        }
+    }
+
+    #[test]
+    fn raw_list_items_match_the_decoded_encoding() {
+        for obj in [
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"a": "{b}"}}, "data": {"k": "v\"}"}}),
+            json!({"kind": "Pod", "metadata": {}, "spec": {"x": [1, {"kind": "inner"}]}}),
+        ] {
+            let mut out = Vec::new();
+            assert!(raw_list_item(&mut out, &encode(&obj), 5));
+            let parsed: Value = serde_json::from_slice(&out).unwrap();
+            let mut want = obj.clone();
+            want.as_object_mut().unwrap().remove("apiVersion");
+            want.as_object_mut().unwrap().remove("kind");
+            want["metadata"]["resourceVersion"] = json!("5");
+            assert_eq!(parsed, want);
+        }
+        let mut out = Vec::new();
+        assert!(!raw_list_item(
+            &mut out,
+            br#"{"metadata":{"resourceVersion":"1"}}"#,
+            5
+        ));
+        assert!(!raw_list_item(&mut out, br#"{"spec":{}}"#, 5));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn watch_fast_path_selects_as_the_decoded_objects_do() {
+        let pod = |node: &str, app: &str| {
+            encode(&json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "d", "labels": {"app": app}},
+                "spec": {"nodeName": node, "containers": [{"name": "c"}]}}))
+        };
+        let kv = |value: Bytes, rev: i64| KeyValue {
+            key: "/registry/pods/d/p".into(),
+            value,
+            create_revision: 1,
+            mod_revision: rev,
+            version: 1,
+        };
+        let query = |q: &str| {
+            let query = Query::parse(Some(q));
+            Selectors::from_query(&query).unwrap()
+        };
+        let cases = [
+            (
+                "fieldSelector=spec.nodeName%3Dn1",
+                pod("n1", "a"),
+                None,
+                Some("ADDED"),
+            ),
+            (
+                "fieldSelector=spec.nodeName%3Dn1",
+                pod("n2", "a"),
+                Some(pod("n1", "a")),
+                Some("DELETED"),
+            ),
+            ("fieldSelector=spec.nodeName!%3D", pod("", "a"), None, None),
+            (
+                "labelSelector=app%3Da",
+                pod("n1", "a"),
+                Some(pod("n1", "a")),
+                Some("MODIFIED"),
+            ),
+            ("labelSelector=app%3Db", pod("n1", "a"), None, None),
+            (
+                "labelSelector=app%3Db",
+                pod("n1", "b"),
+                Some(pod("n1", "a")),
+                Some("ADDED"),
+            ),
+            (
+                "labelSelector=app&fieldSelector=metadata.name%3Dp",
+                pod("n", "x"),
+                None,
+                Some("ADDED"),
+            ),
+            ("", pod("n", "x"), None, Some("ADDED")),
+        ];
+        for (q, new, prev, want) in cases {
+            let selectors = query(q);
+            let event = Event {
+                kind: EventKind::Put,
+                kv: kv(new.clone(), 9),
+                prev: prev.map(|p| kv(p, 8)),
+            };
+            match (fast_event(&selectors, &selectors.paths(), &event), want) {
+                (Fast::Line(line), Some(kind)) => {
+                    let parsed: Value = serde_json::from_slice(&line).unwrap();
+                    assert_eq!(parsed["type"], kind, "{q}");
+                    assert_eq!(parsed["object"]["metadata"]["resourceVersion"], "9", "{q}");
+                }
+                (Fast::Skip, None) => {}
+                (Fast::Line(line), None) => panic!("{q}: sent {}", String::from_utf8_lossy(&line)),
+                (Fast::Skip, Some(kind)) => panic!("{q}: skipped, want {kind}"),
+                (Fast::Slow, _) => panic!("{q}: slow path"),
+            }
+        }
+        // A delete is sent with the last stored state, at the delete's revision.
+        let selectors = query("labelSelector=app%3Da");
+        let event = Event {
+            kind: EventKind::Delete,
+            kv: kv(Bytes::new(), 12),
+            prev: Some(kv(pod("n1", "a"), 10)),
+        };
+        let Fast::Line(line) = fast_event(&selectors, &selectors.paths(), &event) else {
+            panic!("delete not sent");
+        };
+        let parsed: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(parsed["type"], "DELETED");
+        assert_eq!(parsed["object"]["metadata"]["resourceVersion"], "12");
     }
 
     #[test]
