@@ -138,15 +138,40 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// How the client wants lists and objects: plain JSON or a server-side printed Table.
-fn wants_table(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| {
-            a.split(',')
-                .next()
-                .is_some_and(|first| first.contains("as=Table"))
-        })
+/// The representation a read asked for with its `Accept` header's first media range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    /// The objects themselves.
+    Object,
+    /// A `meta.k8s.io/v1` Table (kubectl get).
+    Table,
+    /// `PartialObjectMetadata` (and `...List`): metadata only, as metadata informers ask.
+    Metadata,
+}
+
+impl Output {
+    fn from_headers(headers: &HeaderMap) -> Output {
+        let first = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|a| a.split(',').next())
+            .unwrap_or("");
+        if first.contains("as=Table") {
+            Output::Table
+        } else if first.contains("as=PartialObjectMetadata") {
+            Output::Metadata
+        } else {
+            Output::Object
+        }
+    }
+}
+
+const PARTIAL_HEAD: &[u8] =
+    br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#;
+
+/// An object as `PartialObjectMetadata`.
+fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
 }
 
 pub fn json_response(code: StatusCode, value: &Value) -> Response {
@@ -215,7 +240,7 @@ pub async fn handle(
     let Some(target) = parse_path(path)? else {
         return Err(not_found_path());
     };
-    let table = wants_table(headers);
+    let output = Output::from_headers(headers);
     if target.subresource.as_deref() == Some("scale") {
         return scale(&state, &target, &method, headers, &body).await;
     }
@@ -225,19 +250,19 @@ pub async fn handle(
         target.subresource.as_deref(),
     ) {
         (&Method::GET, None, None) if query.flag("watch") => {
-            watch(state, &target, &query, table).await
+            watch(state, &target, &query, output).await
         }
-        (&Method::GET, None, None) => list(&state, &target, &query, table).await,
+        (&Method::GET, None, None) => list(&state, &target, &query, output).await,
         (&Method::GET, Some(name), None | Some("status")) => {
             let obj = get(&state, &target, name).await?;
-            if table {
-                Ok(json_response(
-                    StatusCode::OK,
-                    &table::for_objects(target.res, &[obj], None, true),
-                ))
-            } else {
-                Ok(json_response(StatusCode::OK, &obj))
-            }
+            Ok(json_response(
+                StatusCode::OK,
+                &match output {
+                    Output::Table => table::for_objects(target.res, &[obj], None, true),
+                    Output::Metadata => partial(&obj),
+                    Output::Object => obj,
+                },
+            ))
         }
         (&Method::POST, None, None) => create(&state, &target, &query, headers, &body).await,
         (&Method::POST, Some(name), Some("binding")) if target.res.plural == "pods" => {
@@ -371,7 +396,8 @@ fn decode_continue(token: &str) -> ApiResult<(i64, String)> {
     ))
 }
 
-async fn list(state: &ApiState, target: &Target, query: &Query, table: bool) -> ApiResult {
+async fn list(state: &ApiState, target: &Target, query: &Query, output: Output) -> ApiResult {
+    let table = output == Output::Table;
     let selectors = Selectors::from_query(query)?;
     let selected_paths = selectors.paths();
     let prefix = collection_prefix(target);
@@ -418,7 +444,12 @@ async fn list(state: &ApiState, target: &Target, query: &Query, table: bool) -> 
                 if mark > 0 {
                     raw_items.push(b',');
                 }
-                if raw_list_item(&mut raw_items, &kv.value, kv.mod_revision) {
+                let written = if output == Output::Metadata {
+                    raw_metadata(&mut raw_items, &kv.value, kv.mod_revision)
+                } else {
+                    raw_list_item(&mut raw_items, &kv.value, kv.mod_revision)
+                };
+                if written {
                     count += 1;
                     continue;
                 }
@@ -431,6 +462,12 @@ async fn list(state: &ApiState, target: &Target, query: &Query, table: bool) -> 
             count += 1;
             if table {
                 table_items.push(obj);
+            } else if output == Output::Metadata {
+                if !raw_items.is_empty() {
+                    raw_items.push(b',');
+                }
+                serde_json::to_writer(&mut raw_items, &partial(&obj))
+                    .expect("a JSON value serializes");
             } else {
                 if let Some(o) = obj.as_object_mut() {
                     o.remove("kind");
@@ -456,10 +493,12 @@ async fn list(state: &ApiState, target: &Target, query: &Query, table: bool) -> 
         let t = table::for_objects(target.res, &table_items, Some(metadata), true);
         return Ok(json_response(StatusCode::OK, &t));
     }
+    let (kind, api_version) = match output {
+        Output::Metadata => ("PartialObjectMetadata", "meta.k8s.io/v1".to_owned()),
+        _ => (target.res.kind, target.res.api_version()),
+    };
     let head = format!(
-        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{metadata},\"items\":[",
-        target.res.kind,
-        target.res.api_version()
+        "{{\"kind\":\"{kind}List\",\"apiVersion\":\"{api_version}\",\"metadata\":{metadata},\"items\":["
     );
     let mut body = Vec::with_capacity(head.len() + raw_items.len() + 2);
     body.extend_from_slice(head.as_bytes());
@@ -1261,11 +1300,22 @@ async fn delete_collection(state: &ApiState, target: &Target, query: &Query) -> 
 /// bytes: `{"type":KIND,"object":{..."metadata":{"resourceVersion":"RV",...}...}}`. The stored
 /// JSON is scanned, not parsed: this runs once per event and watcher on a busy server.
 /// `None` when the bytes are not the shape `encode` writes (then the caller decodes).
-fn raw_event_line(kind: &str, stored: &[u8], rv: i64) -> Option<Bytes> {
+fn raw_event_line(kind: &str, stored: &[u8], rv: i64, output: Output) -> Option<Bytes> {
     // The whole value must be one well-formed object (the store hands back what was written,
     // but a torn value must not become a torn event).
     if scan::skip_ws(stored, scan::skip_value(stored, 0)?) != stored.len() {
         return None;
+    }
+    if output == Output::Metadata {
+        let mut out = Vec::with_capacity(stored.len().min(4096) + 128);
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"object\":");
+        if !raw_metadata(&mut out, stored, rv) {
+            return None;
+        }
+        out.extend_from_slice(b"}\n");
+        return Some(Bytes::from(out));
     }
     let meta = scan::object_field(stored, 0, b"metadata")?;
     if stored.get(meta) != Some(&b'{')
@@ -1289,6 +1339,31 @@ fn raw_event_line(kind: &str, stored: &[u8], rv: i64) -> Option<Bytes> {
     out.extend_from_slice(&stored[meta + 1..]);
     out.extend_from_slice(b"}\n");
     Some(Bytes::from(out))
+}
+
+/// A stored object's metadata as a `PartialObjectMetadata`, with its resourceVersion spliced
+/// in. Appended to `out`; `false` (and nothing appended) when the bytes are not `encode`'s shape.
+fn raw_metadata(out: &mut Vec<u8>, stored: &[u8], rv: i64) -> bool {
+    let Some(meta) = scan::object_field(stored, 0, b"metadata") else {
+        return false;
+    };
+    let Some(end) = scan::skip_value(stored, meta) else {
+        return false;
+    };
+    if stored[meta] != b'{' || scan::object_field(stored, meta, b"resourceVersion").is_some() {
+        return false;
+    }
+    let empty = stored.get(scan::skip_ws(stored, meta + 1)) == Some(&b'}');
+    out.extend_from_slice(PARTIAL_HEAD);
+    out.extend_from_slice(b"{\"resourceVersion\":\"");
+    out.extend_from_slice(rv.to_string().as_bytes());
+    out.push(b'"');
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(&stored[meta + 1..end]);
+    out.push(b'}');
+    true
 }
 
 /// A stored object as an item of a JSON list: without `apiVersion` and `kind` (upstream's
@@ -1506,7 +1581,7 @@ fn selected(selectors: &Selectors, paths: &[Vec<String>], stored: &[u8]) -> Opti
 }
 
 /// An event as a JSON watch line without decoding the object (see `Fast`).
-fn fast_event(selectors: &Selectors, paths: &[Vec<String>], event: &Event) -> Fast {
+fn fast_event(selectors: &Selectors, paths: &[Vec<String>], event: &Event, output: Output) -> Fast {
     let new_matches = match event.kind {
         EventKind::Put => match selected(selectors, paths, &event.kv.value) {
             Some(m) => m,
@@ -1528,7 +1603,7 @@ fn fast_event(selectors: &Selectors, paths: &[Vec<String>], event: &Event) -> Fa
         (EventKind::Put, false, true, _) => ("DELETED", &event.kv.value),
         _ => return Fast::Skip,
     };
-    match raw_event_line(kind, stored, event.kv.mod_revision) {
+    match raw_event_line(kind, stored, event.kv.mod_revision, output) {
         Some(line) => Fast::Line(line),
         None => Fast::Slow,
     }
@@ -1536,7 +1611,8 @@ fn fast_event(selectors: &Selectors, paths: &[Vec<String>], event: &Event) -> Fa
 
 /// A watch: newline-delimited JSON events, from `resourceVersion` or (when it is unset or
 /// "0") starting with the current state as ADDED events.
-async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool) -> ApiResult {
+async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, output: Output) -> ApiResult {
+    let table = output == Output::Table;
     let selectors = Selectors::from_query(query)?;
     let selected_paths = selectors.paths();
     /// The current state sent first: ready lines, or objects still to encode.
@@ -1565,7 +1641,7 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool
                 if !selected {
                     continue;
                 }
-                if let Some(line) = raw_event_line("ADDED", &kv.value, kv.mod_revision) {
+                if let Some(line) = raw_event_line("ADDED", &kv.value, kv.mod_revision, output) {
                     initial.push(Initial::Line(line));
                     continue;
                 }
@@ -1591,12 +1667,14 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool
     let body = async_stream::stream! {
         let mut first = true;
         let mut encode_event = |kind: &str, obj: Value| -> Bytes {
-            let object = if table {
-                let t = table::for_objects(res, &[obj], None, first);
-                first = false;
-                t
-            } else {
-                obj
+            let object = match output {
+                Output::Table => {
+                    let t = table::for_objects(res, &[obj], None, first);
+                    first = false;
+                    t
+                }
+                Output::Metadata => partial(&obj),
+                Output::Object => obj,
             };
             let mut line = json!({"type": kind, "object": object}).to_string();
             line.push('\n');
@@ -1628,7 +1706,7 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool
                         // resourceVersion into the stored bytes, instead of decoding and
                         // re-encoding whole objects (most of a busy server's watch work).
                         if !table {
-                            match fast_event(&selectors, &selected_paths, &event) {
+                            match fast_event(&selectors, &selected_paths, &event, output) {
                                 Fast::Line(line) => {
                                     yield Ok(line);
                                     continue;
@@ -1691,13 +1769,13 @@ mod tests {
         let obj = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}},
             "spec": {"template": {"metadata": {"name": "inner"}}}, "status": {"phase": "Running"}});
         let stored = encode(&obj);
-        let line = raw_event_line("ADDED", &stored, 42).unwrap();
+        let line = raw_event_line("ADDED", &stored, 42, Output::Object).unwrap();
         let parsed: Value = serde_json::from_slice(&line).unwrap();
         let mut want = obj.clone();
         want["metadata"]["resourceVersion"] = json!("42");
         assert_eq!(parsed, json!({"type": "ADDED", "object": want}));
         assert!(line.ends_with(b"\n"));
-        assert!(raw_event_line("ADDED", b"[1]", 1).is_none());
+        assert!(raw_event_line("ADDED", b"[1]", 1, Output::Object).is_none());
 
         // Strings with braces, quotes and escapes; a nested "metadata" key sorted before the
         // top-level one; empty metadata; whitespace the scanner must step over.
@@ -1715,7 +1793,7 @@ mod tests {
                 json!({"name": "s", "resourceVersion": "7"}),
             ),
         ] {
-            let line = raw_event_line("MODIFIED", stored.as_bytes(), 7).unwrap();
+            let line = raw_event_line("MODIFIED", stored.as_bytes(), 7, Output::Object).unwrap();
             let parsed: Value = serde_json::from_slice(&line).unwrap();
             let mut want: Value = serde_json::from_str(stored).unwrap();
             want["metadata"] = want_meta;
@@ -1733,10 +1811,25 @@ mod tests {
             r#"{"metadata":{"name":"n""#,
         ] {
             assert!(
-                raw_event_line("ADDED", stored.as_bytes(), 1).is_none(),
+                raw_event_line("ADDED", stored.as_bytes(), 1, Output::Object).is_none(),
                 "{stored}"
             );
         }
+    }
+
+    #[test]
+    fn raw_metadata_matches_the_decoded_partial_object() {
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "annotations": {"x": "}"}}, "data": {"k": "v"}});
+        let mut out = Vec::new();
+        assert!(raw_metadata(&mut out, &encode(&obj), 3));
+        let parsed: Value = serde_json::from_slice(&out).unwrap();
+        let mut want = obj.clone();
+        want["metadata"]["resourceVersion"] = json!("3");
+        assert_eq!(parsed, partial(&want));
+        let line = raw_event_line("ADDED", &encode(&obj), 3, Output::Metadata).unwrap();
+        let parsed: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(parsed, json!({"type": "ADDED", "object": partial(&want)}));
     }
 
     #[test]
@@ -1824,7 +1917,10 @@ mod tests {
                 kv: kv(new.clone(), 9),
                 prev: prev.map(|p| kv(p, 8)),
             };
-            match (fast_event(&selectors, &selectors.paths(), &event), want) {
+            match (
+                fast_event(&selectors, &selectors.paths(), &event, Output::Object),
+                want,
+            ) {
                 (Fast::Line(line), Some(kind)) => {
                     let parsed: Value = serde_json::from_slice(&line).unwrap();
                     assert_eq!(parsed["type"], kind, "{q}");
@@ -1843,7 +1939,8 @@ mod tests {
             kv: kv(Bytes::new(), 12),
             prev: Some(kv(pod("n1", "a"), 10)),
         };
-        let Fast::Line(line) = fast_event(&selectors, &selectors.paths(), &event) else {
+        let Fast::Line(line) = fast_event(&selectors, &selectors.paths(), &event, Output::Object)
+        else {
             panic!("delete not sent");
         };
         let parsed: Value = serde_json::from_slice(&line).unwrap();
