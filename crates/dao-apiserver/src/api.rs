@@ -242,7 +242,7 @@ pub async fn handle(
     };
     let output = Output::from_headers(headers);
     if target.subresource.as_deref() == Some("scale") {
-        return scale(&state, &target, &method, headers, &body).await;
+        return scale(&state, &target, &method, headers, &body, dry_run(&query)?).await;
     }
     match (
         &method,
@@ -264,7 +264,9 @@ pub async fn handle(
                 },
             ))
         }
-        (&Method::POST, None, None) => create(&state, &target, &query, headers, &body).await,
+        (&Method::POST, None, None) => {
+            create(&state, &target, &query, headers, &body, dry_run(&query)?).await
+        }
         (&Method::POST, Some(name), Some("binding")) if target.res.plural == "pods" => {
             let binding = parse_body(headers, &body)?;
             crate::pods::bind(&state, &target, name, &binding).await?;
@@ -277,7 +279,7 @@ pub async fn handle(
             let obj = parse_body(headers, &body)?;
             let mut obj = obj;
             let warnings = check_fields(target.res, &mut obj, &query)?;
-            let updated = update(&state, &target, name, sub, obj).await?;
+            let updated = update(&state, &target, name, sub, obj, dry_run(&query)?).await?;
             Ok(with_warnings(
                 json_response(StatusCode::OK, &updated),
                 &warnings,
@@ -286,7 +288,9 @@ pub async fn handle(
         (&Method::PATCH, Some(name), sub) => {
             patch(&state, &target, name, sub, &query, headers, &body).await
         }
-        (&Method::DELETE, Some(name), None) => delete(&state, &target, name, &body).await,
+        (&Method::DELETE, Some(name), None) => {
+            delete(&state, &target, name, &body, dry_run(&query)?).await
+        }
         (&Method::DELETE, None, None) => delete_collection(&state, &target, &query).await,
         _ => Err(ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource".to_string(),
@@ -704,6 +708,7 @@ async fn create(
     query: &Query,
     headers: &HeaderMap,
     body: &[u8],
+    dry: bool,
 ) -> ApiResult {
     let res = target.res;
     let mut obj = parse_body(headers, body)?;
@@ -788,6 +793,19 @@ async fn create(
     crate::defaults::apply(res, &mut obj);
     crate::defaults::on_create(res, &mut obj);
     let key = res.key(target.namespace.as_deref(), &name);
+    if dry {
+        // Everything checked and defaulted; nothing written, nothing allocated.
+        if state.store.get(&key, None).await?.0.is_some() {
+            return Err(ApiError::already_exists(res, &name));
+        }
+        if res.plural == "services" {
+            crate::services::default(&mut obj);
+        }
+        return Ok(with_warnings(
+            json_response(StatusCode::CREATED, &obj),
+            &warnings,
+        ));
+    }
     if res.plural == "services" {
         if state.store.get(&key, None).await?.0.is_some() {
             return Err(ApiError::already_exists(res, &name));
@@ -833,6 +851,17 @@ fn fold_string_data(obj: &mut Value) {
     }
 }
 
+/// `dryRun=All`: check and default a write but store nothing. Upstream knows no other value.
+fn dry_run(query: &Query) -> ApiResult<bool> {
+    match query.get("dryRun") {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "dryRun: Unsupported value: \"{other}\": supported values: \"All\""
+        ))),
+    }
+}
+
 /// Replace an object (PUT, and the last step of PATCH). `sub` is "status" for the status
 /// subresource.
 async fn update(
@@ -841,6 +870,7 @@ async fn update(
     name: &str,
     sub: Option<&str>,
     mut obj: Value,
+    dry: bool,
 ) -> ApiResult<Value> {
     let res = target.res;
     match sub {
@@ -938,6 +968,11 @@ async fn update(
         // No change: upstream answers with the object as it is, at its current version.
         return Ok(old);
     }
+    if dry {
+        // Everything checked and defaulted; nothing written. The version stays the current one.
+        obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        return Ok(obj);
+    }
     // The last finalizer removed from an object being deleted: it goes away now.
     let finalizers_empty = obj
         .pointer("/metadata/finalizers")
@@ -1022,7 +1057,7 @@ async fn patch(
             doc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
         }
         let warnings = check_fields(target.res, &mut doc, query)?;
-        match update(state, target, name, sub, doc).await {
+        match update(state, target, name, sub, doc, dry_run(query)?).await {
             Err(e) if e.reason == "Conflict" && !precondition => continue,
             Err(e) => return Err(e),
             Ok(obj) => {
@@ -1065,6 +1100,7 @@ async fn scale(
     method: &Method,
     headers: &HeaderMap,
     body: &[u8],
+    dry: bool,
 ) -> ApiResult {
     let (Some(name), true) = (
         target.name.as_deref(),
@@ -1123,7 +1159,7 @@ async fn scale(
         {
             updated["metadata"]["resourceVersion"] = json!(rv);
         }
-        match update(state, &main, name, None, updated).await {
+        match update(state, &main, name, None, updated, dry).await {
             Ok(saved) => return Ok(json_response(StatusCode::OK, &scale_of(&saved))),
             Err(e) if e.reason == "Conflict" && *method == Method::PATCH => continue,
             Err(e) => return Err(e),
@@ -1132,7 +1168,13 @@ async fn scale(
     Err(ApiError::conflict(target.res, name))
 }
 
-async fn delete(state: &ApiState, target: &Target, name: &str, body: &[u8]) -> ApiResult {
+async fn delete(
+    state: &ApiState,
+    target: &Target,
+    name: &str,
+    body: &[u8],
+    dry: bool,
+) -> ApiResult {
     let res = target.res;
     let options: Value = if body.is_empty() {
         json!({})
@@ -1166,6 +1208,22 @@ async fn delete(state: &ApiState, target: &Target, name: &str, body: &[u8]) -> A
         } else {
             0
         };
+        // kubectl sends a delete's dryRun in the DeleteOptions body.
+        let dry = dry
+            || match options.get("dryRun").and_then(Value::as_array) {
+                None => false,
+                Some(values) if values.iter().all(|v| v == "All") => !values.is_empty(),
+                Some(values) => {
+                    return Err(ApiError::bad_request(format!(
+                        "dryRun: Unsupported value: {}: supported values: \"All\"",
+                        Value::Array(values.clone())
+                    )));
+                }
+            };
+        if dry {
+            // Preconditions checked; nothing deleted or marked.
+            return Ok(json_response(StatusCode::OK, &obj));
+        }
         let marked = obj.pointer("/metadata/deletionTimestamp").is_some();
         // Propagation other than Background keeps the owner until the garbage collector has
         // orphaned or deleted its dependents, through a finalizer.
@@ -1257,6 +1315,7 @@ async fn delete(state: &ApiState, target: &Target, name: &str, body: &[u8]) -> A
 
 async fn delete_collection(state: &ApiState, target: &Target, query: &Query) -> ApiResult {
     let selectors = Selectors::from_query(query)?;
+    let dry = dry_run(query)?;
     let page = state
         .store
         .range(RangeRequest::prefix(collection_prefix(target)))
@@ -1281,7 +1340,7 @@ async fn delete_collection(state: &ApiState, target: &Target, query: &Query) -> 
             name: Some(name.clone()),
             subresource: None,
         };
-        match delete(state, &t, &name, b"").await {
+        match delete(state, &t, &name, b"", dry).await {
             Ok(_) => deleted.push(obj),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),

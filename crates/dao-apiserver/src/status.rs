@@ -225,6 +225,11 @@ impl From<dao_store::Error> for ApiError {
                 format!("Too large resource version: {requested}"),
             ),
             dao_store::Error::ValueTooLarge { .. } => ApiError::too_large(),
+            // Shutting down: the request raced the store's close; the client retries elsewhere.
+            dao_store::Error::Closed => {
+                tracing::debug!("request after the store closed");
+                ApiError::unavailable("the server is shutting down; retry later")
+            }
             dao_store::Error::Unavailable(_) => {
                 tracing::warn!(error = %e, "store unavailable");
                 ApiError::unavailable("the storage backend is unavailable; retry later")

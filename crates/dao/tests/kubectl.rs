@@ -971,3 +971,79 @@ fn kubectl_create_generators_send_protobuf() {
         serde_json::json!({"app": "web"})
     );
 }
+
+/// `--dry-run=server` and `kubectl diff` (a dry-run PATCH): everything is checked and the
+/// answer shows the result, but nothing is stored.
+#[test]
+fn server_side_dry_run_and_diff() {
+    let c = Cluster::start(false);
+    assert_eq!(
+        c.ok(&[
+            "create",
+            "configmap",
+            "dry",
+            "--from-literal=a=b",
+            "--dry-run=server"
+        ])
+        .trim(),
+        "configmap/dry created (server dry run)"
+    );
+    assert!(c.fails(&["get", "configmap", "dry"]).contains("NotFound"));
+
+    let deploy = |replicas: u32| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n"
+        )
+    };
+    let one = c.file("one.yaml", &deploy(1));
+    let three = c.file("three.yaml", &deploy(3));
+    c.ok(&["apply", "-f", &one]);
+    let replicas = || c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]);
+    let rv = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+
+    // kubectl diff exits 1 when there are differences.
+    let out = c.run(33, &["diff", "-f", &three]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        diff.contains("-  replicas: 1") && diff.contains("+  replicas: 3"),
+        "{diff}"
+    );
+    assert_eq!(c.run(33, &["diff", "-f", &one]).status.code(), Some(0));
+
+    assert!(
+        c.ok(&["apply", "-f", &three, "--dry-run=server"])
+            .contains("(server dry run)")
+    );
+    assert!(
+        c.ok(&["scale", "deploy", "web", "--replicas=7", "--dry-run=server"])
+            .contains("(server dry run)")
+    );
+    assert!(
+        c.ok(&["delete", "deploy", "web", "--dry-run=server"])
+            .contains("(server dry run)")
+    );
+    assert_eq!(replicas(), "1");
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}"
+        ]),
+        rv,
+        "a dry run wrote"
+    );
+}
