@@ -219,6 +219,10 @@ pub async fn handle(
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             ))
         }
+        (&Method::POST, Some(name), Some("eviction")) if target.res.plural == "pods" => {
+            let eviction = parse_body(headers, &body)?;
+            crate::eviction::evict(&state, &target, name, &query, &eviction).await
+        }
         (&Method::PUT, Some(name), sub) => {
             let obj = parse_body(headers, &body)?;
             let mut obj = obj;
@@ -1024,7 +1028,12 @@ async fn scale(
     Err(ApiError::conflict(target.res, name))
 }
 
-async fn delete(state: &ApiState, target: &Target, name: &str, body: &[u8]) -> ApiResult {
+pub(crate) async fn delete(
+    state: &ApiState,
+    target: &Target,
+    name: &str,
+    body: &[u8],
+) -> ApiResult {
     let res = target.res;
     let options: Value = if body.is_empty() {
         json!({})
