@@ -275,6 +275,10 @@ pub async fn handle(
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             ))
         }
+        (&Method::POST, Some(name), Some("eviction")) if target.res.plural == "pods" => {
+            let eviction = parse_body(headers, &body)?;
+            crate::eviction::evict(&state, &target, name, &query, &eviction).await
+        }
         (&Method::PUT, Some(name), sub) => {
             let obj = parse_body(headers, &body)?;
             let mut obj = obj;
@@ -1168,7 +1172,7 @@ async fn scale(
     Err(ApiError::conflict(target.res, name))
 }
 
-async fn delete(
+pub(crate) async fn delete(
     state: &ApiState,
     target: &Target,
     name: &str,

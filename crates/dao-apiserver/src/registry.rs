@@ -13,7 +13,7 @@ pub struct Resource {
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
-    /// Subresources served: "status", "scale".
+    /// Subresources served: "status", "scale", "binding", "eviction".
     pub subresources: &'static [&'static str],
 }
 
@@ -170,7 +170,7 @@ pub static RESOURCES: &[Resource] = &[
         true,
         ["po"],
         ["all"],
-        ["status", "binding"]
+        ["status", "binding", "eviction"]
     ),
     r!(
         "",
