@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use dao_store::{
-    EventKind, Expect, KeyValue, Outcome, RangeRequest, Store, WatchMessage, WatchRequest,
+    Event, EventKind, Expect, KeyValue, Outcome, RangeRequest, Store, WatchMessage, WatchRequest,
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -138,15 +138,40 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// How the client wants lists and objects: plain JSON or a server-side printed Table.
-fn wants_table(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| {
-            a.split(',')
-                .next()
-                .is_some_and(|first| first.contains("as=Table"))
-        })
+/// The representation a read asked for with its `Accept` header's first media range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    /// The objects themselves.
+    Object,
+    /// A `meta.k8s.io/v1` Table (kubectl get).
+    Table,
+    /// `PartialObjectMetadata` (and `...List`): metadata only, as metadata informers ask.
+    Metadata,
+}
+
+impl Output {
+    fn from_headers(headers: &HeaderMap) -> Output {
+        let first = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|a| a.split(',').next())
+            .unwrap_or("");
+        if first.contains("as=Table") {
+            Output::Table
+        } else if first.contains("as=PartialObjectMetadata") {
+            Output::Metadata
+        } else {
+            Output::Object
+        }
+    }
+}
+
+const PARTIAL_HEAD: &[u8] =
+    br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#;
+
+/// An object as `PartialObjectMetadata`.
+fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
 }
 
 pub fn json_response(code: StatusCode, value: &Value) -> Response {
@@ -168,11 +193,40 @@ pub(crate) fn decode(kv: &KeyValue) -> ApiResult<Value> {
 
 /// Encode an object for storage: resourceVersion lives in the store's revision, not the bytes.
 pub(crate) fn encode(obj: &Value) -> Bytes {
-    let mut obj = obj.clone();
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
+    // The stored form leaves resourceVersion out (it is the revision): write the object with
+    // every field but that one, without copying it.
+    struct Stored<'a>(&'a Value);
+    impl serde::Serialize for Stored<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let Value::Object(top) = self.0 else {
+                return self.0.serialize(s);
+            };
+            let mut map = s.serialize_map(Some(top.len()))?;
+            for (k, v) in top {
+                match (k.as_str(), v) {
+                    ("metadata", Value::Object(meta)) => {
+                        let meta = StoredMeta(meta);
+                        map.serialize_entry(k, &meta)?;
+                    }
+                    _ => map.serialize_entry(k, v)?,
+                }
+            }
+            map.end()
+        }
     }
-    Bytes::from(obj.to_string())
+    struct StoredMeta<'a>(&'a serde_json::Map<String, Value>);
+    impl serde::Serialize for StoredMeta<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(None)?;
+            for (k, v) in self.0.iter().filter(|(k, _)| *k != "resourceVersion") {
+                map.serialize_entry(k, v)?;
+            }
+            map.end()
+        }
+    }
+    Bytes::from(serde_json::to_vec(&Stored(obj)).expect("a JSON value serializes"))
 }
 
 pub async fn handle(
@@ -186,9 +240,9 @@ pub async fn handle(
     let Some(target) = parse_path(path)? else {
         return Err(not_found_path());
     };
-    let table = wants_table(headers);
+    let output = Output::from_headers(headers);
     if target.subresource.as_deref() == Some("scale") {
-        return scale(&state, &target, &method, headers, &body).await;
+        return scale(&state, &target, &method, headers, &body, dry_run(&query)?).await;
     }
     match (
         &method,
@@ -196,21 +250,23 @@ pub async fn handle(
         target.subresource.as_deref(),
     ) {
         (&Method::GET, None, None) if query.flag("watch") => {
-            watch(state, &target, &query, table).await
+            watch(state, &target, &query, output).await
         }
-        (&Method::GET, None, None) => list(&state, &target, &query, table).await,
+        (&Method::GET, None, None) => list(&state, &target, &query, output).await,
         (&Method::GET, Some(name), None | Some("status")) => {
             let obj = get(&state, &target, name).await?;
-            if table {
-                Ok(json_response(
-                    StatusCode::OK,
-                    &table::for_objects(target.res, &[obj], None, true),
-                ))
-            } else {
-                Ok(json_response(StatusCode::OK, &obj))
-            }
+            Ok(json_response(
+                StatusCode::OK,
+                &match output {
+                    Output::Table => table::for_objects(target.res, &[obj], None, true),
+                    Output::Metadata => partial(&obj),
+                    Output::Object => obj,
+                },
+            ))
         }
-        (&Method::POST, None, None) => create(&state, &target, &query, headers, &body).await,
+        (&Method::POST, None, None) => {
+            create(&state, &target, &query, headers, &body, dry_run(&query)?).await
+        }
         (&Method::POST, Some(name), Some("binding")) if target.res.plural == "pods" => {
             let binding = parse_body(headers, &body)?;
             crate::pods::bind(&state, &target, name, &binding).await?;
@@ -219,11 +275,15 @@ pub async fn handle(
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             ))
         }
+        (&Method::POST, Some(name), Some("eviction")) if target.res.plural == "pods" => {
+            let eviction = parse_body(headers, &body)?;
+            crate::eviction::evict(&state, &target, name, &query, &eviction).await
+        }
         (&Method::PUT, Some(name), sub) => {
             let obj = parse_body(headers, &body)?;
             let mut obj = obj;
             let warnings = check_fields(target.res, &mut obj, &query)?;
-            let updated = update(&state, &target, name, sub, obj).await?;
+            let updated = update(&state, &target, name, sub, obj, dry_run(&query)?).await?;
             Ok(with_warnings(
                 json_response(StatusCode::OK, &updated),
                 &warnings,
@@ -232,7 +292,9 @@ pub async fn handle(
         (&Method::PATCH, Some(name), sub) => {
             patch(&state, &target, name, sub, &query, headers, &body).await
         }
-        (&Method::DELETE, Some(name), None) => delete(&state, &target, name, &body).await,
+        (&Method::DELETE, Some(name), None) => {
+            delete(&state, &target, name, &body, dry_run(&query)?).await
+        }
         (&Method::DELETE, None, None) => delete_collection(&state, &target, &query).await,
         _ => Err(ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource".to_string(),
@@ -255,11 +317,13 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
         "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body)
             .map_err(ApiError::bad_request)?
             .ok_or_else(|| {
-                ApiError::unsupported_media_type("application/json, application/yaml")
+                ApiError::unsupported_media_type(
+                    "application/json, application/yaml, application/vnd.kubernetes.protobuf",
+                )
             })?,
         _ => {
             return Err(ApiError::unsupported_media_type(
-                "application/json, application/yaml",
+                "application/json, application/yaml, application/vnd.kubernetes.protobuf",
             ));
         }
     };
@@ -303,8 +367,16 @@ impl Selectors {
     fn matches(&self, obj: &Value) -> bool {
         self.labels.matches_object(obj) && self.fields.matches_object(obj)
     }
-    fn select_all(&self) -> bool {
-        self.labels.is_empty() && self.fields.is_empty()
+    /// The object paths the selectors read: `metadata.labels` and each field selector's field.
+    fn paths(&self) -> Vec<Vec<String>> {
+        let mut paths: Vec<Vec<String>> = Vec::new();
+        if !self.labels.is_empty() {
+            paths.push(vec!["metadata".into(), "labels".into()]);
+        }
+        for field in self.fields.fields() {
+            paths.push(field.split('.').map(str::to_owned).collect());
+        }
+        paths
     }
 }
 
@@ -332,8 +404,10 @@ fn decode_continue(token: &str) -> ApiResult<(i64, String)> {
     ))
 }
 
-async fn list(state: &ApiState, target: &Target, query: &Query, table: bool) -> ApiResult {
+async fn list(state: &ApiState, target: &Target, query: &Query, output: Output) -> ApiResult {
+    let table = output == Output::Table;
     let selectors = Selectors::from_query(query)?;
+    let selected_paths = selectors.paths();
     let prefix = collection_prefix(target);
     let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
     let (mut revision, mut start) = match query.get("continue") {
@@ -369,6 +443,26 @@ async fn list(state: &ApiState, target: &Target, query: &Query, table: bool) -> 
                 next_start = Some(kv.key.clone());
                 break;
             }
+            // JSON out: select and copy on the stored bytes (see `raw_list_item`).
+            if !table && let Some(selected) = selected(&selectors, &selected_paths, &kv.value) {
+                if !selected {
+                    continue;
+                }
+                let mark = raw_items.len();
+                if mark > 0 {
+                    raw_items.push(b',');
+                }
+                let written = if output == Output::Metadata {
+                    raw_metadata(&mut raw_items, &kv.value, kv.mod_revision)
+                } else {
+                    raw_list_item(&mut raw_items, &kv.value, kv.mod_revision)
+                };
+                if written {
+                    count += 1;
+                    continue;
+                }
+                raw_items.truncate(mark);
+            }
             let mut obj = decode(kv)?;
             if !selectors.matches(&obj) {
                 continue;
@@ -376,6 +470,12 @@ async fn list(state: &ApiState, target: &Target, query: &Query, table: bool) -> 
             count += 1;
             if table {
                 table_items.push(obj);
+            } else if output == Output::Metadata {
+                if !raw_items.is_empty() {
+                    raw_items.push(b',');
+                }
+                serde_json::to_writer(&mut raw_items, &partial(&obj))
+                    .expect("a JSON value serializes");
             } else {
                 if let Some(o) = obj.as_object_mut() {
                     o.remove("kind");
@@ -401,10 +501,12 @@ async fn list(state: &ApiState, target: &Target, query: &Query, table: bool) -> 
         let t = table::for_objects(target.res, &table_items, Some(metadata), true);
         return Ok(json_response(StatusCode::OK, &t));
     }
+    let (kind, api_version) = match output {
+        Output::Metadata => ("PartialObjectMetadata", "meta.k8s.io/v1".to_owned()),
+        _ => (target.res.kind, target.res.api_version()),
+    };
     let head = format!(
-        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{metadata},\"items\":[",
-        target.res.kind,
-        target.res.api_version()
+        "{{\"kind\":\"{kind}List\",\"apiVersion\":\"{api_version}\",\"metadata\":{metadata},\"items\":["
     );
     let mut body = Vec::with_capacity(head.len() + raw_items.len() + 2);
     body.extend_from_slice(head.as_bytes());
@@ -544,10 +646,26 @@ fn check_identity(target: &Target, obj: &Value) -> ApiResult<()> {
 /// drops them and returns warnings, Ignore drops them silently. A field of the wrong type is
 /// always a 400.
 fn check_fields(res: &Resource, obj: &mut Value, query: &Query) -> ApiResult<Vec<String>> {
-    let mut typed_view = obj.clone();
-    typed_view["apiVersion"] = json!(res.api_version());
-    typed_view["kind"] = json!(res.kind);
-    let decoded = crate::typed::decode(res, &typed_view).map_err(ApiError::bad_request)?;
+    // The typed decoders check apiVersion and kind: present them as the resource's (the body
+    // may leave them out), then put back what the body had.
+    let saved: Vec<(&str, Option<Value>)> = ["apiVersion", "kind"]
+        .into_iter()
+        .map(|k| (k, obj.get(k).cloned()))
+        .collect();
+    obj["apiVersion"] = json!(res.api_version());
+    obj["kind"] = json!(res.kind);
+    let decoded = crate::typed::decode(res, obj);
+    for (k, v) in saved {
+        match v {
+            Some(v) => obj[k] = v,
+            None => {
+                if let Some(m) = obj.as_object_mut() {
+                    m.remove(k);
+                }
+            }
+        }
+    }
+    let decoded = decoded.map_err(ApiError::bad_request)?;
     if decoded.unknown.is_empty() {
         return Ok(Vec::new());
     }
@@ -594,6 +712,7 @@ async fn create(
     query: &Query,
     headers: &HeaderMap,
     body: &[u8],
+    dry: bool,
 ) -> ApiResult {
     let res = target.res;
     let mut obj = parse_body(headers, body)?;
@@ -653,6 +772,16 @@ async fn create(
     if tracks_generation(res) {
         meta.insert("generation".into(), json!(1));
     }
+    // A new object's status is the server's and its controllers' to write (upstream's create
+    // strategies clear it); nodes and persistent volumes are registered with theirs.
+    if res.subresources.contains(&"status")
+        && !matches!(
+            res.plural,
+            "nodes" | "persistentvolumes" | "persistentvolumeclaims" | "pods" | "namespaces"
+        )
+    {
+        obj["status"] = json!({});
+    }
     if res.plural == "namespaces" {
         obj["spec"] = json!({"finalizers": ["kubernetes"]});
         obj["status"] = json!({"phase": "Active"});
@@ -668,6 +797,19 @@ async fn create(
     crate::defaults::apply(res, &mut obj);
     crate::defaults::on_create(res, &mut obj);
     let key = res.key(target.namespace.as_deref(), &name);
+    if dry {
+        // Everything checked and defaulted; nothing written, nothing allocated.
+        if state.store.get(&key, None).await?.0.is_some() {
+            return Err(ApiError::already_exists(res, &name));
+        }
+        if res.plural == "services" {
+            crate::services::default(&mut obj);
+        }
+        return Ok(with_warnings(
+            json_response(StatusCode::CREATED, &obj),
+            &warnings,
+        ));
+    }
     if res.plural == "services" {
         if state.store.get(&key, None).await?.0.is_some() {
             return Err(ApiError::already_exists(res, &name));
@@ -713,6 +855,17 @@ fn fold_string_data(obj: &mut Value) {
     }
 }
 
+/// `dryRun=All`: check and default a write but store nothing. Upstream knows no other value.
+fn dry_run(query: &Query) -> ApiResult<bool> {
+    match query.get("dryRun") {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "dryRun: Unsupported value: \"{other}\": supported values: \"All\""
+        ))),
+    }
+}
+
 /// Replace an object (PUT, and the last step of PATCH). `sub` is "status" for the status
 /// subresource.
 async fn update(
@@ -721,6 +874,7 @@ async fn update(
     name: &str,
     sub: Option<&str>,
     mut obj: Value,
+    dry: bool,
 ) -> ApiResult<Value> {
     let res = target.res;
     match sub {
@@ -818,6 +972,11 @@ async fn update(
         // No change: upstream answers with the object as it is, at its current version.
         return Ok(old);
     }
+    if dry {
+        // Everything checked and defaulted; nothing written. The version stays the current one.
+        obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        return Ok(obj);
+    }
     // The last finalizer removed from an object being deleted: it goes away now.
     let finalizers_empty = obj
         .pointer("/metadata/finalizers")
@@ -902,7 +1061,7 @@ async fn patch(
             doc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
         }
         let warnings = check_fields(target.res, &mut doc, query)?;
-        match update(state, target, name, sub, doc).await {
+        match update(state, target, name, sub, doc, dry_run(query)?).await {
             Err(e) if e.reason == "Conflict" && !precondition => continue,
             Err(e) => return Err(e),
             Ok(obj) => {
@@ -945,6 +1104,7 @@ async fn scale(
     method: &Method,
     headers: &HeaderMap,
     body: &[u8],
+    dry: bool,
 ) -> ApiResult {
     let (Some(name), true) = (
         target.name.as_deref(),
@@ -1003,7 +1163,7 @@ async fn scale(
         {
             updated["metadata"]["resourceVersion"] = json!(rv);
         }
-        match update(state, &main, name, None, updated).await {
+        match update(state, &main, name, None, updated, dry).await {
             Ok(saved) => return Ok(json_response(StatusCode::OK, &scale_of(&saved))),
             Err(e) if e.reason == "Conflict" && *method == Method::PATCH => continue,
             Err(e) => return Err(e),
@@ -1012,7 +1172,13 @@ async fn scale(
     Err(ApiError::conflict(target.res, name))
 }
 
-async fn delete(state: &ApiState, target: &Target, name: &str, body: &[u8]) -> ApiResult {
+pub(crate) async fn delete(
+    state: &ApiState,
+    target: &Target,
+    name: &str,
+    body: &[u8],
+    dry: bool,
+) -> ApiResult {
     let res = target.res;
     let options: Value = if body.is_empty() {
         json!({})
@@ -1046,6 +1212,22 @@ async fn delete(state: &ApiState, target: &Target, name: &str, body: &[u8]) -> A
         } else {
             0
         };
+        // kubectl sends a delete's dryRun in the DeleteOptions body.
+        let dry = dry
+            || match options.get("dryRun").and_then(Value::as_array) {
+                None => false,
+                Some(values) if values.iter().all(|v| v == "All") => !values.is_empty(),
+                Some(values) => {
+                    return Err(ApiError::bad_request(format!(
+                        "dryRun: Unsupported value: {}: supported values: \"All\"",
+                        Value::Array(values.clone())
+                    )));
+                }
+            };
+        if dry {
+            // Preconditions checked; nothing deleted or marked.
+            return Ok(json_response(StatusCode::OK, &obj));
+        }
         let marked = obj.pointer("/metadata/deletionTimestamp").is_some();
         // Propagation other than Background keeps the owner until the garbage collector has
         // orphaned or deleted its dependents, through a finalizer.
@@ -1137,6 +1319,7 @@ async fn delete(state: &ApiState, target: &Target, name: &str, body: &[u8]) -> A
 
 async fn delete_collection(state: &ApiState, target: &Target, query: &Query) -> ApiResult {
     let selectors = Selectors::from_query(query)?;
+    let dry = dry_run(query)?;
     let page = state
         .store
         .range(RangeRequest::prefix(collection_prefix(target)))
@@ -1161,7 +1344,7 @@ async fn delete_collection(state: &ApiState, target: &Target, query: &Query) -> 
             name: Some(name.clone()),
             subresource: None,
         };
-        match delete(state, &t, &name, b"").await {
+        match delete(state, &t, &name, b"", dry).await {
             Ok(_) => deleted.push(obj),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
@@ -1176,38 +1359,330 @@ async fn delete_collection(state: &ApiState, target: &Target, query: &Query) -> 
     Ok(json_response(StatusCode::OK, &list))
 }
 
-/// `{"type":KIND,"object":OBJ}\n` for a stored object, with `metadata.resourceVersion` set,
-/// parsing only the top level and the metadata. `None` if the value is not a JSON object.
-fn raw_event_line(kind: &str, stored: &[u8], rv: i64) -> Option<Bytes> {
-    use serde_json::value::RawValue;
-    let top: std::collections::BTreeMap<String, &RawValue> = serde_json::from_slice(stored).ok()?;
-    let mut out = Vec::with_capacity(stored.len() + 64);
+/// A watch event line for a stored object, with its resourceVersion spliced into the stored
+/// bytes: `{"type":KIND,"object":{..."metadata":{"resourceVersion":"RV",...}...}}`. The stored
+/// JSON is scanned, not parsed: this runs once per event and watcher on a busy server.
+/// `None` when the bytes are not the shape `encode` writes (then the caller decodes).
+fn raw_event_line(kind: &str, stored: &[u8], rv: i64, output: Output) -> Option<Bytes> {
+    // The whole value must be one well-formed object (the store hands back what was written,
+    // but a torn value must not become a torn event).
+    if scan::skip_ws(stored, scan::skip_value(stored, 0)?) != stored.len() {
+        return None;
+    }
+    if output == Output::Metadata {
+        let mut out = Vec::with_capacity(stored.len().min(4096) + 128);
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"object\":");
+        if !raw_metadata(&mut out, stored, rv) {
+            return None;
+        }
+        out.extend_from_slice(b"}\n");
+        return Some(Bytes::from(out));
+    }
+    let meta = scan::object_field(stored, 0, b"metadata")?;
+    if stored.get(meta) != Some(&b'{')
+        || scan::object_field(stored, meta, b"resourceVersion").is_some()
+    {
+        return None;
+    }
+    let empty = stored.get(scan::skip_ws(stored, meta + 1)) == Some(&b'}');
+    let rv = rv.to_string();
+    let mut out = Vec::with_capacity(stored.len() + kind.len() + rv.len() + 48);
     out.extend_from_slice(b"{\"type\":\"");
     out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\",\"object\":{");
-    for (i, (key, value)) in top.iter().enumerate() {
-        if i > 0 {
+    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(&stored[..=meta]);
+    out.extend_from_slice(b"\"resourceVersion\":\"");
+    out.extend_from_slice(rv.as_bytes());
+    out.push(b'"');
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(&stored[meta + 1..]);
+    out.extend_from_slice(b"}\n");
+    Some(Bytes::from(out))
+}
+
+/// A stored object's metadata as a `PartialObjectMetadata`, with its resourceVersion spliced
+/// in. Appended to `out`; `false` (and nothing appended) when the bytes are not `encode`'s shape.
+fn raw_metadata(out: &mut Vec<u8>, stored: &[u8], rv: i64) -> bool {
+    let Some(meta) = scan::object_field(stored, 0, b"metadata") else {
+        return false;
+    };
+    let Some(end) = scan::skip_value(stored, meta) else {
+        return false;
+    };
+    if stored[meta] != b'{' || scan::object_field(stored, meta, b"resourceVersion").is_some() {
+        return false;
+    }
+    let empty = stored.get(scan::skip_ws(stored, meta + 1)) == Some(&b'}');
+    out.extend_from_slice(PARTIAL_HEAD);
+    out.extend_from_slice(b"{\"resourceVersion\":\"");
+    out.extend_from_slice(rv.to_string().as_bytes());
+    out.push(b'"');
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(&stored[meta + 1..end]);
+    out.push(b'}');
+    true
+}
+
+/// A stored object as an item of a JSON list: without `apiVersion` and `kind` (upstream's
+/// lists leave them out of items) and with its resourceVersion spliced into the metadata.
+/// Appended to `out`; `false` (and nothing appended) when the bytes are not `encode`'s shape.
+fn raw_list_item(out: &mut Vec<u8>, stored: &[u8], rv: i64) -> bool {
+    let Some(fields) = scan::fields(stored, 0) else {
+        return false;
+    };
+    let Some((_, meta)) = fields.iter().find(|(k, _)| *k == b"metadata") else {
+        return false;
+    };
+    if stored[meta.start] != b'{'
+        || scan::object_field(stored, meta.start, b"resourceVersion").is_some()
+    {
+        return false;
+    }
+    let empty_meta = stored.get(scan::skip_ws(stored, meta.start + 1)) == Some(&b'}');
+    out.push(b'{');
+    let mut first = true;
+    for (key, value) in &fields {
+        if matches!(*key, b"apiVersion" | b"kind") {
+            continue;
+        }
+        if !first {
             out.push(b',');
         }
-        serde_json::to_writer(&mut out, key).ok()?;
-        out.push(b':');
-        if key == "metadata" {
-            let mut meta: serde_json::Map<String, Value> =
-                serde_json::from_str(value.get()).ok()?;
-            meta.insert("resourceVersion".into(), json!(rv.to_string()));
-            serde_json::to_writer(&mut out, &meta).ok()?;
+        first = false;
+        out.push(b'"');
+        out.extend_from_slice(key);
+        out.extend_from_slice(b"\":");
+        if value == meta {
+            out.extend_from_slice(b"{\"resourceVersion\":\"");
+            out.extend_from_slice(rv.to_string().as_bytes());
+            out.push(b'"');
+            if !empty_meta {
+                out.push(b',');
+            }
+            out.extend_from_slice(&stored[value.start + 1..value.end]);
         } else {
-            out.extend_from_slice(value.get().as_bytes());
+            out.extend_from_slice(&stored[value.clone()]);
         }
     }
-    out.extend_from_slice(b"}}\n");
-    Some(Bytes::from(out))
+    out.push(b'}');
+    true
+}
+
+/// Just enough of a JSON scanner to find an object's field without parsing it.
+mod scan {
+    pub fn skip_ws(b: &[u8], mut i: usize) -> usize {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    }
+
+    /// The index just past the string that starts at `b[i] == '"'`.
+    fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
+        i += 1;
+        while i < b.len() {
+            match b[i] {
+                b'\\' => i += 2,
+                b'"' => return Some(i + 1),
+                _ => i += 1,
+            }
+        }
+        None
+    }
+
+    /// The index just past the value that starts at `b[i]`.
+    pub fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+        match *b.get(i)? {
+            b'"' => skip_string(b, i),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                let mut j = i;
+                while j < b.len() {
+                    match b[j] {
+                        b'"' => {
+                            j = skip_string(b, j)?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return Some(j + 1);
+                            }
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                None
+            }
+            _ => {
+                let mut j = i;
+                while j < b.len()
+                    && !matches!(b[j], b',' | b'}' | b']')
+                    && !b[j].is_ascii_whitespace()
+                {
+                    j += 1;
+                }
+                Some(j)
+            }
+        }
+    }
+
+    /// The fields of the object that starts at `b[start] == '{'`: each raw key (between its
+    /// quotes) and the range of its value.
+    pub fn fields(b: &[u8], start: usize) -> Option<Vec<(&[u8], std::ops::Range<usize>)>> {
+        if b.get(start) != Some(&b'{') {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut i = skip_ws(b, start + 1);
+        if b.get(i) == Some(&b'}') {
+            return Some(out);
+        }
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let key_end = skip_string(b, i)?;
+            let key = &b[i + 1..key_end - 1];
+            i = skip_ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            let value = skip_ws(b, i + 1);
+            let end = skip_value(b, value)?;
+            out.push((key, value..end));
+            i = skip_ws(b, end);
+            match *b.get(i)? {
+                b',' => i = skip_ws(b, i + 1),
+                b'}' => return Some(out),
+                _ => return None,
+            }
+        }
+    }
+
+    /// In the object that starts at `b[start] == '{'`, the index where the value of the field
+    /// named `name` starts (names compared as raw bytes: no escapes in the names we look for).
+    pub fn object_field(b: &[u8], start: usize, name: &[u8]) -> Option<usize> {
+        if b.get(start) != Some(&b'{') {
+            return None;
+        }
+        let mut i = skip_ws(b, start + 1);
+        loop {
+            match *b.get(i)? {
+                b'}' => return None,
+                b'"' => {}
+                _ => return None,
+            }
+            let key_end = skip_string(b, i)?;
+            let key = &b[i + 1..key_end - 1];
+            i = skip_ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_ws(b, i + 1);
+            if key == name {
+                return Some(i);
+            }
+            i = skip_ws(b, skip_value(b, i)?);
+            match *b.get(i)? {
+                b',' => i = skip_ws(b, i + 1),
+                b'}' => return None,
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// What the watch fast path made of one event.
+enum Fast {
+    /// The event line to send.
+    Line(Bytes),
+    /// Nothing to send: the object is not (and was not) selected.
+    Skip,
+    /// Not decidable on the stored bytes: decode.
+    Slow,
+}
+
+/// The selectors' verdict on a stored object, reading only the fields they select on.
+fn selected(selectors: &Selectors, paths: &[Vec<String>], stored: &[u8]) -> Option<bool> {
+    if paths.is_empty() {
+        return Some(true);
+    }
+    let mut sparse = json!({});
+    for path in paths {
+        let mut at = 0;
+        let mut found = true;
+        for segment in path {
+            match scan::object_field(stored, at, segment.as_bytes()) {
+                Some(i) => at = i,
+                None => {
+                    found = false;
+                    break;
+                }
+            }
+        }
+        if !found {
+            continue;
+        }
+        let end = scan::skip_value(stored, at)?;
+        let value: Value = serde_json::from_slice(&stored[at..end]).ok()?;
+        let mut slot = &mut sparse;
+        for segment in path {
+            slot = &mut slot[segment.as_str()];
+        }
+        *slot = value;
+    }
+    Some(selectors.matches(&sparse))
+}
+
+/// An event as a JSON watch line without decoding the object (see `Fast`).
+fn fast_event(selectors: &Selectors, paths: &[Vec<String>], event: &Event, output: Output) -> Fast {
+    let new_matches = match event.kind {
+        EventKind::Put => match selected(selectors, paths, &event.kv.value) {
+            Some(m) => m,
+            None => return Fast::Slow,
+        },
+        EventKind::Delete => false,
+    };
+    let old_matches = match &event.prev {
+        Some(prev) => match selected(selectors, paths, &prev.value) {
+            Some(m) => m,
+            None => return Fast::Slow,
+        },
+        None => false,
+    };
+    let (kind, stored) = match (event.kind, new_matches, old_matches, &event.prev) {
+        (EventKind::Delete, _, true, Some(prev)) => ("DELETED", &prev.value),
+        (EventKind::Put, true, true, _) => ("MODIFIED", &event.kv.value),
+        (EventKind::Put, true, false, _) => ("ADDED", &event.kv.value),
+        (EventKind::Put, false, true, _) => ("DELETED", &event.kv.value),
+        _ => return Fast::Skip,
+    };
+    match raw_event_line(kind, stored, event.kv.mod_revision, output) {
+        Some(line) => Fast::Line(line),
+        None => Fast::Slow,
+    }
 }
 
 /// A watch: newline-delimited JSON events, from `resourceVersion` or (when it is unset or
 /// "0") starting with the current state as ADDED events.
-async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool) -> ApiResult {
+async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, output: Output) -> ApiResult {
+    let table = output == Output::Table;
     let selectors = Selectors::from_query(query)?;
+    let selected_paths = selectors.paths();
+    /// The current state sent first: ready lines, or objects still to encode.
+    enum Initial {
+        Line(Bytes),
+        Object(Value),
+    }
     let prefix = collection_prefix(target);
     let res = target.res;
     let bookmarks = query.flag("allowWatchBookmarks");
@@ -1225,9 +1700,18 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool
             .range(RangeRequest::prefix(prefix.clone()))
             .await?;
         for kv in &page.kvs {
+            if !table && let Some(selected) = selected(&selectors, &selected_paths, &kv.value) {
+                if !selected {
+                    continue;
+                }
+                if let Some(line) = raw_event_line("ADDED", &kv.value, kv.mod_revision, output) {
+                    initial.push(Initial::Line(line));
+                    continue;
+                }
+            }
             let obj = decode(kv)?;
             if selectors.matches(&obj) {
-                initial.push(obj);
+                initial.push(Initial::Object(obj));
             }
         }
         page.revision
@@ -1243,23 +1727,27 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool
             progress_interval: bookmarks.then_some(Duration::from_secs(5)),
         })
         .await?;
-    let select_all = selectors.select_all();
     let body = async_stream::stream! {
         let mut first = true;
         let mut encode_event = |kind: &str, obj: Value| -> Bytes {
-            let object = if table {
-                let t = table::for_objects(res, &[obj], None, first);
-                first = false;
-                t
-            } else {
-                obj
+            let object = match output {
+                Output::Table => {
+                    let t = table::for_objects(res, &[obj], None, first);
+                    first = false;
+                    t
+                }
+                Output::Metadata => partial(&obj),
+                Output::Object => obj,
             };
             let mut line = json!({"type": kind, "object": object}).to_string();
             line.push('\n');
             Bytes::from(line)
         };
-        for obj in initial {
-            yield Ok::<Bytes, std::io::Error>(encode_event("ADDED", obj));
+        for item in initial {
+            yield Ok::<Bytes, std::io::Error>(match item {
+                Initial::Line(line) => line,
+                Initial::Object(obj) => encode_event("ADDED", obj),
+            });
         }
         if send_initial && bookmarks {
             let bookmark = json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": after.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
@@ -1277,14 +1765,17 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, table: bool
             match message {
                 Some(Ok(WatchMessage::Events(events))) => {
                     for event in events {
-                        // Everything selected, JSON out: splice the resourceVersion into the
-                        // stored bytes instead of decoding whole objects (the common case of
-                        // informers, and most of a busy server's watch work).
-                        if select_all && !table && event.kind == EventKind::Put {
-                            let kind = if event.prev.is_some() { "MODIFIED" } else { "ADDED" };
-                            if let Some(line) = raw_event_line(kind, &event.kv.value, event.kv.mod_revision) {
-                                yield Ok(line);
-                                continue;
+                        // JSON out: select on the few fields the selectors read and splice the
+                        // resourceVersion into the stored bytes, instead of decoding and
+                        // re-encoding whole objects (most of a busy server's watch work).
+                        if !table {
+                            match fast_event(&selectors, &selected_paths, &event, output) {
+                                Fast::Line(line) => {
+                                    yield Ok(line);
+                                    continue;
+                                }
+                                Fast::Skip => continue,
+                                Fast::Slow => {}
                             }
                         }
                         let new = match event.kind {
@@ -1341,13 +1832,183 @@ mod tests {
         let obj = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}},
             "spec": {"template": {"metadata": {"name": "inner"}}}, "status": {"phase": "Running"}});
         let stored = encode(&obj);
-        let line = raw_event_line("ADDED", &stored, 42).unwrap();
+        let line = raw_event_line("ADDED", &stored, 42, Output::Object).unwrap();
         let parsed: Value = serde_json::from_slice(&line).unwrap();
         let mut want = obj.clone();
         want["metadata"]["resourceVersion"] = json!("42");
         assert_eq!(parsed, json!({"type": "ADDED", "object": want}));
         assert!(line.ends_with(b"\n"));
-        assert!(raw_event_line("ADDED", b"[1]", 1).is_none());
+        assert!(raw_event_line("ADDED", b"[1]", 1, Output::Object).is_none());
+
+        // Strings with braces, quotes and escapes; a nested "metadata" key sorted before the
+        // top-level one; empty metadata; whitespace the scanner must step over.
+        for (stored, want_meta) in [
+            (
+                r#"{"a":{"metadata":{"x":1}},"b":"}\"{[","c":[1,{"d":"]"}],"metadata":{"name":"n"},"z":null}"#,
+                json!({"name": "n", "resourceVersion": "7"}),
+            ),
+            (
+                r#"{"kind":"X","metadata":{}}"#,
+                json!({"resourceVersion": "7"}),
+            ),
+            (
+                r#"{ "metadata" : { "name" : "s" } , "spec" : true }"#,
+                json!({"name": "s", "resourceVersion": "7"}),
+            ),
+        ] {
+            let line = raw_event_line("MODIFIED", stored.as_bytes(), 7, Output::Object).unwrap();
+            let parsed: Value = serde_json::from_slice(&line).unwrap();
+            let mut want: Value = serde_json::from_str(stored).unwrap();
+            want["metadata"] = want_meta;
+            assert_eq!(
+                parsed,
+                json!({"type": "MODIFIED", "object": want}),
+                "{stored}"
+            );
+        }
+        // Shapes the splice must not touch: the caller decodes them instead.
+        for stored in [
+            r#"{"metadata":{"resourceVersion":"3"}}"#,
+            r#"{"metadata":"x"}"#,
+            r#"{"spec":{}}"#,
+            r#"{"metadata":{"name":"n""#,
+        ] {
+            assert!(
+                raw_event_line("ADDED", stored.as_bytes(), 1, Output::Object).is_none(),
+                "{stored}"
+            );
+        }
+    }
+
+    #[test]
+    fn raw_metadata_matches_the_decoded_partial_object() {
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "annotations": {"x": "}"}}, "data": {"k": "v"}});
+        let mut out = Vec::new();
+        assert!(raw_metadata(&mut out, &encode(&obj), 3));
+        let parsed: Value = serde_json::from_slice(&out).unwrap();
+        let mut want = obj.clone();
+        want["metadata"]["resourceVersion"] = json!("3");
+        assert_eq!(parsed, partial(&want));
+        let line = raw_event_line("ADDED", &encode(&obj), 3, Output::Metadata).unwrap();
+        let parsed: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(parsed, json!({"type": "ADDED", "object": partial(&want)}));
+    }
+
+    #[test]
+    fn raw_list_items_match_the_decoded_encoding() {
+        for obj in [
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"a": "{b}"}}, "data": {"k": "v\"}"}}),
+            json!({"kind": "Pod", "metadata": {}, "spec": {"x": [1, {"kind": "inner"}]}}),
+        ] {
+            let mut out = Vec::new();
+            assert!(raw_list_item(&mut out, &encode(&obj), 5));
+            let parsed: Value = serde_json::from_slice(&out).unwrap();
+            let mut want = obj.clone();
+            want.as_object_mut().unwrap().remove("apiVersion");
+            want.as_object_mut().unwrap().remove("kind");
+            want["metadata"]["resourceVersion"] = json!("5");
+            assert_eq!(parsed, want);
+        }
+        let mut out = Vec::new();
+        assert!(!raw_list_item(
+            &mut out,
+            br#"{"metadata":{"resourceVersion":"1"}}"#,
+            5
+        ));
+        assert!(!raw_list_item(&mut out, br#"{"spec":{}}"#, 5));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn watch_fast_path_selects_as_the_decoded_objects_do() {
+        let pod = |node: &str, app: &str| {
+            encode(&json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "d", "labels": {"app": app}},
+                "spec": {"nodeName": node, "containers": [{"name": "c"}]}}))
+        };
+        let kv = |value: Bytes, rev: i64| KeyValue {
+            key: "/registry/pods/d/p".into(),
+            value,
+            create_revision: 1,
+            mod_revision: rev,
+            version: 1,
+        };
+        let query = |q: &str| {
+            let query = Query::parse(Some(q));
+            Selectors::from_query(&query).unwrap()
+        };
+        let cases = [
+            (
+                "fieldSelector=spec.nodeName%3Dn1",
+                pod("n1", "a"),
+                None,
+                Some("ADDED"),
+            ),
+            (
+                "fieldSelector=spec.nodeName%3Dn1",
+                pod("n2", "a"),
+                Some(pod("n1", "a")),
+                Some("DELETED"),
+            ),
+            ("fieldSelector=spec.nodeName!%3D", pod("", "a"), None, None),
+            (
+                "labelSelector=app%3Da",
+                pod("n1", "a"),
+                Some(pod("n1", "a")),
+                Some("MODIFIED"),
+            ),
+            ("labelSelector=app%3Db", pod("n1", "a"), None, None),
+            (
+                "labelSelector=app%3Db",
+                pod("n1", "b"),
+                Some(pod("n1", "a")),
+                Some("ADDED"),
+            ),
+            (
+                "labelSelector=app&fieldSelector=metadata.name%3Dp",
+                pod("n", "x"),
+                None,
+                Some("ADDED"),
+            ),
+            ("", pod("n", "x"), None, Some("ADDED")),
+        ];
+        for (q, new, prev, want) in cases {
+            let selectors = query(q);
+            let event = Event {
+                kind: EventKind::Put,
+                kv: kv(new.clone(), 9),
+                prev: prev.map(|p| kv(p, 8)),
+            };
+            match (
+                fast_event(&selectors, &selectors.paths(), &event, Output::Object),
+                want,
+            ) {
+                (Fast::Line(line), Some(kind)) => {
+                    let parsed: Value = serde_json::from_slice(&line).unwrap();
+                    assert_eq!(parsed["type"], kind, "{q}");
+                    assert_eq!(parsed["object"]["metadata"]["resourceVersion"], "9", "{q}");
+                }
+                (Fast::Skip, None) => {}
+                (Fast::Line(line), None) => panic!("{q}: sent {}", String::from_utf8_lossy(&line)),
+                (Fast::Skip, Some(kind)) => panic!("{q}: skipped, want {kind}"),
+                (Fast::Slow, _) => panic!("{q}: slow path"),
+            }
+        }
+        // A delete is sent with the last stored state, at the delete's revision.
+        let selectors = query("labelSelector=app%3Da");
+        let event = Event {
+            kind: EventKind::Delete,
+            kv: kv(Bytes::new(), 12),
+            prev: Some(kv(pod("n1", "a"), 10)),
+        };
+        let Fast::Line(line) = fast_event(&selectors, &selectors.paths(), &event, Output::Object)
+        else {
+            panic!("delete not sent");
+        };
+        let parsed: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(parsed["type"], "DELETED");
+        assert_eq!(parsed["object"]["metadata"]["resourceVersion"], "12");
     }
 
     #[test]

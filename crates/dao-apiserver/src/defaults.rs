@@ -17,6 +17,35 @@ fn default_field(obj: &mut Value, key: &str, value: Value) {
     }
 }
 
+/// A workload's update strategy: type RollingUpdate when unset or empty, and for that type each
+/// missing `rollingUpdate` parameter from `rolling` (so `strategy: {}` and a strategy naming
+/// only maxSurge are completed as upstream completes them).
+fn rolling_strategy(spec: &mut Value, key: &str, rolling: Value) {
+    if !spec.is_object() {
+        return;
+    }
+    default_field(spec, key, json!({}));
+    let strategy = &mut spec[key];
+    if !strategy.is_object() {
+        return;
+    }
+    if strategy
+        .get("type")
+        .is_none_or(|t| t.is_null() || *t == json!(""))
+    {
+        strategy["type"] = json!("RollingUpdate");
+    }
+    if strategy["type"] != "RollingUpdate" {
+        return;
+    }
+    default_field(strategy, "rollingUpdate", json!({}));
+    if let Some(params) = rolling.as_object() {
+        for (k, v) in params {
+            default_field(&mut strategy["rollingUpdate"], k, v.clone());
+        }
+    }
+}
+
 /// The image's tag, if any (a digest counts as pinned).
 fn image_pull_policy(image: &str) -> &'static str {
     if image.contains('@') {
@@ -84,10 +113,10 @@ pub fn apply(res: &Resource, obj: &mut Value) {
         ("apps", "Deployment") => {
             let spec = &mut obj["spec"];
             default_field(spec, "replicas", json!(1));
-            default_field(
+            rolling_strategy(
                 spec,
                 "strategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+                json!({"maxUnavailable": "25%", "maxSurge": "25%"}),
             );
             default_field(spec, "revisionHistoryLimit", json!(10));
             default_field(spec, "progressDeadlineSeconds", json!(600));
@@ -101,11 +130,7 @@ pub fn apply(res: &Resource, obj: &mut Value) {
             let spec = &mut obj["spec"];
             default_field(spec, "replicas", json!(1));
             default_field(spec, "podManagementPolicy", json!("OrderedReady"));
-            default_field(
-                spec,
-                "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-            );
+            rolling_strategy(spec, "updateStrategy", json!({"partition": 0}));
             default_field(spec, "revisionHistoryLimit", json!(10));
             default_field(
                 spec,
@@ -116,10 +141,10 @@ pub fn apply(res: &Resource, obj: &mut Value) {
         }
         ("apps", "DaemonSet") => {
             let spec = &mut obj["spec"];
-            default_field(
+            rolling_strategy(
                 spec,
                 "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                json!({"maxUnavailable": 1, "maxSurge": 0}),
             );
             default_field(spec, "revisionHistoryLimit", json!(10));
             template_spec(obj);

@@ -10,12 +10,13 @@ use crate::registry::{self, RESOURCES, Resource, VERBS};
 const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Subresources whose handlers exist; discovery advertises only those.
-const SERVED_SUBRESOURCES: [&str; 3] = ["status", "scale", "binding"];
+const SERVED_SUBRESOURCES: [&str; 4] = ["status", "scale", "binding", "eviction"];
 
-/// The verbs of a subresource: `binding` is create-only, the others read and write.
+/// The verbs of a subresource: `binding` and `eviction` are create-only, the others read and
+/// write.
 fn sub_verbs(sub: &str) -> Value {
     match sub {
-        "binding" => json!(["create"]),
+        "binding" | "eviction" => json!(["create"]),
         _ => json!(["get", "patch", "update"]),
     }
 }
@@ -48,6 +49,8 @@ fn sub_kind(r: &Resource, sub: &str) -> Value {
         json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
     } else if sub == "binding" {
         json!({"group": "", "version": "", "kind": "Binding"})
+    } else if sub == "eviction" {
+        json!({"group": "policy", "version": "v1", "kind": "Eviction"})
     } else {
         json!({"group": "", "version": "", "kind": r.kind})
     }
@@ -185,6 +188,12 @@ pub fn resources(group: &str, version: &str) -> Option<Response> {
             let mut entry = json!({"name": format!("{}/{s}", r.plural), "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind, "verbs": sub_verbs(s)});
             if *s == "binding" {
                 entry["kind"] = json!("Binding");
+            }
+            if *s == "eviction" {
+                // kubectl drain finds the Eviction's group-version here.
+                entry["group"] = json!("policy");
+                entry["version"] = json!("v1");
+                entry["kind"] = json!("Eviction");
             }
             if *s == "scale" {
                 entry["group"] = json!("autoscaling");

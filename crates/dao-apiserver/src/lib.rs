@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 mod api;
 mod defaults;
 mod discovery;
+mod eviction;
 mod namespaces;
 mod openapi;
 pub mod pki;

@@ -39,7 +39,7 @@ const VERSION: &str = "v1.33.0";
 
 /// Adds the k8s-openapi type of `r` (and all it references) to `generator`: its definition name and
 /// a `$ref` schema pointing at it.
-macro_rules! kind_types {
+macro_rules! add_kind_fn {
     ($($group:literal $version:literal $kind:literal => $ty:ty),* $(,)?) => {
         fn add_kind(generator: &mut SchemaGenerator, r: &Resource) -> Option<(String, Schema)> {
             match (r.group, r.version, r.kind) {
@@ -53,47 +53,7 @@ macro_rules! kind_types {
     };
 }
 
-kind_types! {
-    "" "v1" "ConfigMap" => k8s_openapi::api::core::v1::ConfigMap,
-    "" "v1" "Endpoints" => k8s_openapi::api::core::v1::Endpoints,
-    "" "v1" "Event" => k8s_openapi::api::core::v1::Event,
-    "" "v1" "LimitRange" => k8s_openapi::api::core::v1::LimitRange,
-    "" "v1" "Namespace" => k8s_openapi::api::core::v1::Namespace,
-    "" "v1" "Node" => k8s_openapi::api::core::v1::Node,
-    "" "v1" "PersistentVolumeClaim" => k8s_openapi::api::core::v1::PersistentVolumeClaim,
-    "" "v1" "PersistentVolume" => k8s_openapi::api::core::v1::PersistentVolume,
-    "" "v1" "Pod" => k8s_openapi::api::core::v1::Pod,
-    "" "v1" "PodTemplate" => k8s_openapi::api::core::v1::PodTemplate,
-    "" "v1" "ReplicationController" => k8s_openapi::api::core::v1::ReplicationController,
-    "" "v1" "ResourceQuota" => k8s_openapi::api::core::v1::ResourceQuota,
-    "" "v1" "Secret" => k8s_openapi::api::core::v1::Secret,
-    "" "v1" "ServiceAccount" => k8s_openapi::api::core::v1::ServiceAccount,
-    "" "v1" "Service" => k8s_openapi::api::core::v1::Service,
-    "apps" "v1" "ControllerRevision" => k8s_openapi::api::apps::v1::ControllerRevision,
-    "apps" "v1" "DaemonSet" => k8s_openapi::api::apps::v1::DaemonSet,
-    "apps" "v1" "Deployment" => k8s_openapi::api::apps::v1::Deployment,
-    "apps" "v1" "ReplicaSet" => k8s_openapi::api::apps::v1::ReplicaSet,
-    "apps" "v1" "StatefulSet" => k8s_openapi::api::apps::v1::StatefulSet,
-    "autoscaling" "v1" "HorizontalPodAutoscaler" => k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler,
-    "autoscaling" "v2" "HorizontalPodAutoscaler" => k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
-    "batch" "v1" "CronJob" => k8s_openapi::api::batch::v1::CronJob,
-    "batch" "v1" "Job" => k8s_openapi::api::batch::v1::Job,
-    "coordination.k8s.io" "v1" "Lease" => k8s_openapi::api::coordination::v1::Lease,
-    "discovery.k8s.io" "v1" "EndpointSlice" => k8s_openapi::api::discovery::v1::EndpointSlice,
-    "events.k8s.io" "v1" "Event" => k8s_openapi::api::events::v1::Event,
-    "networking.k8s.io" "v1" "IngressClass" => k8s_openapi::api::networking::v1::IngressClass,
-    "networking.k8s.io" "v1" "Ingress" => k8s_openapi::api::networking::v1::Ingress,
-    "networking.k8s.io" "v1" "NetworkPolicy" => k8s_openapi::api::networking::v1::NetworkPolicy,
-    "policy" "v1" "PodDisruptionBudget" => k8s_openapi::api::policy::v1::PodDisruptionBudget,
-    "rbac.authorization.k8s.io" "v1" "ClusterRoleBinding" => k8s_openapi::api::rbac::v1::ClusterRoleBinding,
-    "rbac.authorization.k8s.io" "v1" "ClusterRole" => k8s_openapi::api::rbac::v1::ClusterRole,
-    "rbac.authorization.k8s.io" "v1" "RoleBinding" => k8s_openapi::api::rbac::v1::RoleBinding,
-    "rbac.authorization.k8s.io" "v1" "Role" => k8s_openapi::api::rbac::v1::Role,
-    "storage.k8s.io" "v1" "CSIDriver" => k8s_openapi::api::storage::v1::CSIDriver,
-    "storage.k8s.io" "v1" "CSINode" => k8s_openapi::api::storage::v1::CSINode,
-    "storage.k8s.io" "v1" "StorageClass" => k8s_openapi::api::storage::v1::StorageClass,
-    "storage.k8s.io" "v1" "VolumeAttachment" => k8s_openapi::api::storage::v1::VolumeAttachment,
-}
+crate::registry::kind_types!(add_kind_fn);
 
 /// The two dialects: where definitions live and how parameters and responses are written.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

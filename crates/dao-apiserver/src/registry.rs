@@ -13,7 +13,7 @@ pub struct Resource {
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
-    /// Subresources served: "status", "scale".
+    /// Subresources served: "status", "scale", "binding", "eviction".
     pub subresources: &'static [&'static str],
 }
 
@@ -170,7 +170,7 @@ pub static RESOURCES: &[Resource] = &[
         true,
         ["po"],
         ["all"],
-        ["status", "binding"]
+        ["status", "binding", "eviction"]
     ),
     r!(
         "",
@@ -361,6 +361,17 @@ pub static RESOURCES: &[Resource] = &[
         []
     ),
     r!(
+        "scheduling.k8s.io",
+        "v1",
+        "PriorityClass",
+        "priorityclasses",
+        "priorityclass",
+        false,
+        ["pc"],
+        [],
+        []
+    ),
+    r!(
         "networking.k8s.io",
         "v1",
         "IngressClass",
@@ -516,6 +527,57 @@ pub fn group_versions() -> Vec<(&'static str, Vec<&'static str>)> {
     }
     out
 }
+
+/// Calls `$m! { "group" "version" "Kind" => Type, ... }` with the k8s-openapi type of every
+/// kind in [`RESOURCES`]: the one table behind typed decoding (`typed.rs`) and the OpenAPI
+/// schemas (`openapi.rs`).
+macro_rules! kind_types {
+    ($m:ident) => {
+        $m! {
+            "" "v1" "ConfigMap" => k8s_openapi::api::core::v1::ConfigMap,
+            "" "v1" "Endpoints" => k8s_openapi::api::core::v1::Endpoints,
+            "" "v1" "Event" => k8s_openapi::api::core::v1::Event,
+            "" "v1" "LimitRange" => k8s_openapi::api::core::v1::LimitRange,
+            "" "v1" "Namespace" => k8s_openapi::api::core::v1::Namespace,
+            "" "v1" "Node" => k8s_openapi::api::core::v1::Node,
+            "" "v1" "PersistentVolumeClaim" => k8s_openapi::api::core::v1::PersistentVolumeClaim,
+            "" "v1" "PersistentVolume" => k8s_openapi::api::core::v1::PersistentVolume,
+            "" "v1" "Pod" => k8s_openapi::api::core::v1::Pod,
+            "" "v1" "PodTemplate" => k8s_openapi::api::core::v1::PodTemplate,
+            "" "v1" "ReplicationController" => k8s_openapi::api::core::v1::ReplicationController,
+            "" "v1" "ResourceQuota" => k8s_openapi::api::core::v1::ResourceQuota,
+            "" "v1" "Secret" => k8s_openapi::api::core::v1::Secret,
+            "" "v1" "ServiceAccount" => k8s_openapi::api::core::v1::ServiceAccount,
+            "" "v1" "Service" => k8s_openapi::api::core::v1::Service,
+            "apps" "v1" "ControllerRevision" => k8s_openapi::api::apps::v1::ControllerRevision,
+            "apps" "v1" "DaemonSet" => k8s_openapi::api::apps::v1::DaemonSet,
+            "apps" "v1" "Deployment" => k8s_openapi::api::apps::v1::Deployment,
+            "apps" "v1" "ReplicaSet" => k8s_openapi::api::apps::v1::ReplicaSet,
+            "apps" "v1" "StatefulSet" => k8s_openapi::api::apps::v1::StatefulSet,
+            "autoscaling" "v1" "HorizontalPodAutoscaler" => k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler,
+            "autoscaling" "v2" "HorizontalPodAutoscaler" => k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
+            "batch" "v1" "CronJob" => k8s_openapi::api::batch::v1::CronJob,
+            "batch" "v1" "Job" => k8s_openapi::api::batch::v1::Job,
+            "coordination.k8s.io" "v1" "Lease" => k8s_openapi::api::coordination::v1::Lease,
+            "discovery.k8s.io" "v1" "EndpointSlice" => k8s_openapi::api::discovery::v1::EndpointSlice,
+            "events.k8s.io" "v1" "Event" => k8s_openapi::api::events::v1::Event,
+            "networking.k8s.io" "v1" "IngressClass" => k8s_openapi::api::networking::v1::IngressClass,
+            "networking.k8s.io" "v1" "Ingress" => k8s_openapi::api::networking::v1::Ingress,
+            "networking.k8s.io" "v1" "NetworkPolicy" => k8s_openapi::api::networking::v1::NetworkPolicy,
+            "policy" "v1" "PodDisruptionBudget" => k8s_openapi::api::policy::v1::PodDisruptionBudget,
+            "rbac.authorization.k8s.io" "v1" "ClusterRoleBinding" => k8s_openapi::api::rbac::v1::ClusterRoleBinding,
+            "rbac.authorization.k8s.io" "v1" "ClusterRole" => k8s_openapi::api::rbac::v1::ClusterRole,
+            "rbac.authorization.k8s.io" "v1" "RoleBinding" => k8s_openapi::api::rbac::v1::RoleBinding,
+            "rbac.authorization.k8s.io" "v1" "Role" => k8s_openapi::api::rbac::v1::Role,
+            "scheduling.k8s.io" "v1" "PriorityClass" => k8s_openapi::api::scheduling::v1::PriorityClass,
+            "storage.k8s.io" "v1" "CSIDriver" => k8s_openapi::api::storage::v1::CSIDriver,
+            "storage.k8s.io" "v1" "CSINode" => k8s_openapi::api::storage::v1::CSINode,
+            "storage.k8s.io" "v1" "StorageClass" => k8s_openapi::api::storage::v1::StorageClass,
+            "storage.k8s.io" "v1" "VolumeAttachment" => k8s_openapi::api::storage::v1::VolumeAttachment,
+        }
+    };
+}
+pub(crate) use kind_types;
 
 #[cfg(test)]
 mod tests {

@@ -217,13 +217,6 @@ pub fn format_label_selector(selector: Option<&Value>) -> String {
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
 impl FieldSelector {
-    /// Selects everything.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl FieldSelector {
     pub fn parse(input: &str) -> Result<Self, String> {
         let mut reqs = Vec::new();
         for part in input.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -257,6 +250,11 @@ impl FieldSelector {
             Value::Number(n) => n.to_string(),
             _ => String::new(),
         }
+    }
+
+    /// The fields compared, as dotted paths.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(field, _, _)| field.as_str())
     }
 
     pub fn matches_object(&self, obj: &Value) -> bool {

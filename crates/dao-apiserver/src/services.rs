@@ -65,7 +65,11 @@ pub fn default(obj: &mut Value) {
             if p["protocol"].is_null() {
                 p["protocol"] = json!("TCP");
             }
-            if p["targetPort"].is_null() {
+            // Go clients send an unset targetPort as 0; upstream defaults 0 and "" alike.
+            if p["targetPort"].is_null()
+                || p["targetPort"] == json!(0)
+                || p["targetPort"] == json!("")
+            {
                 p["targetPort"] = p["port"].clone();
             }
         }
@@ -190,7 +194,8 @@ async fn allocate_inner(
         let count = obj["spec"]["ports"].as_array().map_or(0, Vec::len);
         for i in 0..count {
             let port = &obj["spec"]["ports"][i]["nodePort"];
-            let value = match port.as_i64() {
+            // 0 is Go's unset value: allocate, as for a missing port.
+            let value = match port.as_i64().filter(|p| *p != 0) {
                 Some(p) => {
                     if !NODE_PORTS.contains(&(p as u16)) || p > i64::from(u16::MAX) {
                         return Err(invalid(
@@ -278,7 +283,8 @@ pub fn keep_allocations(old: &Value, new: &mut Value) -> Result<(), ApiError> {
         .unwrap_or_default();
     if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
         for p in ports {
-            if p.get("nodePort").is_none()
+            if p.get("nodePort")
+                .is_none_or(|n| n.is_null() || *n == json!(0))
                 && let Some(prev) = old_ports
                     .iter()
                     .find(|o| o.get("port") == p.get("port"))

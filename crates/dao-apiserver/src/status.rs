@@ -164,6 +164,50 @@ impl ApiError {
         )
     }
 
+    /// 429 with one cause, e.g. an eviction a disruption budget refuses; a `retry_after` above
+    /// zero asks clients to retry after that many seconds (and sets `Retry-After`).
+    pub fn too_many_requests(
+        message: &str,
+        retry_after: u32,
+        cause_reason: &str,
+        cause_message: String,
+    ) -> Self {
+        let mut d = json!({"causes": [{"reason": cause_reason, "message": cause_message}]});
+        if retry_after > 0 {
+            d["retryAfterSeconds"] = json!(retry_after);
+        }
+        ApiError {
+            details: Some(d),
+            ..Self::new(429, "TooManyRequests", message)
+        }
+    }
+
+    /// 403 for a request the server refuses on the object's state (`qualified` is
+    /// "plural.group", as in `poddisruptionbudget.policy`).
+    pub fn forbidden(qualified: &str, name: &str, why: &str) -> Self {
+        let (kind, group) = qualified.split_once('.').unwrap_or((qualified, ""));
+        let mut d = json!({ "name": name, "kind": kind });
+        if !group.is_empty() {
+            d["group"] = json!(group);
+        }
+        ApiError {
+            details: Some(d),
+            ..Self::new(
+                403,
+                "Forbidden",
+                format!("{qualified} \"{name}\" is forbidden: {why}"),
+            )
+        }
+    }
+
+    /// 504 for work the server gave up on; clients may retry after `retry_after` seconds.
+    pub fn timeout(message: &str, retry_after: u32) -> Self {
+        ApiError {
+            details: Some(json!({"retryAfterSeconds": retry_after})),
+            ..Self::new(504, "Timeout", format!("Timeout: {message}"))
+        }
+    }
+
     /// 410 for a resourceVersion older than the compacted history.
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)
@@ -192,6 +236,9 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        if self.reason.is_empty() {
+            s.as_object_mut().expect("object").remove("reason");
+        }
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }
@@ -202,12 +249,25 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (
+        let retry_after = self
+            .details
+            .as_ref()
+            .and_then(|d| d.get("retryAfterSeconds"))
+            .and_then(Value::as_u64)
+            .filter(|s| *s > 0);
+        let mut response = (
             code,
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             self.to_status().to_string(),
         )
-            .into_response()
+            .into_response();
+        if let Some(s) = retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(s),
+            );
+        }
+        response
     }
 }
 
@@ -225,6 +285,11 @@ impl From<dao_store::Error> for ApiError {
                 format!("Too large resource version: {requested}"),
             ),
             dao_store::Error::ValueTooLarge { .. } => ApiError::too_large(),
+            // Shutting down: the request raced the store's close; the client retries elsewhere.
+            dao_store::Error::Closed => {
+                tracing::debug!("request after the store closed");
+                ApiError::unavailable("the server is shutting down; retry later")
+            }
             dao_store::Error::Unavailable(_) => {
                 tracing::warn!(error = %e, "store unavailable");
                 ApiError::unavailable("the storage backend is unavailable; retry later")

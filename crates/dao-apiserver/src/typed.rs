@@ -1,67 +1,27 @@
 //! Typed decoding of request bodies through k8s-openapi's v1.33 types: a field of the wrong
-//! type is a decoding error, and fields the type does not know are found by comparing the
-//! body with its typed round trip (k8s-openapi drops unknown fields when it decodes).
+//! type is a decoding error, and the fields the type does not know are the ones its decoder
+//! skips (k8s-openapi ignores unknown keys; `serde_ignored` reports each with its path).
 
 use serde_json::Value;
 
 use crate::registry::Resource;
 
-/// Decode `obj` as the resource's k8s-openapi type and back.
-fn round_trip(res: &Resource, obj: &Value) -> Option<Result<Value, String>> {
+/// Decode `obj` as the resource's k8s-openapi type, recording the fields the type ignores
+/// (unknown fields) into `unknown`. `None`: the kind has no typed form here.
+fn check(res: &Resource, obj: &Value, unknown: &mut Vec<String>) -> Option<Result<(), String>> {
     macro_rules! types {
         ($($group:literal $version:literal $kind:literal => $ty:ty),* $(,)?) => {
             match (res.group, res.version, res.kind) {
                 $(($group, $version, $kind) => Some(
-                    serde_json::from_value::<$ty>(obj.clone())
-                        .map_err(|e| e.to_string())
-                        .and_then(|t| serde_json::to_value(t).map_err(|e| e.to_string())),
+                    serde_ignored::deserialize(obj, |path| unknown.push(upstream_path(&path)))
+                        .map(|_: $ty| ())
+                        .map_err(|e: serde_json::Error| e.to_string()),
                 ),)*
                 _ => None,
             }
         };
     }
-    use k8s_openapi::api::*;
-    types! {
-        "" "v1" "ConfigMap" => core::v1::ConfigMap,
-        "" "v1" "Endpoints" => core::v1::Endpoints,
-        "" "v1" "Event" => core::v1::Event,
-        "" "v1" "LimitRange" => core::v1::LimitRange,
-        "" "v1" "Namespace" => core::v1::Namespace,
-        "" "v1" "Node" => core::v1::Node,
-        "" "v1" "PersistentVolumeClaim" => core::v1::PersistentVolumeClaim,
-        "" "v1" "PersistentVolume" => core::v1::PersistentVolume,
-        "" "v1" "Pod" => core::v1::Pod,
-        "" "v1" "PodTemplate" => core::v1::PodTemplate,
-        "" "v1" "ReplicationController" => core::v1::ReplicationController,
-        "" "v1" "ResourceQuota" => core::v1::ResourceQuota,
-        "" "v1" "Secret" => core::v1::Secret,
-        "" "v1" "ServiceAccount" => core::v1::ServiceAccount,
-        "" "v1" "Service" => core::v1::Service,
-        "apps" "v1" "ControllerRevision" => apps::v1::ControllerRevision,
-        "apps" "v1" "DaemonSet" => apps::v1::DaemonSet,
-        "apps" "v1" "Deployment" => apps::v1::Deployment,
-        "apps" "v1" "ReplicaSet" => apps::v1::ReplicaSet,
-        "apps" "v1" "StatefulSet" => apps::v1::StatefulSet,
-        "autoscaling" "v1" "HorizontalPodAutoscaler" => autoscaling::v1::HorizontalPodAutoscaler,
-        "autoscaling" "v2" "HorizontalPodAutoscaler" => autoscaling::v2::HorizontalPodAutoscaler,
-        "batch" "v1" "CronJob" => batch::v1::CronJob,
-        "batch" "v1" "Job" => batch::v1::Job,
-        "coordination.k8s.io" "v1" "Lease" => coordination::v1::Lease,
-        "discovery.k8s.io" "v1" "EndpointSlice" => discovery::v1::EndpointSlice,
-        "events.k8s.io" "v1" "Event" => events::v1::Event,
-        "networking.k8s.io" "v1" "IngressClass" => networking::v1::IngressClass,
-        "networking.k8s.io" "v1" "Ingress" => networking::v1::Ingress,
-        "networking.k8s.io" "v1" "NetworkPolicy" => networking::v1::NetworkPolicy,
-        "policy" "v1" "PodDisruptionBudget" => policy::v1::PodDisruptionBudget,
-        "rbac.authorization.k8s.io" "v1" "ClusterRoleBinding" => rbac::v1::ClusterRoleBinding,
-        "rbac.authorization.k8s.io" "v1" "ClusterRole" => rbac::v1::ClusterRole,
-        "rbac.authorization.k8s.io" "v1" "RoleBinding" => rbac::v1::RoleBinding,
-        "rbac.authorization.k8s.io" "v1" "Role" => rbac::v1::Role,
-        "storage.k8s.io" "v1" "CSIDriver" => storage::v1::CSIDriver,
-        "storage.k8s.io" "v1" "CSINode" => storage::v1::CSINode,
-        "storage.k8s.io" "v1" "StorageClass" => storage::v1::StorageClass,
-        "storage.k8s.io" "v1" "VolumeAttachment" => storage::v1::VolumeAttachment,
-    }
+    crate::registry::kind_types!(types)
 }
 
 /// What decoding found.
@@ -71,62 +31,40 @@ pub struct Decoded {
     pub unknown: Vec<String>,
 }
 
-/// Decode `obj` (which carries `apiVersion` and `kind`) as its type. `Err` is upstream's
-/// message for a body that does not decode.
+/// A field path in upstream's notation: `spec.containers[0].imagee`.
+fn upstream_path(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", upstream_path(parent)),
+        Path::Map { parent, key } => match upstream_path(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => upstream_path(parent),
+    }
+}
+
+/// Decode `obj` (which carries `apiVersion` and `kind`) as its type, in one pass over the
+/// JSON value (no copy, no re-encoding). `Err` is upstream's message for a body that does not
+/// decode.
 pub fn decode(res: &Resource, obj: &Value) -> Result<Decoded, String> {
-    let Some(result) = round_trip(res, obj) else {
+    let mut unknown = Vec::new();
+    let Some(result) = check(res, obj, &mut unknown) else {
         return Ok(Decoded {
             unknown: Vec::new(),
         });
     };
-    let typed = result.map_err(|e| {
+    result.map_err(|e| {
         format!(
             "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
             kind = res.kind,
             version = res.version
         )
     })?;
-    let mut unknown = Vec::new();
-    diff(obj, &typed, String::new(), &mut unknown);
     Ok(Decoded { unknown })
-}
-
-/// Record paths present (and not null) in `original` but missing from `typed`.
-fn diff(original: &Value, typed: &Value, path: String, out: &mut Vec<String>) {
-    match (original, typed) {
-        (Value::Object(o), Value::Object(t)) => {
-            for (k, v) in o {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                match t.get(k) {
-                    Some(tv) => diff(v, tv, p, out),
-                    None if v.is_null() => {}
-                    // An empty value may be dropped by the round trip (`Option` of an empty
-                    // list or map); that is not an unknown field.
-                    None if is_empty(v) => {}
-                    None => out.push(p),
-                }
-            }
-        }
-        (Value::Array(o), Value::Array(t)) => {
-            for (i, (v, tv)) in o.iter().zip(t).enumerate() {
-                diff(v, tv, format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn is_empty(v: &Value) -> bool {
-    match v {
-        Value::Object(m) => m.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::String(s) => s.is_empty(),
-        _ => false,
-    }
 }
 
 /// Remove the unknown fields from `obj`, as upstream's decoding does.

@@ -7,6 +7,7 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod events;
 pub mod gc;
@@ -15,6 +16,7 @@ pub mod job;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod podgc;
 pub mod queue;
 pub mod replicaset;
 pub mod serviceaccount;
@@ -28,8 +30,9 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, PersistentVolumeClaim, Service};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::watcher;
@@ -46,6 +49,14 @@ pub struct Config {
     pub node_monitor_grace_period: Duration,
     /// Workers per busy controller.
     pub workers: usize,
+    /// Finished pods kept before the pod garbage collector deletes the oldest (upstream's
+    /// `--terminated-pod-gc-threshold`, 12500); 0 keeps them all.
+    pub terminated_pod_gc_threshold: usize,
+    /// How often the pod garbage collector looks (upstream: 20 s).
+    pub pod_gc_period: Duration,
+    /// How long a node that pods are bound to must be missing from the cache before the pod
+    /// garbage collector asks the API whether it is gone (upstream: 40 s).
+    pub orphaned_pod_quarantine: Duration,
 }
 
 impl Default for Config {
@@ -55,6 +66,9 @@ impl Default for Config {
             node_cidr_mask: 24,
             node_monitor_grace_period: Duration::from_secs(40),
             workers: 4,
+            terminated_pod_gc_threshold: 12500,
+            pod_gc_period: Duration::from_secs(20),
+            orphaned_pod_quarantine: Duration::from_secs(40),
         }
     }
 }
@@ -137,6 +151,25 @@ pub async fn run(client: Client, config: Config) {
     gc.owner(&deployments);
     gc.owner(&replicasets);
     gc.owner(&nodes);
+    let pdbs = Informer::<PodDisruptionBudget>::new();
+    let rcs = Informer::<ReplicationController>::new();
+    let disruption = disruption::DisruptionController::new(
+        client.clone(),
+        pdbs.clone(),
+        pods.clone(),
+        replicasets.clone(),
+        deployments.clone(),
+        statefulsets.clone(),
+        rcs.clone(),
+    );
+    let podgc = podgc::PodGcController::new(
+        client.clone(),
+        pods.clone(),
+        nodes.clone(),
+        config.terminated_pod_gc_threshold,
+        config.pod_gc_period,
+        config.orphaned_pod_quarantine,
+    );
     let ipam = config
         .cluster_cidr
         .as_deref()
@@ -231,6 +264,16 @@ pub async fn run(client: Client, config: Config) {
     tasks.spawn(sts.run(config.workers));
     tasks.spawn(eps.run(config.workers));
     tasks.spawn(gc.run(config.workers));
+    tasks.spawn(
+        pdbs.clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(
+        rcs.clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(disruption.run(config.workers));
+    tasks.spawn(podgc.run());
     if let Some(ipam) = ipam {
         tasks.spawn(ipam.run());
     }

@@ -109,6 +109,13 @@ pub struct ControllerArgs {
     /// Seconds without a lease renewal before a node goes NotReady.
     #[arg(long, default_value_t = 40.0)]
     node_monitor_grace_period: f64,
+    /// Finished pods to keep before the oldest are garbage-collected; 0 keeps them all.
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
+    /// Seconds a node that pods are bound to must be missing before its pods are
+    /// garbage-collected (the pod GC also looks this often, at most every 20 s).
+    #[arg(long, default_value_t = 40.0)]
+    orphaned_pod_quarantine: f64,
 }
 
 impl ControllerArgs {
@@ -118,6 +125,13 @@ impl ControllerArgs {
             node_cidr_mask: self.node_cidr_mask_size,
             node_monitor_grace_period: std::time::Duration::from_secs_f64(
                 self.node_monitor_grace_period.max(1.0),
+            ),
+            terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
+            pod_gc_period: std::time::Duration::from_secs_f64(
+                self.orphaned_pod_quarantine.clamp(1.0, 20.0),
+            ),
+            orphaned_pod_quarantine: std::time::Duration::from_secs_f64(
+                self.orphaned_pod_quarantine.max(0.0),
             ),
             ..dao_controllers::Config::default()
         }

@@ -323,3 +323,79 @@ async fn paginated_and_selected_lists() {
         other => panic!("bad selector gave {other:?}"),
     }
 }
+
+/// kube's metadata API (`Accept: ...;as=PartialObjectMetadataList`): lists, gets and watches
+/// carry only metadata, with resourceVersions, and selectors still apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_only_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = DaoServer::start(&dir.path().join("data"), &[]);
+    let client = client(&server).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for name in ["m1", "m2"] {
+        cms.create(&PostParams::default(), &configmap(name, &[("v", "1")]))
+            .await
+            .unwrap();
+    }
+    let list = cms
+        .list_metadata(&ListParams::default().labels("app=kube-test"))
+        .await
+        .unwrap();
+    let names: Vec<String> = list
+        .items
+        .iter()
+        .map(|m| m.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["m1", "m2"]);
+    assert!(list.metadata.resource_version.is_some());
+    assert!(list.items.iter().all(|m| {
+        m.metadata.resource_version.is_some()
+            && m.types
+                .as_ref()
+                .is_some_and(|t| t.kind == "PartialObjectMetadata")
+    }));
+
+    let one = cms.get_metadata("m1").await.unwrap();
+    assert_eq!(one.metadata.labels.unwrap()["app"], "kube-test");
+    assert_eq!(one.types.unwrap().api_version, "meta.k8s.io/v1");
+
+    // The raw body has no data: only metadata travels.
+    let request = http::Request::get("/api/v1/namespaces/default/configmaps/m2")
+        .header(
+            "Accept",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        )
+        .body(Vec::new())
+        .unwrap();
+    let raw: serde_json::Value = client.request(request).await.unwrap();
+    assert_eq!(raw["kind"], "PartialObjectMetadata");
+    assert!(raw.get("data").is_none(), "{raw}");
+
+    let mut events = cms
+        .watch_metadata(
+            &WatchParams::default().labels("app=kube-test"),
+            &list.metadata.resource_version.unwrap(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    cms.patch(
+        "m2",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"seen": "yes"}}})),
+    )
+    .await
+    .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), events.try_next())
+        .await
+        .expect("a metadata watch event")
+        .unwrap()
+        .unwrap();
+    match event {
+        WatchEvent::Modified(m) => {
+            assert_eq!(m.metadata.name.as_deref(), Some("m2"));
+            assert_eq!(m.metadata.annotations.unwrap()["seen"], "yes");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}

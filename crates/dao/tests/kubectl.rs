@@ -879,3 +879,252 @@ fn anonymous_requests_are_refused_except_health() {
         "{metrics}"
     );
 }
+
+/// kubectl's generators (`create deployment|job|cronjob|service|ingress|...`, `run`,
+/// `expose`) send protobuf bodies; what gets stored is what upstream stores for them.
+#[test]
+fn kubectl_create_generators_send_protobuf() {
+    let c = Cluster::start(false);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&c.ok(&all)).unwrap()
+    };
+    assert!(
+        c.ok(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--port=80",
+            "--replicas=0"
+        ])
+        .contains("deployment.apps/web created")
+    );
+    let d = json(&["get", "deployment", "web"]);
+    // A pointer set to zero survives; Go's always-sent plain zeros and empty strings do not.
+    assert_eq!(d["spec"]["replicas"], 0);
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "nginx:1.27");
+    assert_eq!(container["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(
+        container["ports"],
+        serde_json::json!([{"containerPort": 80, "protocol": "TCP"}])
+    );
+    for noise in ["paused", "minReadySeconds"] {
+        assert!(d["spec"].get(noise).is_none(), "{noise} in {}", d["spec"]);
+    }
+    assert!(container.get("stdin").is_none(), "{container}");
+    assert!(
+        d["spec"]["template"]["metadata"]
+            .get("creationTimestamp")
+            .is_none()
+    );
+
+    assert!(
+        c.ok(&[
+            "create",
+            "job",
+            "once",
+            "--image=busybox",
+            "--",
+            "echo",
+            "hi"
+        ])
+        .contains("job.batch/once created")
+    );
+    let job = json(&["get", "job", "once"]);
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["command"],
+        serde_json::json!(["echo", "hi"])
+    );
+    assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    assert!(
+        job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"].is_string()
+    );
+
+    c.ok(&[
+        "create",
+        "cronjob",
+        "tick",
+        "--image=busybox",
+        "--schedule=*/5 * * * *",
+    ]);
+    assert_eq!(
+        json(&["get", "cronjob", "tick"])["spec"]["schedule"],
+        "*/5 * * * *"
+    );
+
+    c.ok(&["create", "service", "clusterip", "back", "--tcp=80:8080"]);
+    let svc = json(&["get", "service", "back"]);
+    let port = &svc["spec"]["ports"][0];
+    assert_eq!(port["targetPort"], 8080);
+    assert!(port.get("nodePort").is_none(), "{port}");
+    c.ok(&["create", "service", "nodeport", "edge", "--tcp=80"]);
+    let node_port = json(&["get", "service", "edge"])["spec"]["ports"][0]["nodePort"]
+        .as_i64()
+        .unwrap();
+    assert!((30000..=32767).contains(&node_port), "{node_port}");
+
+    // Go's inline structs (IngressRuleValue) flatten into their parent in JSON.
+    c.ok(&[
+        "create",
+        "ingress",
+        "front",
+        "--rule=example.com/app=back:80",
+    ]);
+    let ing = json(&["get", "ingress", "front"]);
+    let rule = &ing["spec"]["rules"][0];
+    assert_eq!(rule["host"], "example.com");
+    assert_eq!(
+        rule["http"]["paths"][0]["backend"]["service"]["name"],
+        "back"
+    );
+    assert_eq!(
+        rule["http"]["paths"][0]["backend"]["service"]["port"]["number"],
+        80
+    );
+
+    for args in [
+        &["create", "serviceaccount", "robot"][..],
+        &["create", "role", "reader", "--verb=get", "--resource=pods"],
+        &[
+            "create",
+            "rolebinding",
+            "reads",
+            "--role=reader",
+            "--user=bob",
+        ],
+        &[
+            "create",
+            "clusterrole",
+            "nodes",
+            "--verb=list",
+            "--resource=nodes",
+        ],
+        &["create", "quota", "small", "--hard=pods=10"],
+        &["create", "priorityclass", "high", "--value=1000"],
+        &[
+            "create",
+            "pdb",
+            "keep",
+            "--selector=app=web",
+            "--min-available=1",
+        ],
+        &[
+            "create",
+            "secret",
+            "docker-registry",
+            "pull",
+            "--docker-server=r",
+            "--docker-username=u",
+            "--docker-password=p",
+        ],
+        &["run", "solo", "--image=nginx", "--labels=app=solo"],
+        &[
+            "expose",
+            "deployment",
+            "web",
+            "--port=8080",
+            "--name=web-svc",
+        ],
+    ] {
+        let out = c.ok(args);
+        assert!(
+            out.trim_end().ends_with(" created") || out.trim_end().ends_with(" exposed"),
+            "{args:?}: {out}"
+        );
+    }
+    assert_eq!(
+        json(&["get", "role", "reader"])["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}])
+    );
+    assert_eq!(json(&["get", "pdb", "keep"])["spec"]["minAvailable"], 1);
+    assert_eq!(json(&["get", "priorityclass", "high"])["value"], 1000);
+    assert_eq!(
+        json(&["get", "pod", "solo"])["metadata"]["labels"]["app"],
+        "solo"
+    );
+    assert_eq!(
+        json(&["get", "service", "web-svc"])["spec"]["selector"],
+        serde_json::json!({"app": "web"})
+    );
+}
+
+/// `--dry-run=server` and `kubectl diff` (a dry-run PATCH): everything is checked and the
+/// answer shows the result, but nothing is stored.
+#[test]
+fn server_side_dry_run_and_diff() {
+    let c = Cluster::start(false);
+    assert_eq!(
+        c.ok(&[
+            "create",
+            "configmap",
+            "dry",
+            "--from-literal=a=b",
+            "--dry-run=server"
+        ])
+        .trim(),
+        "configmap/dry created (server dry run)"
+    );
+    assert!(c.fails(&["get", "configmap", "dry"]).contains("NotFound"));
+
+    let deploy = |replicas: u32| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n"
+        )
+    };
+    let one = c.file("one.yaml", &deploy(1));
+    let three = c.file("three.yaml", &deploy(3));
+    c.ok(&["apply", "-f", &one]);
+    let replicas = || c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]);
+    let rv = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+
+    // kubectl diff exits 1 when there are differences.
+    let out = c.run(33, &["diff", "-f", &three]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        diff.contains("-  replicas: 1") && diff.contains("+  replicas: 3"),
+        "{diff}"
+    );
+    assert_eq!(c.run(33, &["diff", "-f", &one]).status.code(), Some(0));
+
+    assert!(
+        c.ok(&["apply", "-f", &three, "--dry-run=server"])
+            .contains("(server dry run)")
+    );
+    assert!(
+        c.ok(&["scale", "deploy", "web", "--replicas=7", "--dry-run=server"])
+            .contains("(server dry run)")
+    );
+    assert!(
+        c.ok(&["delete", "deploy", "web", "--dry-run=server"])
+            .contains("(server dry run)")
+    );
+    assert_eq!(replicas(), "1");
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}"
+        ]),
+        rv,
+        "a dry run wrote"
+    );
+}

@@ -22,11 +22,15 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// A server with extra flags.
+    fn start_with(extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let server = support::DaoServer::start(
-            &dir.path().join("data"),
-            &["--node-monitor-grace-period".into(), "4".into()],
-        );
+        let mut args: Vec<String> = vec!["--node-monitor-grace-period".into(), "4".into()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let server = support::DaoServer::start(&dir.path().join("data"), &args);
         Cluster {
             server,
             dir,
@@ -412,5 +416,241 @@ async fn pods_leave_a_node_that_stops_renewing_its_lease() {
             })
             .collect();
         running.len() == 2
+    });
+}
+
+/// The `get pdb` row of a budget, split on whitespace: NAME, MIN AVAILABLE, MAX UNAVAILABLE,
+/// ALLOWED DISRUPTIONS (AGE dropped).
+fn pdb_row(c: &Cluster, name: &str) -> Vec<String> {
+    let out = c.ok(&["get", "pdb", name, "--no-headers"]);
+    out.split_whitespace().take(4).map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_respects_disruption_budgets_and_orphans_are_collected() {
+    let mut c = Cluster::start_with(&["--orphaned-pod-quarantine", "2"]);
+    c.agent(&["--simulate", "3"]);
+    c.eventually("3 Ready nodes", 30, || {
+        c.ok(&["get", "nodes"]).matches(" Ready ").count() == 3
+    });
+    c.apply(&deployment("web", 3, "nginx:1.27", ""));
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+
+    // A budget of two: with three Ready pods, one may go.
+    c.ok(&[
+        "create",
+        "pdb",
+        "web",
+        "--selector=app=web",
+        "--min-available=2",
+    ]);
+    c.eventually("the budget to allow one disruption", 30, || {
+        pdb_row(&c, "web") == ["web", "2", "N/A", "1"]
+    });
+    let table = c.ok(&["get", "pdb", "web"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "MIN",
+            "AVAILABLE",
+            "MAX",
+            "UNAVAILABLE",
+            "ALLOWED",
+            "DISRUPTIONS",
+            "AGE"
+        ],
+        "{table}"
+    );
+    let pdb = c.json(&["get", "pdb", "web"]);
+    let status = &pdb["status"];
+    assert_eq!(
+        (
+            &status["expectedPods"],
+            &status["currentHealthy"],
+            &status["desiredHealthy"],
+            &status["disruptionsAllowed"],
+            &status["observedGeneration"],
+        ),
+        (
+            &3.into(),
+            &3.into(),
+            &2.into(),
+            &1.into(),
+            &pdb["metadata"]["generation"]
+        ),
+        "{pdb}"
+    );
+    let condition = &status["conditions"][0];
+    assert_eq!(
+        (
+            &condition["type"],
+            &condition["status"],
+            &condition["reason"]
+        ),
+        (
+            &"DisruptionAllowed".into(),
+            &"True".into(),
+            &"SufficientPods".into()
+        ),
+        "{pdb}"
+    );
+
+    // Drain the node with the most of them; a watcher checks the budget at every step.
+    let armed = Arc::new(Mutex::new(false));
+    let min = Arc::new(Mutex::new(usize::MAX));
+    watch_min_ready(c.client().await, armed.clone(), min.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    *armed.lock().unwrap() = true;
+    let pods = c.pods("app=web");
+    let mut per_node: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, (node, ..)) in &pods {
+        per_node.entry(node).or_default().push(name);
+    }
+    let (victim, evicted) = per_node
+        .iter()
+        .max_by_key(|(_, p)| p.len())
+        .map(|(n, p)| (n.to_string(), p.clone()))
+        .unwrap();
+    let out = c.run(&[
+        "drain",
+        &victim,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=60s",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "drain failed:\n{stdout}\n{stderr}\n{}",
+        c.logs()
+    );
+    assert!(
+        stdout.contains(&format!("node/{victim} cordoned")),
+        "{stdout}"
+    );
+    for p in &evicted {
+        assert!(stdout.contains(&format!("pod/{p} evicted")), "{stdout}");
+    }
+    assert!(
+        stdout.contains(&format!("node/{victim} drained")),
+        "{stdout}"
+    );
+    let node = c.ok(&["get", "node", &victim]);
+    assert!(node.contains("Ready,SchedulingDisabled"), "{node}");
+    c.eventually("three Ready pods on the other nodes", 60, || {
+        let pods = c.pods("app=web");
+        pods.len() == 3
+            && pods.values().all(|(n, phase, ready, terminating)| {
+                *n != victim && phase == "Running" && *ready && !terminating
+            })
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    *armed.lock().unwrap() = false;
+    let seen = *min.lock().unwrap();
+    assert!(seen >= 2, "ready pods fell to {seen} during the drain");
+    c.eventually("the budget to allow one disruption again", 30, || {
+        pdb_row(&c, "web") == ["web", "2", "N/A", "1"]
+    });
+
+    // A budget that cannot spare a pod: evictions are refused with 429 and drain says why.
+    c.ok(&[
+        "patch",
+        "pdb",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minAvailable":3}}"#,
+    ]);
+    c.eventually("the budget to allow nothing", 30, || {
+        pdb_row(&c, "web") == ["web", "3", "N/A", "0"]
+    });
+    let pods = c.pods("app=web");
+    let (pod, (held, ..)) = pods.iter().next().unwrap();
+    let held = held.clone();
+    let out = c.run(&[
+        "drain",
+        &held,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=8s",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "drain succeeded against the budget");
+    assert!(
+        stderr.contains(&format!(
+            "error when evicting pods/\"{pod}\" -n \"default\" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget."
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("global timeout reached: 8s"), "{stderr}");
+    assert_eq!(
+        c.pods("app=web")
+            .values()
+            .filter(|(.., r, t)| *r && !t)
+            .count(),
+        3,
+        "the refused drain took no pod"
+    );
+    // The API's answer itself (kube-rs, without its retries of 429s): upstream's message and
+    // cause.
+    let kc = kube::config::Kubeconfig::read_from(&c.server.kubeconfig).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    config.default_retry = false;
+    let api: kube::Api<Pod> =
+        kube::Api::default_namespaced(kube::Client::try_from(config).unwrap());
+    match api.evict(pod, &Default::default()).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(
+                (s.code, s.reason.as_str()),
+                (429, "TooManyRequests"),
+                "{s:?}"
+            );
+            assert_eq!(
+                s.message,
+                "Cannot evict pod as it would violate the pod's disruption budget."
+            );
+            let cause = &s.details.as_ref().expect("details").causes[0];
+            assert_eq!(cause.reason, "DisruptionBudget");
+            assert_eq!(
+                cause.message,
+                "The disruption budget web needs 3 healthy pods and has 3 currently"
+            );
+        }
+        other => panic!("eviction against the budget: {other:?}"),
+    }
+    c.ok(&["uncordon", &held, &victim]);
+
+    // A node deleted under its pods: the pod garbage collector deletes them (the bare one for
+    // good; the Deployment's come back elsewhere).
+    c.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: stray
+spec:
+  nodeName: {held}
+  containers:
+  - name: main
+    image: busybox
+"#
+    ));
+    c.eventually("the stray pod running", 30, || {
+        c.ok(&["get", "pod", "stray"]).contains("Running")
+    });
+    c.ok(&["delete", "node", &held]);
+    c.eventually("the stray pod collected", 30, || {
+        !c.run(&["get", "pod", "stray"]).status.success()
+    });
+    c.eventually("three Ready pods on the remaining nodes", 60, || {
+        let pods = c.pods("app=web");
+        pods.len() == 3
+            && pods
+                .values()
+                .all(|(n, _, ready, terminating)| *n != held && *ready && !terminating)
     });
 }
