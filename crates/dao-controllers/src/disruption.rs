@@ -28,7 +28,7 @@ use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 
 use crate::events::{EventType, Recorder};
-use crate::informer::{Change, Informer, controller_of, key_of, namespace_index, split_key};
+use crate::informer::{Informer, controller_of, namespace_index, split_key};
 use crate::queue::{Action, WorkQueue};
 use crate::util::{chrono_time, pod_ready, selector_matches};
 
@@ -377,26 +377,9 @@ impl DisruptionController {
         pdbs.enqueue_changes(&queue);
         pdbs.add_index("namespace", namespace_index);
         pods.add_index("namespace", namespace_index);
-        let q = queue.clone();
-        let budgets = pdbs.clone();
-        pods.on_change(move |c| {
-            let (old, new) = match c {
-                Change::Upsert { old, new } => (old.map(|o| o.as_ref()), Some(new.as_ref())),
-                Change::Delete(old) => (Some(old.as_ref()), None),
-            };
-            let Some(ns) = new.or(old).and_then(|p| p.namespace()) else {
-                return;
-            };
-            for pdb in budgets.by_index("namespace", &ns) {
-                let sel = pdb.spec.as_ref().and_then(|s| s.selector.as_ref());
-                if [old, new]
-                    .into_iter()
-                    .flatten()
-                    .any(|p| selector_matches(sel, p.labels()))
-                {
-                    q.add(key_of(pdb.as_ref()));
-                }
-            }
+        pods.enqueue_selecting(&queue, &pdbs, |pdb, pod| {
+            let sel = pdb.spec.as_ref().and_then(|s| s.selector.as_ref());
+            selector_matches(sel, pod.labels())
         });
         DisruptionController {
             recorder: Recorder::new(client.clone(), "controllermanager"),

@@ -393,28 +393,11 @@ impl EndpointsController {
         services.enqueue_changes(&queue);
         services.add_index("namespace", namespace_index);
         pods.add_index("namespace", namespace_index);
-        let q = queue.clone();
-        let svcs = services.clone();
-        pods.on_change(move |c| {
-            let (old, new) = match c {
-                Change::Upsert { old, new } => (old.map(|o| o.as_ref()), Some(new.as_ref())),
-                Change::Delete(old) => (Some(old.as_ref()), None),
-            };
-            let Some(ns) = new.or(old).and_then(|p| p.namespace()) else {
-                return;
-            };
-            for svc in svcs.by_index("namespace", &ns) {
-                let Some(sel) = svc.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
-                    continue;
-                };
-                if [old, new]
-                    .into_iter()
-                    .flatten()
-                    .any(|p| sel.iter().all(|(k, v)| p.labels().get(k) == Some(v)))
-                {
-                    q.add(key_of(svc.as_ref()));
-                }
-            }
+        pods.enqueue_selecting(&queue, &services, |svc, pod| {
+            svc.spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .is_some_and(|sel| sel.iter().all(|(k, v)| pod.labels().get(k) == Some(v)))
         });
         let q = queue.clone();
         let svcs = services.clone();

@@ -185,6 +185,40 @@ where
         });
     }
 
+    /// Enqueues every object of `selectors` in a changed object's namespace that `selects` it
+    /// before or after the change: Services or PodDisruptionBudgets for pod changes. `selectors`
+    /// must have the "namespace" index ([`namespace_index`]).
+    pub fn enqueue_selecting<O>(
+        &self,
+        queue: &crate::queue::WorkQueue,
+        selectors: &Informer<O>,
+        selects: impl Fn(&O, &K) -> bool + Send + Sync + 'static,
+    ) where
+        K: Resource<DynamicType = ()>,
+        O: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let q = queue.clone();
+        let selectors = selectors.clone();
+        self.on_change(move |c| {
+            let (old, new) = match c {
+                Change::Upsert { old, new } => (old.map(|o| o.as_ref()), Some(new.as_ref())),
+                Change::Delete(old) => (Some(old.as_ref()), None),
+            };
+            let Some(ns) = new.or(old).and_then(|o| o.namespace()) else {
+                return;
+            };
+            for selector in selectors.by_index("namespace", &ns) {
+                if [old, new]
+                    .into_iter()
+                    .flatten()
+                    .any(|o| selects(&selector, o))
+                {
+                    q.add(key_of(selector.as_ref()));
+                }
+            }
+        });
+    }
+
     pub fn get(&self, key: &str) -> Option<Arc<K>> {
         self.inner
             .read()
