@@ -26,7 +26,6 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 
 const MAGIC: &[u8] = b"k8s\0";
-const UNKNOWN: &str = "apimachinery.pkg.runtime.Unknown";
 const META_V1: &str = "apimachinery.pkg.apis.meta.v1";
 /// The JSON name proto_schema.txt gives a Go struct embedded with `json:",inline"`.
 const INLINE: &str = "...";
@@ -327,7 +326,7 @@ fn message_value(name: &str, bytes: &[u8]) -> Result<Option<Value>, String> {
             if raw.is_empty() {
                 return Ok(None);
             }
-            return serde_json::from_slice(&raw)
+            return serde_json::from_slice(raw)
                 .map(Some)
                 .map_err(|e| format!("{short}: raw bytes are not JSON: {e}"));
         }
@@ -467,15 +466,15 @@ fn varint_field(bytes: &[u8], tag: u32) -> Result<Option<u64>, String> {
     })
 }
 
-fn bytes_field(bytes: &[u8], tag: u32) -> Result<Option<Vec<u8>>, String> {
+fn bytes_field(bytes: &[u8], tag: u32) -> Result<Option<&[u8]>, String> {
     Ok(match find_field(bytes, tag)? {
-        Some(Wire::Len(b)) => Some(b.to_vec()),
+        Some(Wire::Len(b)) => Some(b),
         _ => None,
     })
 }
 
 fn string_field(bytes: &[u8], tag: u32) -> Result<Option<String>, String> {
-    bytes_field(bytes, tag)?.map(|b| utf8(&b)).transpose()
+    bytes_field(bytes, tag)?.map(utf8).transpose()
 }
 
 /// The message that carries `kind` of `api_version`, if the schema knows it.
@@ -501,31 +500,22 @@ pub fn decode(body: &[u8]) -> Result<Option<Value>, String> {
     let envelope = body
         .strip_prefix(MAGIC)
         .ok_or("protobuf body does not start with the k8s envelope magic")?;
-    let unknown = message_value(UNKNOWN, envelope)
-        .map_err(|e| format!("cannot decode protobuf envelope: {e}"))?
-        .unwrap_or_default();
-    let api_version = unknown
-        .pointer("/typeMeta/apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let kind = unknown
-        .pointer("/typeMeta/kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if unknown
-        .get("contentEncoding")
-        .and_then(Value::as_str)
+    // runtime.Unknown: typeMeta (apiVersion 1, kind 2) 1, raw 2, contentEncoding 3.
+    let bad = |e: String| format!("cannot decode protobuf envelope: {e}");
+    let type_meta = bytes_field(envelope, 1).map_err(bad)?.unwrap_or_default();
+    let api_version = string_field(type_meta, 1).map_err(bad)?.unwrap_or_default();
+    let kind = string_field(type_meta, 2).map_err(bad)?.unwrap_or_default();
+    if string_field(envelope, 3)
+        .map_err(bad)?
         .is_some_and(|e| !e.is_empty())
     {
         return Err("protobuf bodies with a content encoding are not supported".into());
     }
-    let Some(message) = message_for(api_version, kind) else {
+    let Some(message) = message_for(&api_version, &kind) else {
         return Ok(None);
     };
-    // The envelope's `raw` holds the object's message (base64 in the JSON walk above).
-    let raw =
-        bytes_field(envelope, 2).map_err(|e| format!("cannot decode protobuf envelope: {e}"))?;
-    let mut obj = message_value(&message, raw.as_deref().unwrap_or_default())
+    let raw = bytes_field(envelope, 2).map_err(bad)?.unwrap_or_default();
+    let mut obj = message_value(&message, raw)
         .map_err(|e| format!("cannot decode {kind} from protobuf: {e}"))?
         .unwrap_or_else(|| json!({}));
     obj["apiVersion"] = json!(api_version);
