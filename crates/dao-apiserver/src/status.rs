@@ -116,16 +116,8 @@ impl ApiError {
 
     /// 409 Conflict with a specific cause, e.g. a pod already bound.
     pub fn conflict_with(qualified: &str, name: &str, cause: &str) -> Self {
-        let (kind, group) = match qualified.split_once('.') {
-            Some((k, g)) => (k, g),
-            None => (qualified, ""),
-        };
-        let mut d = json!({ "name": name, "kind": kind });
-        if !group.is_empty() {
-            d["group"] = json!(group);
-        }
         ApiError {
-            details: Some(d),
+            details: Some(qualified_details(qualified, name)),
             ..Self::new(
                 409,
                 "Conflict",
@@ -185,13 +177,8 @@ impl ApiError {
     /// 403 for a request the server refuses on the object's state (`qualified` is
     /// "plural.group", as in `poddisruptionbudget.policy`).
     pub fn forbidden(qualified: &str, name: &str, why: &str) -> Self {
-        let (kind, group) = qualified.split_once('.').unwrap_or((qualified, ""));
-        let mut d = json!({ "name": name, "kind": kind });
-        if !group.is_empty() {
-            d["group"] = json!(group);
-        }
         ApiError {
-            details: Some(d),
+            details: Some(qualified_details(qualified, name)),
             ..Self::new(
                 403,
                 "Forbidden",
@@ -244,6 +231,16 @@ impl ApiError {
         }
         s
     }
+}
+
+/// `Status.details` for an object named by "plural.group" (or a core "plural").
+fn qualified_details(qualified: &str, name: &str) -> Value {
+    let (kind, group) = qualified.split_once('.').unwrap_or((qualified, ""));
+    let mut d = json!({ "name": name, "kind": kind });
+    if !group.is_empty() {
+        d["group"] = json!(group);
+    }
+    d
 }
 
 impl IntoResponse for ApiError {
