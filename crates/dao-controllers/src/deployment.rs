@@ -500,16 +500,8 @@ impl DeploymentController {
             .map(|s| s.replicas)
             .sum();
         let t = now();
-        let previous: Vec<Value> = d
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .map(|c| {
-                c.iter()
-                    .filter_map(|c| serde_json::to_value(c).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let previous =
+            crate::util::conditions_json(d.status.as_ref().and_then(|s| s.conditions.as_ref()));
         let find = |kind: &str| previous.iter().find(|c| c["type"] == kind).cloned();
         let condition = |kind: &str, status: &str, reason: &str, message: &str| {
             let prev = find(kind);

@@ -236,16 +236,9 @@ impl PodGcController {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         if !matches!(phase, Some("Succeeded" | "Failed")) {
-            let mut conditions: Vec<serde_json::Value> = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .map(|c| {
-                    c.iter()
-                        .filter_map(|c| serde_json::to_value(c).ok())
-                        .collect()
-                })
-                .unwrap_or_default();
+            let mut conditions = crate::util::conditions_json(
+                pod.status.as_ref().and_then(|s| s.conditions.as_ref()),
+            );
             if let Some((reason, message)) = condition {
                 let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
                 let c = json!({"type": "DisruptionTarget", "status": "True", "reason": reason,

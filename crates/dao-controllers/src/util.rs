@@ -303,6 +303,17 @@ impl Expectations {
 }
 
 /// Phase Running and condition Ready: upstream's "running and ready" of StatefulSet pods.
+/// A status's conditions as JSON values, to edit and write back in a merge patch.
+pub fn conditions_json<C: serde::Serialize>(conditions: Option<&Vec<C>>) -> Vec<serde_json::Value> {
+    conditions
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn pod_running_and_ready(pod: &Pod) -> bool {
     pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") && pod_ready(pod)
 }
