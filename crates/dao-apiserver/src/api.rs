@@ -282,7 +282,7 @@ pub async fn handle(
         (&Method::PUT, Some(name), sub) => {
             let obj = parse_body(headers, &body)?;
             let mut obj = obj;
-            let warnings = check_fields(target.res, &mut obj, &query)?;
+            let warnings = check_fields(target.res, &mut obj, &query, json_body(headers, &body))?;
             let updated = update(&state, &target, name, sub, obj, dry_run(&query)?).await?;
             Ok(with_warnings(
                 json_response(StatusCode::OK, &updated),
@@ -299,6 +299,22 @@ pub async fn handle(
         _ => Err(ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource".to_string(),
         )),
+    }
+}
+
+/// The body, when it is JSON (a JSON object, a merge or strategic merge patch): what
+/// duplicate-field detection reads.
+fn json_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<&'a [u8]> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    match ct.split(';').next().unwrap_or("").trim() {
+        "application/json"
+        | ""
+        | "application/merge-patch+json"
+        | "application/strategic-merge-patch+json" => Some(body),
+        _ => None,
     }
 }
 
@@ -521,46 +537,6 @@ async fn list(state: &ApiState, target: &Target, query: &Query, output: Output) 
         .into_response())
 }
 
-/// Check names as upstream does: DNS-1123 subdomains, labels for namespaces.
-fn validate_name(res: &Resource, name: &str) -> Vec<Cause> {
-    let label = res.plural == "namespaces";
-    let ok = if label {
-        is_dns1123_label(name)
-    } else {
-        is_dns1123_subdomain(name)
-    };
-    if ok {
-        return vec![];
-    }
-    let message = if label {
-        format!(
-            "Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
-        )
-    } else {
-        format!(
-            "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
-        )
-    };
-    vec![Cause {
-        reason: "FieldValueInvalid",
-        field: "metadata.name".into(),
-        message,
-    }]
-}
-
-pub fn is_dns1123_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-pub fn is_dns1123_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
-}
-
 fn now_rfc3339() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
@@ -645,7 +621,12 @@ fn check_identity(target: &Target, obj: &Value) -> ApiResult<()> {
 /// Unknown fields, per `fieldValidation`: Strict rejects the request, Warn (the default)
 /// drops them and returns warnings, Ignore drops them silently. A field of the wrong type is
 /// always a 400.
-fn check_fields(res: &Resource, obj: &mut Value, query: &Query) -> ApiResult<Vec<String>> {
+fn check_fields(
+    res: &Resource,
+    obj: &mut Value,
+    query: &Query,
+    raw: Option<&[u8]>,
+) -> ApiResult<Vec<String>> {
     // The typed decoders check apiVersion and kind: present them as the resource's (the body
     // may leave them out), then put back what the body had.
     let saved: Vec<(&str, Option<Value>)> = ["apiVersion", "kind"]
@@ -666,14 +647,24 @@ fn check_fields(res: &Resource, obj: &mut Value, query: &Query) -> ApiResult<Vec
         }
     }
     let decoded = decoded.map_err(ApiError::bad_request)?;
-    if decoded.unknown.is_empty() {
+    // Fields given twice in a JSON body (serde_json kept the last, as Go's decoder does).
+    let duplicates = raw.map(crate::typed::duplicate_fields).unwrap_or_default();
+    if decoded.unknown.is_empty() && duplicates.is_empty() {
         return Ok(Vec::new());
     }
-    let messages: Vec<String> = decoded
-        .unknown
-        .iter()
-        .map(|f| format!("unknown field \"{f}\""))
+    // Upstream's decoder reports both kinds in the order it meets them in the body.
+    let mut found: Vec<(usize, String)> = duplicates
+        .into_iter()
+        .map(|(at, f)| (at, format!("duplicate field \"{f}\"")))
         .collect();
+    for f in &decoded.unknown {
+        let at = raw
+            .and_then(|b| crate::typed::field_offset(b, f))
+            .unwrap_or(usize::MAX);
+        found.push((at, format!("unknown field \"{f}\"")));
+    }
+    found.sort_by_key(|(at, _)| *at);
+    let messages: Vec<String> = found.into_iter().map(|(_, m)| m).collect();
     match query.get("fieldValidation").unwrap_or("Warn") {
         "Strict" => Err(ApiError::bad_request(format!(
             "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
@@ -717,7 +708,7 @@ async fn create(
     let res = target.res;
     let mut obj = parse_body(headers, body)?;
     check_identity(target, &obj)?;
-    let warnings = check_fields(res, &mut obj, query)?;
+    let warnings = check_fields(res, &mut obj, query, json_body(headers, body))?;
     if res.namespaced && target.namespace.is_none() {
         return Err(ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource",
@@ -752,10 +743,7 @@ async fn create(
             }
         }
     }
-    let causes = validate_name(res, &name);
-    if !causes.is_empty() {
-        return Err(ApiError::invalid(res, &name, causes));
-    }
+    let name_causes = crate::validation::name(res, &name);
     meta.insert("name".into(), json!(name));
     if res.namespaced {
         meta.insert(
@@ -796,14 +784,19 @@ async fn create(
     }
     crate::defaults::apply(res, &mut obj);
     crate::defaults::on_create(res, &mut obj);
+    if res.plural == "services" {
+        crate::services::default(&mut obj);
+    }
+    let mut causes = name_causes;
+    causes.extend(crate::validation::validate(res, &obj));
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(res, &name, causes));
+    }
     let key = res.key(target.namespace.as_deref(), &name);
     if dry {
         // Everything checked and defaulted; nothing written, nothing allocated.
         if state.store.get(&key, None).await?.0.is_some() {
             return Err(ApiError::already_exists(res, &name));
-        }
-        if res.plural == "services" {
-            crate::services::default(&mut obj);
         }
         return Ok(with_warnings(
             json_response(StatusCode::CREATED, &obj),
@@ -814,7 +807,6 @@ async fn create(
         if state.store.get(&key, None).await?.0.is_some() {
             return Err(ApiError::already_exists(res, &name));
         }
-        crate::services::default(&mut obj);
         crate::services::allocate(&*state.store, &mut obj).await?;
     }
     match state.store.put(&key, encode(&obj), Expect::Absent).await {
@@ -957,6 +949,11 @@ async fn update(
     }
     if sub.is_none() {
         crate::defaults::apply(res, &mut obj);
+        let mut causes = crate::validation::validate(res, &obj);
+        causes.extend(crate::validation::validate_update(res, &old, &obj));
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(res, name, causes));
+        }
     }
     if tracks_generation(res) {
         let generation = old
@@ -1060,7 +1057,7 @@ async fn patch(
         if !precondition {
             doc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
         }
-        let warnings = check_fields(target.res, &mut doc, query)?;
+        let warnings = check_fields(target.res, &mut doc, query, json_body(headers, body))?;
         match update(state, target, name, sub, doc, dry_run(query)?).await {
             Err(e) if e.reason == "Conflict" && !precondition => continue,
             Err(e) => return Err(e),
@@ -1475,7 +1472,7 @@ fn raw_list_item(out: &mut Vec<u8>, stored: &[u8], rv: i64) -> bool {
 }
 
 /// Just enough of a JSON scanner to find an object's field without parsing it.
-mod scan {
+pub(crate) mod scan {
     pub fn skip_ws(b: &[u8], mut i: usize) -> usize {
         while i < b.len() && b[i].is_ascii_whitespace() {
             i += 1;
@@ -2048,10 +2045,11 @@ mod tests {
 
     #[test]
     fn names() {
-        assert!(is_dns1123_subdomain("a.b-c.d"));
-        assert!(!is_dns1123_subdomain("Bad_Name"));
-        assert!(is_dns1123_label("kube-system"));
-        assert!(!is_dns1123_label("a.b"));
+        use crate::validation::{dns1123_label, dns1123_subdomain};
+        assert!(dns1123_subdomain("a.b-c.d").is_empty());
+        assert!(!dns1123_subdomain("Bad_Name").is_empty());
+        assert!(dns1123_label("kube-system").is_empty());
+        assert!(!dns1123_label("a.b").is_empty());
     }
 
     #[test]

@@ -89,6 +89,16 @@ pub fn pod_spec(spec: &mut Value) {
             cs.iter_mut().for_each(container);
         }
     }
+    // A volume that names no source is an emptyDir.
+    if let Some(volumes) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        for v in volumes {
+            if let Some(m) = v.as_object_mut()
+                && m.keys().all(|k| k == "name")
+            {
+                m.insert("emptyDir".into(), json!({}));
+            }
+        }
+    }
 }
 
 /// Apply the defaults of `res`'s kind to `obj`.

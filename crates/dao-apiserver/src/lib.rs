@@ -36,6 +36,7 @@ mod smp;
 mod status;
 mod table;
 mod typed;
+mod validation;
 
 pub use pki::Pki;
 use status::ApiError;

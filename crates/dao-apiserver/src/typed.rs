@@ -67,6 +67,105 @@ pub fn decode(res: &Resource, obj: &Value) -> Result<Decoded, String> {
     Ok(Decoded { unknown })
 }
 
+/// A raw JSON key (between its quotes) as text, escapes resolved.
+fn key_text(raw: &[u8]) -> String {
+    if raw.contains(&b'\\') {
+        let mut quoted = Vec::with_capacity(raw.len() + 2);
+        quoted.push(b'"');
+        quoted.extend_from_slice(raw);
+        quoted.push(b'"');
+        if let Ok(s) = serde_json::from_slice::<String>(&quoted) {
+            return s;
+        }
+    }
+    String::from_utf8_lossy(raw).into_owned()
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// The elements of the array that starts at `b[start] == '['`: where each value starts.
+fn elements(b: &[u8], start: usize) -> Option<Vec<usize>> {
+    use crate::api::scan::{skip_value, skip_ws};
+    let mut out = Vec::new();
+    let mut i = skip_ws(b, start + 1);
+    if b.get(i) == Some(&b']') {
+        return Some(out);
+    }
+    loop {
+        out.push(i);
+        i = skip_ws(b, skip_value(b, i)?);
+        match *b.get(i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b']' => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+fn walk_duplicates(b: &[u8], at: usize, path: &str, out: &mut Vec<(usize, String)>) {
+    match b.get(at) {
+        Some(b'{') => {
+            let Some(fields) = crate::api::scan::fields(b, at) else {
+                return;
+            };
+            let mut seen = std::collections::HashSet::new();
+            for (raw, range) in fields {
+                let key = key_text(raw);
+                let child = join(path, &key);
+                walk_duplicates(b, range.start, &child, out);
+                if !seen.insert(key) {
+                    out.push((range.start, child));
+                }
+            }
+        }
+        Some(b'[') => {
+            for (i, start) in elements(b, at).unwrap_or_default().into_iter().enumerate() {
+                walk_duplicates(b, start, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The fields a JSON body gives more than once, with their paths in upstream's notation
+/// (`spec.replicas`, `spec.template.spec.containers[0].name`) and where in the body the
+/// repeat stands, in the order of the body. A body that is not well-formed JSON has none
+/// (it was parsed before this runs).
+pub fn duplicate_fields(body: &[u8]) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let start = crate::api::scan::skip_ws(body, 0);
+    walk_duplicates(body, start, "", &mut out);
+    out.sort_by_key(|(at, _)| *at);
+    out
+}
+
+/// Where in a JSON body the field at `path` (upstream's notation) starts; for ordering
+/// field errors as the body orders them.
+pub fn field_offset(body: &[u8], path: &str) -> Option<usize> {
+    let mut at = crate::api::scan::skip_ws(body, 0);
+    for piece in path.split('.') {
+        let (name, indexes) = match piece.find('[') {
+            Some(i) => (&piece[..i], &piece[i..]),
+            None => (piece, ""),
+        };
+        at = crate::api::scan::fields(body, at)?
+            .into_iter()
+            .find(|(raw, _)| key_text(raw) == name)?
+            .1
+            .start;
+        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
+            at = *elements(body, at)?.get(index.parse::<usize>().ok()?)?;
+        }
+    }
+    Some(at)
+}
+
 /// Remove the unknown fields from `obj`, as upstream's decoding does.
 pub fn prune(obj: &mut Value, unknown: &[String]) {
     for path in unknown {
@@ -103,6 +202,31 @@ mod tests {
     use super::*;
     use crate::registry;
     use serde_json::json;
+
+    #[test]
+    fn duplicate_fields_in_body_order() {
+        let body = br#"{"kind":"Deployment","spec":{"replicas":1,"template":{"spec":{"containers":[{"name":"a","image":"x","name":"b"}]}},"replicas":2},"kind":"D","meta\u0064ata":{},"metadata":{}}"#;
+        let found: Vec<String> = super::duplicate_fields(body)
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "spec.template.spec.containers[0].name",
+                "spec.replicas",
+                "kind",
+                "metadata"
+            ]
+        );
+        assert!(
+            super::duplicate_fields(br#"{"a":{"b":1},"c":{"b":2},"d":[{"x":1},{"x":2}]}"#)
+                .is_empty()
+        );
+        let at = super::field_offset(body, "spec.template.spec.containers[0].image").unwrap();
+        assert_eq!(&body[at..at + 3], br#""x""#);
+        assert_eq!(super::field_offset(body, "spec.nope"), None);
+    }
 
     #[test]
     fn unknown_and_wrong_type_fields() {

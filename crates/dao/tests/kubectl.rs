@@ -1128,3 +1128,204 @@ fn server_side_dry_run_and_diff() {
         "a dry run wrote"
     );
 }
+
+/// Per-kind validation: upstream's field errors for everyday mistakes, and nothing stored.
+#[test]
+fn invalid_objects_get_upstream_field_errors() {
+    let c = Cluster::start(false);
+    let not_found = |kind: &str, name: &str| {
+        let out = c.fails(&["get", kind, name]);
+        assert!(out.contains("NotFound"), "{kind}/{name} was stored: {out}");
+    };
+
+    // A selector that does not select the template's pods.
+    let mismatch = c.file(
+        "mismatch.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: other}\n    spec:\n      containers:\n      - name: web\n        image: nginx\n",
+    );
+    let out = c.fails(&["apply", "-f", &mismatch]);
+    assert!(
+        out.contains("The Deployment \"web\" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`"),
+        "{out}"
+    );
+    not_found("deploy", "web");
+
+    // Several errors at once: kubectl lists each cause.
+    let several = c.file(
+        "several.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {tier: \"front end\"}\nspec:\n  replicas: -1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: Web\n",
+    );
+    let out = c.fails(&["apply", "-f", &several]);
+    for line in [
+        "The Deployment \"web\" is invalid: ",
+        "* metadata.labels: Invalid value: \"front end\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+        "* spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+        "* spec.template.spec.containers[0].name: Invalid value: \"Web\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+        "* spec.template.spec.containers[0].image: Required value",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line:?} in:\n{out}");
+    }
+    not_found("deploy", "web");
+
+    // A Job's pods may not restart forever: the defaulted restartPolicy is refused.
+    let out = c.fails(&[
+        "create",
+        "-f",
+        &c.file(
+            "job.yaml",
+            "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: pi\nspec:\n  template:\n    spec:\n      containers:\n      - name: pi\n        image: perl\n",
+        ),
+    ]);
+    assert!(
+        out.contains("The Job \"pi\" is invalid: spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""),
+        "{out}"
+    );
+    not_found("job", "pi");
+
+    // A Service needs ports.
+    let out = c.fails(&[
+        "create",
+        "-f",
+        &c.file(
+            "svc.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  selector: {app: web}\n",
+        ),
+    ]);
+    assert!(
+        out.contains("The Service \"s\" is invalid: spec.ports: Required value"),
+        "{out}"
+    );
+    not_found("svc", "s");
+
+    // Updates: a bad label through a patch, an immutable selector, an immutable ConfigMap.
+    c.ok(&["create", "configmap", "c1", "--from-literal=a=1"]);
+    let out = c.fails(&[
+        "patch",
+        "cm",
+        "c1",
+        "-p",
+        r#"{"metadata":{"labels":{"a":"bad value!"}}}"#,
+    ]);
+    assert!(
+        out.contains("The ConfigMap \"c1\" is invalid: metadata.labels: Invalid value: \"bad value!\": a valid label must be an empty string"),
+        "{out}"
+    );
+    assert_eq!(
+        c.ok(&["get", "cm", "c1", "-o", "jsonpath={.metadata.labels}"]),
+        ""
+    );
+    // (kubectl's own `create configmap` checks keys before sending; apply does not.)
+    let bad_key = c.file(
+        "badkey.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c2\ndata:\n  bad key: \"1\"\n",
+    );
+    let out = c.fails(&["apply", "-f", &bad_key]);
+    assert!(
+        out.contains("The ConfigMap \"c2\" is invalid: data[bad key]: Invalid value: \"bad key\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"),
+        "{out}"
+    );
+
+    c.ok(&["create", "deployment", "web2", "--image=nginx"]);
+    let out = c.fails(&[
+        "patch",
+        "deploy",
+        "web2",
+        "-p",
+        r#"{"spec":{"selector":{"matchLabels":{"app":"x"}},"template":{"metadata":{"labels":{"app":"x"}}}}}"#,
+    ]);
+    assert!(
+        out.contains("The Deployment \"web2\" is invalid: spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"x\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"),
+        "{out}"
+    );
+
+    let frozen = c.file(
+        "frozen.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: frozen\nimmutable: true\ndata:\n  a: \"1\"\n",
+    );
+    c.ok(&["apply", "-f", &frozen]);
+    let out = c.fails(&["patch", "cm", "frozen", "-p", r#"{"data":{"a":"2"}}"#]);
+    assert!(
+        out.contains("The ConfigMap \"frozen\" is invalid: data: Forbidden: field is immutable when `immutable` is set"),
+        "{out}"
+    );
+    assert_eq!(
+        c.ok(&["get", "cm", "frozen", "-o", "jsonpath={.data.a}"]),
+        "1"
+    );
+
+    // A pod's spec is fixed but for images and a few fields.
+    c.ok(&["run", "p", "--image=nginx:1"]);
+    c.ok(&["set", "image", "pod/p", "p=nginx:2"]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "p",
+            "-o",
+            "jsonpath={.spec.containers[0].image}"
+        ]),
+        "nginx:2"
+    );
+    let out = c.fails(&["set", "env", "pod/p", "A=1"]);
+    assert!(
+        out.contains("Pod \"p\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"),
+        "{out}"
+    );
+
+    // RBAC names are path segments: colons are fine.
+    c.ok(&[
+        "create",
+        "clusterrole",
+        "system:aggregate-to-test",
+        "--verb=get",
+        "--resource=pods",
+    ]);
+}
+
+/// Fields given twice in a JSON body: a warning by default, a strict decoding error under
+/// `fieldValidation=Strict`, as upstream's decoder reports them.
+#[test]
+fn duplicate_fields_are_reported() {
+    let c = Cluster::start(false);
+    let dup = c.file(
+        "dup.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dup"},"data":{"a":"1","a":"2"},"bogus":1}"#,
+    );
+    let strict = c.run(
+        33,
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+            "-f",
+            &dup,
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&strict.stderr);
+    assert!(!strict.status.success());
+    assert!(
+        stderr.contains("ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: duplicate field \"data.a\", unknown field \"bogus\""),
+        "{stderr}"
+    );
+    assert!(c.fails(&["get", "cm", "dup"]).contains("NotFound"));
+
+    let warn = c.run(
+        33,
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            &dup,
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&warn.stderr);
+    assert!(warn.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Warning: duplicate field \"data.a\"")
+            && stderr.contains("Warning: unknown field \"bogus\""),
+        "{stderr}"
+    );
+    // The last value wins, as with Go's decoder.
+    assert_eq!(c.ok(&["get", "cm", "dup", "-o", "jsonpath={.data.a}"]), "2");
+}

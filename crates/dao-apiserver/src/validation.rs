@@ -1,0 +1,1897 @@
+//! Per-kind validation, as upstream's `ValidateX` / `ValidateXUpdate` functions run it after
+//! defaulting: the errors a Kubernetes user meets every day (bad labels, a Deployment whose
+//! selector does not match its template, a container without an image, a Job that may restart
+//! forever, an immutable field changed), each reported as upstream's `field.Error` with the
+//! same path, type and detail, so the 422 `Status` and kubectl's output read the same.
+//!
+//! Values are rendered as Go renders them in those messages (`%q` for strings, `%#v` for maps,
+//! label selectors and int-or-strings), since that text is part of upstream's messages.
+//!
+//! Not covered (yet): the long tail of upstream's validation (probes, security contexts,
+//! affinity terms, resource requests against limits, volumes' sources, Ingress rules, PDB
+//! specs, ...). An object that breaks only those rules is stored as given.
+
+use serde_json::{Map, Value};
+
+use crate::registry::Resource;
+use crate::status::Cause;
+
+// ---- field errors ----------------------------------------------------------------------
+
+/// A field path in upstream's notation: `spec.template.spec.containers[0].name`,
+/// `data[key]`.
+#[derive(Clone)]
+struct Path(String);
+
+impl Path {
+    fn root(name: &str) -> Path {
+        Path(name.to_owned())
+    }
+    fn child(&self, name: &str) -> Path {
+        if self.0.is_empty() {
+            Path(name.to_owned())
+        } else {
+            Path(format!("{}.{name}", self.0))
+        }
+    }
+    fn index(&self, i: usize) -> Path {
+        Path(format!("{}[{i}]", self.0))
+    }
+    fn key(&self, k: &str) -> Path {
+        Path(format!("{}[{k}]", self.0))
+    }
+}
+
+fn cause(reason: &'static str, path: &Path, message: String) -> Cause {
+    Cause {
+        reason,
+        field: path.0.clone(),
+        message,
+    }
+}
+
+fn with_detail(body: &str, detail: &str) -> String {
+    if detail.is_empty() {
+        body.to_owned()
+    } else {
+        format!("{body}: {detail}")
+    }
+}
+
+fn required(path: &Path, detail: &str) -> Cause {
+    cause(
+        "FieldValueRequired",
+        path,
+        with_detail("Required value", detail),
+    )
+}
+
+/// `value` is already rendered as Go renders it (see `go_*`).
+fn invalid(path: &Path, value: &str, detail: &str) -> Cause {
+    cause(
+        "FieldValueInvalid",
+        path,
+        with_detail(&format!("Invalid value: {value}"), detail),
+    )
+}
+
+fn not_supported(path: &Path, value: &str, supported: &[&str]) -> Cause {
+    let list: Vec<String> = supported.iter().map(|s| go_str(s)).collect();
+    cause(
+        "FieldValueNotSupported",
+        path,
+        format!(
+            "Unsupported value: {}: supported values: {}",
+            go_str(value),
+            list.join(", ")
+        ),
+    )
+}
+
+fn duplicate(path: &Path, value: &str) -> Cause {
+    cause(
+        "FieldValueDuplicate",
+        path,
+        format!("Duplicate value: {}", go_str(value)),
+    )
+}
+
+fn not_found(path: &Path, value: &str) -> Cause {
+    cause(
+        "FieldValueNotFound",
+        path,
+        format!("Not found: {}", go_str(value)),
+    )
+}
+
+fn forbidden(path: &Path, detail: &str) -> Cause {
+    cause(
+        "FieldValueForbidden",
+        path,
+        with_detail("Forbidden", detail),
+    )
+}
+
+fn too_long(path: &Path, max: usize) -> Cause {
+    cause(
+        "FieldValueTooLong",
+        path,
+        format!("Too long: may not be more than {max} bytes"),
+    )
+}
+
+// ---- Go renderings ---------------------------------------------------------------------
+
+/// Go's `%q` of a string.
+fn go_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's `%#v` of a `map[string]string` (keys sorted, as fmt prints maps).
+fn go_string_map(m: Option<&Map<String, Value>>) -> String {
+    let Some(m) = m else {
+        return "map[string]string(nil)".into();
+    };
+    let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let items: Vec<String> = entries
+        .iter()
+        .map(|(k, v)| format!("{}:{}", go_str(k), go_str(v.as_str().unwrap_or_default())))
+        .collect();
+    format!("map[string]string{{{}}}", items.join(", "))
+}
+
+/// Go's `%#v` of a `[]string`.
+fn go_string_slice(v: Option<&Value>) -> String {
+    match v.and_then(Value::as_array) {
+        None => "[]string(nil)".into(),
+        Some(items) => {
+            let items: Vec<String> = items
+                .iter()
+                .map(|s| go_str(s.as_str().unwrap_or_default()))
+                .collect();
+            format!("[]string{{{}}}", items.join(", "))
+        }
+    }
+}
+
+/// Go's `%#v` of a `metav1.LabelSelector` value.
+fn go_selector(sel: &Value) -> String {
+    let labels = go_string_map(sel.get("matchLabels").and_then(Value::as_object));
+    let exprs = match sel.get("matchExpressions").and_then(Value::as_array) {
+        None => "[]v1.LabelSelectorRequirement(nil)".to_owned(),
+        Some(list) => {
+            let items: Vec<String> = list
+                .iter()
+                .map(|e| {
+                    format!(
+                        "v1.LabelSelectorRequirement{{Key:{}, Operator:{}, Values:{}}}",
+                        go_str(str_of(e, "key")),
+                        go_str(str_of(e, "operator")),
+                        go_string_slice(e.get("values"))
+                    )
+                })
+                .collect();
+            format!("[]v1.LabelSelectorRequirement{{{}}}", items.join(", "))
+        }
+    };
+    format!("v1.LabelSelector{{MatchLabels:{labels}, MatchExpressions:{exprs}}}")
+}
+
+/// Go's `%#v` of an `intstr.IntOrString`.
+fn go_int_or_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!(
+            "intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}",
+            go_str(s)
+        ),
+        other => format!(
+            "intstr.IntOrString{{Type:0, IntVal:{}, StrVal:\"\"}}",
+            other.as_i64().unwrap_or(0)
+        ),
+    }
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+// ---- name and value formats (k8s.io/apimachinery/pkg/util/validation) ------------------
+
+fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
+    let mut out = format!("{msg} (e.g. ");
+    for (i, e) in examples.iter().enumerate() {
+        if i > 0 {
+            out.push_str(" or ");
+        }
+        out.push_str(&format!("'{e}', "));
+    }
+    out.push_str(&format!("regex used for validation is '{fmt}')"));
+    out
+}
+
+fn max_len_error(n: usize) -> String {
+    format!("must be no more than {n} characters")
+}
+
+const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
+const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
+const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
+const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+
+fn label_chars_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+pub fn dns1123_label(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push(max_len_error(63));
+    }
+    if !label_chars_ok(s) {
+        errs.push(regex_error(
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
+            DNS1123_LABEL_FMT,
+            &["my-name", "123-abc"],
+        ));
+    }
+    errs
+}
+
+pub fn dns1123_subdomain(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 253 {
+        errs.push(max_len_error(253));
+    }
+    if s.is_empty() || !s.split('.').all(label_chars_ok) {
+        errs.push(regex_error(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+            DNS1123_SUBDOMAIN_FMT,
+            &["example.com"],
+        ));
+    }
+    errs
+}
+
+pub fn dns1035_label(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push(max_len_error(63));
+    }
+    if !label_chars_ok(s) || !s.starts_with(|c: char| c.is_ascii_lowercase()) {
+        errs.push(regex_error(
+            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character",
+            DNS1035_LABEL_FMT,
+            &["my-name", "abc-123"],
+        ));
+    }
+    errs
+}
+
+/// `metadata.name` of RBAC objects: any path segment.
+fn path_segment_name(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s == "." || s == ".." {
+        errs.push(format!("may not be '{s}'"));
+        return errs;
+    }
+    for c in ["/", "%"] {
+        if s.contains(c) {
+            errs.push(format!("may not contain '{c}'"));
+        }
+    }
+    errs
+}
+
+fn qualified_chars_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.last().is_some_and(u8::is_ascii_alphanumeric)
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// A label key, annotation key or finalizer: an optional DNS subdomain prefix and a name.
+pub fn qualified_name(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    let parts: Vec<&str> = s.split('/').collect();
+    let name = match parts.as_slice() {
+        [name] => *name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                errs.push("prefix part must be non-empty".to_owned());
+            } else {
+                errs.extend(
+                    dns1123_subdomain(prefix)
+                        .into_iter()
+                        .map(|m| format!("prefix part {m}")),
+                );
+            }
+            name
+        }
+        _ => {
+            errs.push(format!(
+                "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+                regex_error(
+                    QUALIFIED_NAME_MSG,
+                    QUALIFIED_NAME_FMT,
+                    &["MyName", "my.name", "123-abc"]
+                )
+            ));
+            return errs;
+        }
+    };
+    if name.is_empty() {
+        errs.push("name part must be non-empty".to_owned());
+    } else if name.len() > 63 {
+        errs.push(format!("name part {}", max_len_error(63)));
+    }
+    if !qualified_chars_ok(name) {
+        errs.push(format!(
+            "name part {}",
+            regex_error(
+                QUALIFIED_NAME_MSG,
+                QUALIFIED_NAME_FMT,
+                &["MyName", "my.name", "123-abc"]
+            )
+        ));
+    }
+    errs
+}
+
+pub fn label_value(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push(max_len_error(63));
+    }
+    if !s.is_empty() && !qualified_chars_ok(s) {
+        errs.push(regex_error(
+            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+            LABEL_VALUE_FMT,
+            &["MyValue", "my_value", "12345"],
+        ));
+    }
+    errs
+}
+
+fn config_map_key(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 253 {
+        errs.push(max_len_error(253));
+    }
+    if s.is_empty()
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    {
+        errs.push(regex_error(
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+            "[-._a-zA-Z0-9]+",
+            &["key.name", "KEY_NAME", "key-name"],
+        ));
+    }
+    if s == "." {
+        errs.push("must not be '.'".into());
+    } else if s == ".." {
+        errs.push("must not be '..'".into());
+    } else if s.starts_with("..") {
+        errs.push("must not start with '..'".into());
+    }
+    errs
+}
+
+/// An IANA service name, as container and Service port names must be.
+fn port_name(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 15 {
+        errs.push(max_len_error(15));
+    }
+    if !s
+        .bytes()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    {
+        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into());
+    }
+    if s.contains("--") {
+        errs.push("must not contain consecutive hyphens".into());
+    }
+    if !s.bytes().any(|c| c.is_ascii_lowercase()) {
+        errs.push("must contain at least one letter (a-z)".into());
+    }
+    if s.starts_with('-') || s.ends_with('-') {
+        errs.push("must not begin or end with a hyphen".into());
+    }
+    errs
+}
+
+fn port_number(n: i64) -> Option<&'static str> {
+    (!(1..=65535).contains(&n)).then_some("must be between 1 and 65535, inclusive")
+}
+
+fn each(path: &Path, value: &str, msgs: Vec<String>, out: &mut Vec<Cause>) {
+    for m in msgs {
+        out.push(invalid(path, &go_str(value), &m));
+    }
+}
+
+fn non_negative(v: &Value, path: &Path, out: &mut Vec<Cause>) {
+    if let Some(n) = v.as_i64()
+        && n < 0
+    {
+        out.push(invalid(
+            path,
+            &n.to_string(),
+            "must be greater than or equal to 0",
+        ));
+    }
+}
+
+// ---- metadata ---------------------------------------------------------------------------
+
+/// Which rule `metadata.name` follows for a kind.
+#[derive(Clone, Copy)]
+enum NameRule {
+    Subdomain,
+    Label,
+    Dns1035,
+    PathSegment,
+}
+
+fn name_rule(res: &Resource) -> NameRule {
+    match (res.group, res.plural) {
+        ("", "namespaces") => NameRule::Label,
+        ("", "services") => NameRule::Dns1035,
+        ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
+        _ => NameRule::Subdomain,
+    }
+}
+
+fn name_errors(rule: NameRule, name: &str) -> Vec<String> {
+    match rule {
+        NameRule::Subdomain => dns1123_subdomain(name),
+        NameRule::Label => dns1123_label(name),
+        NameRule::Dns1035 => dns1035_label(name),
+        NameRule::PathSegment => path_segment_name(name),
+    }
+}
+
+/// `metadata.name` of a new object (which is not empty: the caller reports that).
+pub fn name(res: &Resource, name: &str) -> Vec<Cause> {
+    let mut out = Vec::new();
+    each(
+        &Path::root("metadata.name"),
+        name,
+        name_errors(name_rule(res), name),
+        &mut out,
+    );
+    out
+}
+
+fn labels(m: Option<&Value>, path: &Path, out: &mut Vec<Cause>) {
+    let Some(m) = m.and_then(Value::as_object) else {
+        return;
+    };
+    let mut keys: Vec<&String> = m.keys().collect();
+    keys.sort();
+    for k in keys {
+        each(path, k, qualified_name(k), out);
+        let v = m[k].as_str().unwrap_or_default();
+        each(path, v, label_value(v), out);
+    }
+}
+
+const TOTAL_ANNOTATION_SIZE: usize = 256 * 1024;
+
+fn metadata(res: &Resource, meta: &Value, out: &mut Vec<Cause>) {
+    let path = Path::root("metadata");
+    let generate = str_of(meta, "generateName");
+    if !generate.is_empty() && str_of(meta, "name").is_empty() {
+        // A prefix may end in '-': upstream checks it as if the dash were a letter.
+        let masked = match generate.strip_suffix('-') {
+            Some(head) => format!("{head}a"),
+            None => generate.to_owned(),
+        };
+        each(
+            &path.child("generateName"),
+            generate,
+            name_errors(name_rule(res), &masked),
+            out,
+        );
+    }
+    labels(meta.get("labels"), &path.child("labels"), out);
+    if let Some(annotations) = meta.get("annotations").and_then(Value::as_object) {
+        let ann_path = path.child("annotations");
+        let mut keys: Vec<&String> = annotations.keys().collect();
+        keys.sort();
+        let mut total = 0;
+        for k in keys {
+            each(&ann_path, k, qualified_name(&k.to_lowercase()), out);
+            total += k.len() + annotations[k].as_str().map_or(0, str::len);
+        }
+        if total > TOTAL_ANNOTATION_SIZE {
+            out.push(too_long(&ann_path, TOTAL_ANNOTATION_SIZE));
+        }
+    }
+    if let Some(finalizers) = meta.get("finalizers").and_then(Value::as_array) {
+        let fin_path = path.child("finalizers");
+        for f in finalizers {
+            let f = f.as_str().unwrap_or_default();
+            each(&fin_path, f, qualified_name(f), out);
+        }
+    }
+    if let Some(owners) = meta.get("ownerReferences").and_then(Value::as_array) {
+        let own_path = path.child("ownerReferences");
+        for o in owners {
+            let api_version = str_of(o, "apiVersion");
+            let version = api_version.rsplit('/').next().unwrap_or("");
+            for (field, value, empty, detail) in [
+                (
+                    "apiVersion",
+                    api_version,
+                    version.is_empty(),
+                    "version must not be empty",
+                ),
+                (
+                    "kind",
+                    str_of(o, "kind"),
+                    str_of(o, "kind").is_empty(),
+                    "kind must not be empty",
+                ),
+                (
+                    "name",
+                    str_of(o, "name"),
+                    str_of(o, "name").is_empty(),
+                    "name must not be empty",
+                ),
+                (
+                    "uid",
+                    str_of(o, "uid"),
+                    str_of(o, "uid").is_empty(),
+                    "uid must not be empty",
+                ),
+            ] {
+                if empty {
+                    out.push(invalid(&own_path.child(field), &go_str(value), detail));
+                }
+            }
+        }
+    }
+}
+
+// ---- pods -------------------------------------------------------------------------------
+
+fn containers(
+    list: Option<&Value>,
+    path: &Path,
+    volumes: &[String],
+    names: &mut Vec<String>,
+    required_list: bool,
+    out: &mut Vec<Cause>,
+) {
+    let items = list.and_then(Value::as_array);
+    if items.is_none_or(|l| l.is_empty()) {
+        if required_list {
+            out.push(required(path, ""));
+        }
+        return;
+    }
+    for (i, c) in items.into_iter().flatten().enumerate() {
+        let cp = path.index(i);
+        let name = str_of(c, "name");
+        if name.is_empty() {
+            out.push(required(&cp.child("name"), ""));
+        } else {
+            each(&cp.child("name"), name, dns1123_label(name), out);
+            if names.iter().any(|n| n == name) {
+                out.push(duplicate(&cp.child("name"), name));
+            } else {
+                names.push(name.to_owned());
+            }
+        }
+        if str_of(c, "image").is_empty() {
+            out.push(required(&cp.child("image"), ""));
+        }
+        if let Some(p) = c.get("imagePullPolicy").and_then(Value::as_str) {
+            let ok = ["Always", "IfNotPresent", "Never"];
+            if !ok.contains(&p) {
+                out.push(not_supported(&cp.child("imagePullPolicy"), p, &ok));
+            }
+        }
+        if let Some(p) = c.get("terminationMessagePolicy").and_then(Value::as_str) {
+            let ok = ["File", "FallbackToLogsOnError"];
+            if !ok.contains(&p) {
+                out.push(not_supported(&cp.child("terminationMessagePolicy"), p, &ok));
+            }
+        }
+        let mut port_names: Vec<&str> = Vec::new();
+        for (j, p) in c
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let pp = cp.child("ports").index(j);
+            let pname = str_of(p, "name");
+            if !pname.is_empty() {
+                each(&pp.child("name"), pname, port_name(pname), out);
+                if port_names.contains(&pname) {
+                    out.push(duplicate(&pp.child("name"), pname));
+                } else {
+                    port_names.push(pname);
+                }
+            }
+            match p.get("containerPort").and_then(Value::as_i64).unwrap_or(0) {
+                0 => out.push(required(&pp.child("containerPort"), "")),
+                n => {
+                    if let Some(m) = port_number(n) {
+                        out.push(invalid(&pp.child("containerPort"), &n.to_string(), m));
+                    }
+                }
+            }
+            if let Some(n) = p.get("hostPort").and_then(Value::as_i64)
+                && n != 0
+                && let Some(m) = port_number(n)
+            {
+                out.push(invalid(&pp.child("hostPort"), &n.to_string(), m));
+            }
+            protocol(p, &pp, out);
+        }
+        let mut env_names = Vec::new();
+        for (j, e) in c
+            .get("env")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let ep = cp.child("env").index(j);
+            let ename = str_of(e, "name");
+            if ename.is_empty() {
+                out.push(required(&ep.child("name"), ""));
+            } else if ename.contains('=') || !ename.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+                out.push(invalid(
+                    &ep.child("name"),
+                    &go_str(ename),
+                    "a valid environment variable name must consist only of printable ASCII characters other than '='",
+                ));
+            }
+            env_names.push(ename);
+        }
+        for (j, m) in c
+            .get("volumeMounts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let mp = cp.child("volumeMounts").index(j);
+            let mname = str_of(m, "name");
+            if mname.is_empty() {
+                out.push(required(&mp.child("name"), ""));
+            } else if !volumes.iter().any(|v| v == mname) {
+                out.push(not_found(&mp.child("name"), mname));
+            }
+            if str_of(m, "mountPath").is_empty() {
+                out.push(required(&mp.child("mountPath"), ""));
+            }
+        }
+    }
+}
+
+fn protocol(p: &Value, path: &Path, out: &mut Vec<Cause>) {
+    match p.get("protocol").and_then(Value::as_str) {
+        None | Some("") => out.push(required(&path.child("protocol"), "")),
+        Some("TCP" | "UDP" | "SCTP") => {}
+        Some(other) => out.push(not_supported(
+            &path.child("protocol"),
+            other,
+            &["SCTP", "TCP", "UDP"],
+        )),
+    }
+}
+
+fn pod_spec(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let mut volume_names: Vec<String> = Vec::new();
+    for (i, v) in spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let vp = path.child("volumes").index(i);
+        let vname = str_of(v, "name");
+        if vname.is_empty() {
+            out.push(required(&vp.child("name"), ""));
+            continue;
+        }
+        each(&vp.child("name"), vname, dns1123_label(vname), out);
+        if volume_names.iter().any(|n| n == vname) {
+            out.push(duplicate(&vp.child("name"), vname));
+        } else {
+            volume_names.push(vname.to_owned());
+        }
+        let sources = v
+            .as_object()
+            .map_or(0, |m| m.keys().filter(|k| *k != "name").count());
+        if sources > 1 {
+            out.push(forbidden(&vp, "may not specify more than 1 volume type"));
+        }
+    }
+    let mut names = Vec::new();
+    containers(
+        spec.get("initContainers"),
+        &path.child("initContainers"),
+        &volume_names,
+        &mut names,
+        false,
+        out,
+    );
+    containers(
+        spec.get("containers"),
+        &path.child("containers"),
+        &volume_names,
+        &mut names,
+        true,
+        out,
+    );
+    match spec.get("restartPolicy").and_then(Value::as_str) {
+        None | Some("") => out.push(required(&path.child("restartPolicy"), "")),
+        Some("Always" | "OnFailure" | "Never") => {}
+        Some(other) => out.push(not_supported(
+            &path.child("restartPolicy"),
+            other,
+            &["Always", "OnFailure", "Never"],
+        )),
+    }
+    if let Some(p) = spec.get("dnsPolicy").and_then(Value::as_str) {
+        let ok = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
+        if !ok.contains(&p) {
+            out.push(not_supported(&path.child("dnsPolicy"), p, &ok));
+        }
+    }
+    labels(spec.get("nodeSelector"), &path.child("nodeSelector"), out);
+    if let Some(n) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
+        && !(1..=i64::from(i32::MAX)).contains(&n)
+    {
+        out.push(invalid(
+            &path.child("activeDeadlineSeconds"),
+            &n.to_string(),
+            "must be between 1 and 2147483647, inclusive",
+        ));
+    }
+    for (i, t) in spec
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let tp = path.child("tolerations").index(i);
+        let key = str_of(t, "key");
+        if !key.is_empty() {
+            each(&tp.child("key"), key, qualified_name(key), out);
+        }
+        match t.get("operator").and_then(Value::as_str).unwrap_or("") {
+            "" | "Equal" => {
+                if key.is_empty() {
+                    out.push(invalid(
+                        &tp.child("operator"),
+                        &go_str(str_of(t, "operator")),
+                        "operator must be Exists when `key` is empty, which means \"match all values and all keys\"",
+                    ));
+                }
+            }
+            "Exists" => {
+                if !str_of(t, "value").is_empty() {
+                    out.push(invalid(
+                        &tp.child("operator"),
+                        &go_str(str_of(t, "value")),
+                        "value must be empty when `operator` is 'Exists'",
+                    ));
+                }
+            }
+            other => out.push(not_supported(
+                &tp.child("operator"),
+                other,
+                &["Equal", "Exists"],
+            )),
+        }
+        if let Some(e) = t.get("effect").and_then(Value::as_str)
+            && !e.is_empty()
+        {
+            let ok = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
+            if !ok.contains(&e) {
+                out.push(not_supported(&tp.child("effect"), e, &ok));
+            }
+        }
+    }
+}
+
+/// A pod template: its labels and its pod spec.
+fn pod_template(template: Option<&Value>, path: &Path, out: &mut Vec<Cause>) {
+    let Some(template) = template.filter(|t| t.is_object()) else {
+        out.push(required(path, ""));
+        return;
+    };
+    let meta = template.get("metadata").cloned().unwrap_or(Value::Null);
+    labels(
+        meta.get("labels"),
+        &path.child("metadata").child("labels"),
+        out,
+    );
+    if let Some(a) = meta.get("annotations").and_then(Value::as_object) {
+        let ap = path.child("metadata").child("annotations");
+        for k in a.keys() {
+            each(&ap, k, qualified_name(&k.to_lowercase()), out);
+        }
+    }
+    let spec = template.get("spec").cloned().unwrap_or(Value::Null);
+    pod_spec(&spec, &path.child("spec"), out);
+}
+
+// ---- label selectors --------------------------------------------------------------------
+
+fn label_selector(sel: &Value, path: &Path, out: &mut Vec<Cause>) {
+    labels(sel.get("matchLabels"), &path.child("matchLabels"), out);
+    for (i, e) in sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let ep = path.child("matchExpressions").index(i);
+        let values = e
+            .get("values")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        match str_of(e, "operator") {
+            "In" | "NotIn" => {
+                if values == 0 {
+                    out.push(required(
+                        &ep.child("values"),
+                        "must be specified when `operator` is 'In' or 'NotIn'",
+                    ));
+                }
+            }
+            "Exists" | "DoesNotExist" => {
+                if values > 0 {
+                    out.push(forbidden(
+                        &ep.child("values"),
+                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                    ));
+                }
+            }
+            other => out.push(invalid(
+                &ep.child("operator"),
+                &go_str(other),
+                "not a valid selector operator",
+            )),
+        }
+        let key = str_of(e, "key");
+        each(&ep.child("key"), key, qualified_name(key), out);
+    }
+}
+
+/// Whether `sel` selects an object with `labels` (matchLabels and matchExpressions).
+fn selector_matches(sel: &Value, labels: Option<&Map<String, Value>>) -> bool {
+    let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    let match_labels = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| get(k) == v.as_str());
+    let match_exprs = sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .all(|e| {
+            let key = str_of(e, "key");
+            let in_values = |v: &str| {
+                e.get("values")
+                    .and_then(Value::as_array)
+                    .is_some_and(|vs| vs.iter().any(|x| x.as_str() == Some(v)))
+            };
+            match str_of(e, "operator") {
+                "In" => get(key).is_some_and(in_values),
+                "NotIn" => get(key).is_none_or(|v| !in_values(v)),
+                "Exists" => get(key).is_some(),
+                "DoesNotExist" => get(key).is_none(),
+                _ => false,
+            }
+        });
+    match_labels && match_exprs
+}
+
+fn selector_is_empty(sel: &Value) -> bool {
+    sel.get("matchLabels")
+        .and_then(Value::as_object)
+        .is_none_or(Map::is_empty)
+        && sel
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+}
+
+/// A controller's selector and template, as ReplicaSets, Deployments, StatefulSets and
+/// DaemonSets have them. `what` names the kind in upstream's "empty selector" message.
+fn selector_and_template(spec: &Value, what: &str, path: &Path, out: &mut Vec<Cause>) {
+    let sel = spec.get("selector").filter(|s| s.is_object());
+    let mut selector_broken = false;
+    match sel {
+        None => out.push(required(&path.child("selector"), "")),
+        Some(sel) => {
+            let before = out.len();
+            label_selector(sel, &path.child("selector"), out);
+            selector_broken = out.len() > before;
+            if selector_is_empty(sel) {
+                out.push(invalid(
+                    &path.child("selector"),
+                    &go_selector(sel),
+                    &format!("empty selector is invalid for {what}"),
+                ));
+            }
+        }
+    }
+    if selector_broken && what != "daemonset" {
+        // Upstream cannot turn it into a selector, says so, and checks no further.
+        out.push(invalid(
+            &path.child("selector"),
+            &go_selector(sel.unwrap_or(&Value::Null)),
+            "invalid label selector",
+        ));
+        return;
+    }
+    let template = spec.get("template").filter(|t| t.is_object());
+    let Some(template) = template else {
+        out.push(required(&path.child("template"), ""));
+        return;
+    };
+    let tpath = path.child("template");
+    let template_labels = template
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object);
+    // A missing selector selects nothing, so it matches no template either (as upstream
+    // reports it); an empty one selects everything.
+    let matches = match sel {
+        None => false,
+        Some(sel) => {
+            selector_broken || selector_is_empty(sel) || selector_matches(sel, template_labels)
+        }
+    };
+    if !matches {
+        out.push(invalid(
+            &tpath.child("metadata").child("labels"),
+            &go_string_map(template_labels),
+            "`selector` does not match template `labels`",
+        ));
+    }
+    pod_template(Some(template), &tpath, out);
+    let spec_path = tpath.child("spec");
+    let restart = template
+        .pointer("/spec/restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !restart.is_empty() && restart != "Always" {
+        out.push(not_supported(
+            &spec_path.child("restartPolicy"),
+            restart,
+            &["Always"],
+        ));
+    }
+    if let Some(n) = template.pointer("/spec/activeDeadlineSeconds")
+        && !n.is_null()
+    {
+        out.push(invalid(
+            &spec_path.child("activeDeadlineSeconds"),
+            &n.to_string(),
+            &format!("activeDeadlineSeconds in {} is not Supported", {
+                match what {
+                    "deployment" => "ReplicaSet",
+                    "daemonset" => "DaemonSet",
+                    "statefulset" => "StatefulSet",
+                    _ => "ReplicaSet",
+                }
+            }),
+        ));
+    }
+}
+
+// ---- workloads --------------------------------------------------------------------------
+
+/// The number an int-or-percent stands for, when it is a plain number or a `N%` string.
+fn int_or_percent(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.strip_suffix('%').and_then(|n| n.parse().ok()),
+        _ => None,
+    }
+}
+
+fn positive_int_or_percent(v: &Value, path: &Path, out: &mut Vec<Cause>) {
+    match v {
+        Value::String(s) => {
+            let ok = s
+                .strip_suffix('%')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if !ok {
+                out.push(invalid(
+                    path,
+                    &go_int_or_string(v),
+                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                ));
+            }
+        }
+        Value::Number(n) => {
+            if n.as_i64().is_some_and(|n| n < 0) {
+                out.push(invalid(
+                    path,
+                    &n.to_string(),
+                    "must be greater than or equal to 0",
+                ));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn not_more_than_100_percent(v: &Value, path: &Path, out: &mut Vec<Cause>) {
+    if let Value::String(s) = v
+        && int_or_percent(v).is_some_and(|n| n > 100)
+        && s.ends_with('%')
+    {
+        out.push(invalid(
+            path,
+            &go_int_or_string(v),
+            "must not be greater than 100%",
+        ));
+    }
+}
+
+fn deployment(spec: &Value, out: &mut Vec<Cause>) {
+    let path = Path::root("spec");
+    non_negative(&spec["replicas"], &path.child("replicas"), out);
+    selector_and_template(spec, "deployment", &path, out);
+    let strategy = &spec["strategy"];
+    let spath = path.child("strategy");
+    match str_of(strategy, "type") {
+        "Recreate" => {
+            if strategy.get("rollingUpdate").is_some_and(|r| !r.is_null()) {
+                out.push(forbidden(
+                    &spath.child("rollingUpdate"),
+                    "may not be specified when strategy `type` is 'Recreate'",
+                ));
+            }
+        }
+        "RollingUpdate" => {
+            let rpath = spath.child("rollingUpdate");
+            let ru = &strategy["rollingUpdate"];
+            let unavailable = ru.get("maxUnavailable").cloned().unwrap_or(Value::Null);
+            let surge = ru.get("maxSurge").cloned().unwrap_or(Value::Null);
+            positive_int_or_percent(&unavailable, &rpath.child("maxUnavailable"), out);
+            positive_int_or_percent(&surge, &rpath.child("maxSurge"), out);
+            if int_or_percent(&unavailable) == Some(0) && int_or_percent(&surge) == Some(0) {
+                out.push(invalid(
+                    &rpath.child("maxUnavailable"),
+                    &go_int_or_string(&unavailable),
+                    "may not be 0 when `maxSurge` is 0",
+                ));
+            }
+            not_more_than_100_percent(&unavailable, &rpath.child("maxUnavailable"), out);
+        }
+        other => out.push(not_supported(&spath, other, &["Recreate", "RollingUpdate"])),
+    }
+    non_negative(
+        &spec["minReadySeconds"],
+        &path.child("minReadySeconds"),
+        out,
+    );
+    non_negative(
+        &spec["revisionHistoryLimit"],
+        &path.child("revisionHistoryLimit"),
+        out,
+    );
+    if let Some(deadline) = spec.get("progressDeadlineSeconds").and_then(Value::as_i64) {
+        non_negative(
+            &spec["progressDeadlineSeconds"],
+            &path.child("progressDeadlineSeconds"),
+            out,
+        );
+        if deadline <= spec["minReadySeconds"].as_i64().unwrap_or(0) {
+            out.push(invalid(
+                &path.child("progressDeadlineSeconds"),
+                &deadline.to_string(),
+                "must be greater than minReadySeconds",
+            ));
+        }
+    }
+}
+
+fn replica_set(spec: &Value, out: &mut Vec<Cause>) {
+    let path = Path::root("spec");
+    non_negative(&spec["replicas"], &path.child("replicas"), out);
+    non_negative(
+        &spec["minReadySeconds"],
+        &path.child("minReadySeconds"),
+        out,
+    );
+    // Upstream's message names Deployments for ReplicaSets too.
+    selector_and_template(spec, "deployment", &path, out);
+}
+
+fn stateful_set(spec: &Value, out: &mut Vec<Cause>) {
+    let path = Path::root("spec");
+    if let Some(p) = spec.get("podManagementPolicy").and_then(Value::as_str) {
+        let ok = ["OrderedReady", "Parallel"];
+        if !ok.contains(&p) {
+            out.push(not_supported(&path.child("podManagementPolicy"), p, &ok));
+        }
+    }
+    if let Some(t) = spec.pointer("/updateStrategy/type").and_then(Value::as_str) {
+        let ok = ["OnDelete", "RollingUpdate"];
+        if !ok.contains(&t) {
+            out.push(not_supported(&path.child("updateStrategy"), t, &ok));
+        }
+    }
+    non_negative(&spec["replicas"], &path.child("replicas"), out);
+    non_negative(
+        &spec["minReadySeconds"],
+        &path.child("minReadySeconds"),
+        out,
+    );
+    selector_and_template(spec, "statefulset", &path, out);
+}
+
+fn daemon_set(spec: &Value, out: &mut Vec<Cause>) {
+    let path = Path::root("spec");
+    selector_and_template(spec, "daemonset", &path, out);
+    non_negative(
+        &spec["minReadySeconds"],
+        &path.child("minReadySeconds"),
+        out,
+    );
+    if let Some(t) = spec.pointer("/updateStrategy/type").and_then(Value::as_str) {
+        let ok = ["OnDelete", "RollingUpdate"];
+        if !ok.contains(&t) {
+            out.push(not_supported(
+                &path.child("updateStrategy").child("type"),
+                t,
+                &ok,
+            ));
+        }
+    }
+}
+
+fn job(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
+    for field in [
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "ttlSecondsAfterFinished",
+    ] {
+        non_negative(&spec[field], &path.child(field), out);
+    }
+    if let Some(mode) = spec.get("completionMode").and_then(Value::as_str) {
+        match mode {
+            "NonIndexed" => {}
+            "Indexed" => {
+                if spec.get("completions").is_none_or(Value::is_null) {
+                    out.push(required(
+                        &path.child("completions"),
+                        "when completion mode is Indexed",
+                    ));
+                }
+            }
+            other => out.push(not_supported(
+                &path.child("completionMode"),
+                other,
+                &["NonIndexed", "Indexed"],
+            )),
+        }
+    }
+    let tpath = path.child("template");
+    pod_template(spec.get("template"), &tpath, out);
+    let restart = spec
+        .pointer("/template/spec/restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !restart.is_empty() && restart != "OnFailure" && restart != "Never" {
+        out.push(not_supported(
+            &tpath.child("spec").child("restartPolicy"),
+            restart,
+            &["OnFailure", "Never"],
+        ));
+    }
+}
+
+fn cron_job(obj: &Value, out: &mut Vec<Cause>) {
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    // The Jobs it creates take its name plus an 11-character suffix.
+    if name.len() > 52 {
+        out.push(invalid(
+            &Path::root("metadata.name"),
+            &go_str(name),
+            "must be no more than 52 characters",
+        ));
+    }
+    let spec = &obj["spec"];
+    let path = Path::root("spec");
+    if str_of(spec, "schedule").is_empty() {
+        out.push(required(&path.child("schedule"), ""));
+    }
+    if let Some(p) = spec.get("concurrencyPolicy").and_then(Value::as_str) {
+        let ok = ["Allow", "Forbid", "Replace"];
+        if !ok.contains(&p) {
+            out.push(not_supported(&path.child("concurrencyPolicy"), p, &ok));
+        }
+    }
+    non_negative(
+        &spec["startingDeadlineSeconds"],
+        &path.child("startingDeadlineSeconds"),
+        out,
+    );
+    for f in ["successfulJobsHistoryLimit", "failedJobsHistoryLimit"] {
+        non_negative(&spec[f], &path.child(f), out);
+    }
+    let jpath = path.child("jobTemplate");
+    let jmeta = spec
+        .pointer("/jobTemplate/metadata")
+        .cloned()
+        .unwrap_or(Value::Null);
+    labels(
+        jmeta.get("labels"),
+        &jpath.child("metadata").child("labels"),
+        out,
+    );
+    job(
+        spec.pointer("/jobTemplate/spec").unwrap_or(&Value::Null),
+        &jpath.child("spec"),
+        out,
+    );
+}
+
+// ---- services, config maps, secrets -----------------------------------------------------
+
+fn service(spec: &Value, out: &mut Vec<Cause>) {
+    let path = Path::root("spec");
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    let headless = str_of(spec, "clusterIP") == "None";
+    let ports = spec.get("ports").and_then(Value::as_array);
+    if ports.is_none_or(|p| p.is_empty()) && !headless && ty != "ExternalName" {
+        out.push(required(&path.child("ports"), ""));
+    }
+    let ok_types = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
+    if !ok_types.contains(&ty) {
+        out.push(not_supported(&path.child("type"), ty, &ok_types));
+    }
+    let ports = ports.map(Vec::as_slice).unwrap_or_default();
+    let require_name = ports.len() > 1;
+    let mut names: Vec<&str> = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let pp = path.child("ports").index(i);
+        let name = str_of(p, "name");
+        if require_name && name.is_empty() {
+            out.push(required(&pp.child("name"), ""));
+        } else if !name.is_empty() {
+            each(&pp.child("name"), name, dns1123_label(name), out);
+            if names.contains(&name) {
+                out.push(duplicate(&pp.child("name"), name));
+            } else {
+                names.push(name);
+            }
+        }
+        let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+        if let Some(m) = port_number(port) {
+            out.push(invalid(&pp.child("port"), &port.to_string(), m));
+        }
+        protocol(p, &pp, out);
+        match p.get("targetPort") {
+            Some(Value::Number(n)) => {
+                if let Some(m) = n.as_i64().and_then(port_number) {
+                    out.push(invalid(&pp.child("targetPort"), &n.to_string(), m));
+                }
+            }
+            Some(Value::String(s)) => {
+                each(&pp.child("targetPort"), s, port_name(s), out);
+            }
+            _ => {}
+        }
+    }
+    labels(spec.get("selector"), &path.child("selector"), out);
+    if let Some(a) = spec.get("sessionAffinity").and_then(Value::as_str) {
+        let ok = ["ClientIP", "None"];
+        if !ok.contains(&a) {
+            out.push(not_supported(&path.child("sessionAffinity"), a, &ok));
+        }
+    }
+}
+
+/// The most a ConfigMap's or Secret's data may hold.
+const MAX_DATA_SIZE: usize = 1024 * 1024;
+
+/// `data` and `binaryData` keys, and the total size (values as stored: base64 for Secrets and
+/// binaryData, which upstream counts decoded; the estimate errs on the side of accepting).
+fn data_maps(obj: &Value, maps: &[&str], out: &mut Vec<Cause>) {
+    let mut total = 0;
+    for field in maps {
+        let Some(m) = obj.get(*field).and_then(Value::as_object) else {
+            continue;
+        };
+        let mut keys: Vec<&String> = m.keys().collect();
+        keys.sort();
+        let base64 = *field == "binaryData" || obj.get("kind") == Some(&Value::from("Secret"));
+        for k in keys {
+            let kp = Path::root(field).key(k);
+            each(&kp, k, config_map_key(k), out);
+            for other in maps.iter().filter(|o| *o != field) {
+                if obj.get(*other).and_then(|o| o.get(k)).is_some() {
+                    out.push(invalid(
+                        &kp,
+                        &go_str(k),
+                        &format!("duplicate of key present in {other}"),
+                    ));
+                }
+            }
+            let len = m[k].as_str().map_or(0, str::len);
+            total += if base64 { len / 4 * 3 } else { len };
+        }
+    }
+    if total > MAX_DATA_SIZE {
+        out.push(cause(
+            "FieldValueTooLong",
+            &Path::root(""),
+            format!("Too long: may not be more than {MAX_DATA_SIZE} bytes"),
+        ));
+    }
+}
+
+fn secret(obj: &Value, out: &mut Vec<Cause>) {
+    data_maps(obj, &["data"], out);
+    let data = obj.get("data").and_then(Value::as_object);
+    let has = |k: &str| data.is_some_and(|d| d.contains_key(k));
+    let need = |k: &str, out: &mut Vec<Cause>| {
+        if !has(k) {
+            out.push(required(&Path::root("data").key(k), ""));
+        }
+    };
+    match str_of(obj, "type") {
+        "kubernetes.io/tls" => {
+            need("tls.crt", out);
+            need("tls.key", out);
+        }
+        "kubernetes.io/dockerconfigjson" => need(".dockerconfigjson", out),
+        "kubernetes.io/dockercfg" => need(".dockercfg", out),
+        "kubernetes.io/ssh-auth" => need("ssh-privatekey", out),
+        "kubernetes.io/service-account-token" => {
+            if obj
+                .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                out.push(required(
+                    &Path::root("metadata.annotations").key("kubernetes.io/service-account.name"),
+                    "",
+                ));
+            }
+        }
+        _ => {}
+    }
+}
+
+// ---- entry points -----------------------------------------------------------------------
+
+/// Validate an object about to be stored (create, or the new object of an update), after
+/// defaulting. `metadata.name` is checked by [`name`] on create.
+pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    if let Some(meta) = obj.get("metadata") {
+        metadata(res, meta, &mut out);
+    }
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    match (res.group, res.kind) {
+        ("", "Pod") => pod_spec(spec, &Path::root("spec"), &mut out),
+        ("", "PodTemplate") => pod_template(obj.get("template"), &Path::root("template"), &mut out),
+        ("", "ReplicationController") => {
+            non_negative(&spec["replicas"], &Path::root("spec.replicas"), &mut out);
+            if let Some(t) = spec.get("template").filter(|t| t.is_object()) {
+                pod_template(Some(t), &Path::root("spec.template"), &mut out);
+            }
+        }
+        ("apps", "Deployment") => deployment(spec, &mut out),
+        ("apps", "ReplicaSet") => replica_set(spec, &mut out),
+        ("apps", "StatefulSet") => stateful_set(spec, &mut out),
+        ("apps", "DaemonSet") => daemon_set(spec, &mut out),
+        ("batch", "Job") => job(spec, &Path::root("spec"), &mut out),
+        ("batch", "CronJob") => cron_job(obj, &mut out),
+        ("", "Service") => service(spec, &mut out),
+        ("", "ConfigMap") => data_maps(obj, &["data", "binaryData"], &mut out),
+        ("", "Secret") => secret(obj, &mut out),
+        _ => {}
+    }
+    out
+}
+
+fn immutable_when_set(old: &Value, new: &Value, fields: &[&str], out: &mut Vec<Cause>) {
+    if old.get("immutable") != Some(&Value::Bool(true)) {
+        return;
+    }
+    if new.get("immutable") != Some(&Value::Bool(true)) {
+        out.push(forbidden(
+            &Path::root("immutable"),
+            "field is immutable when `immutable` is set",
+        ));
+    }
+    for f in fields {
+        let empty =
+            |v: Option<&Value>| v.is_none_or(|v| v.is_null() || *v == Value::Object(Map::new()));
+        let (a, b) = (old.get(*f), new.get(*f));
+        if a != b && !(empty(a) && empty(b)) {
+            out.push(forbidden(
+                &Path::root(f),
+                "field is immutable when `immutable` is set",
+            ));
+        }
+    }
+}
+
+/// The pod spec fields an update may change: upstream's list, in its words.
+const POD_UPDATABLE: &str = "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
+
+/// A pod spec with what an update may change blanked out, to compare old and new.
+fn pod_spec_fixed_part(spec: &Value) -> Value {
+    let mut s = spec.clone();
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = s.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs {
+                if let Some(c) = c.as_object_mut() {
+                    c.remove("image");
+                }
+            }
+        }
+    }
+    if let Some(m) = s.as_object_mut() {
+        m.remove("activeDeadlineSeconds");
+        m.remove("tolerations");
+        m.remove("terminationGracePeriodSeconds");
+        // Set once by binding, through its own subresource.
+        if spec.get("nodeName").is_some() {
+            m.remove("nodeName");
+        }
+    }
+    s
+}
+
+/// The top-level spec fields whose values differ, for the pod update message.
+fn changed_fields(old: &Value, new: &Value) -> Vec<String> {
+    let empty = Map::new();
+    let (a, b) = (
+        old.as_object().unwrap_or(&empty),
+        new.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("spec.{k}"))
+        .collect()
+}
+
+/// Validate an update against the stored object: the fields upstream keeps immutable.
+pub fn validate_update(res: &Resource, old: &Value, new: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let selector_immutable = |out: &mut Vec<Cause>| {
+        let (a, b) = (old.pointer("/spec/selector"), new.pointer("/spec/selector"));
+        if a != b {
+            out.push(invalid(
+                &Path::root("spec.selector"),
+                &go_selector(b.unwrap_or(&Value::Null)),
+                "field is immutable",
+            ));
+        }
+    };
+    match (res.group, res.kind) {
+        ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => selector_immutable(&mut out),
+        ("apps", "StatefulSet") => {
+            let strip = |v: &Value| {
+                let mut s = v.get("spec").cloned().unwrap_or(Value::Null);
+                if let Some(m) = s.as_object_mut() {
+                    for f in [
+                        "replicas",
+                        "ordinals",
+                        "template",
+                        "updateStrategy",
+                        "revisionHistoryLimit",
+                        "persistentVolumeClaimRetentionPolicy",
+                        "minReadySeconds",
+                    ] {
+                        m.remove(f);
+                    }
+                }
+                s
+            };
+            if strip(old) != strip(new) {
+                out.push(forbidden(
+                    &Path::root("spec"),
+                    "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+                ));
+            }
+        }
+        ("batch", "Job") => {
+            selector_immutable(&mut out);
+            let (a, b) = (
+                old.pointer("/spec/completions"),
+                new.pointer("/spec/completions"),
+            );
+            let indexed = new.pointer("/spec/completionMode") == Some(&Value::from("Indexed"));
+            if a != b && !indexed {
+                out.push(invalid(
+                    &Path::root("spec.completions"),
+                    &b.map_or("null".into(), Value::to_string),
+                    "field is immutable",
+                ));
+            }
+        }
+        ("", "Pod") => {
+            let (a, b) = (&old["spec"], &new["spec"]);
+            let fixed_old = pod_spec_fixed_part(a);
+            let fixed_new = pod_spec_fixed_part(b);
+            let tolerations_removed = a
+                .get("tolerations")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|t| {
+                    !b.get("tolerations")
+                        .and_then(Value::as_array)
+                        .is_some_and(|n| n.contains(t))
+                });
+            let node_changed =
+                a.get("nodeName").is_some() && a.get("nodeName") != b.get("nodeName");
+            if fixed_old != fixed_new || tolerations_removed || node_changed {
+                let mut changed = changed_fields(&fixed_old, &fixed_new);
+                if tolerations_removed {
+                    changed.push("spec.tolerations".into());
+                }
+                if node_changed {
+                    changed.push("spec.nodeName".into());
+                }
+                out.push(forbidden(
+                    &Path::root("spec"),
+                    &format!(
+                        "pod updates may not change fields other than {POD_UPDATABLE}\n  changed: {}",
+                        changed.join(", ")
+                    ),
+                ));
+            }
+        }
+        ("", "ConfigMap") => immutable_when_set(old, new, &["data", "binaryData"], &mut out),
+        ("", "Secret") => {
+            let (a, b) = (str_of(old, "type"), str_of(new, "type"));
+            if a != b {
+                out.push(invalid(
+                    &Path::root("type"),
+                    &go_str(b),
+                    "field is immutable",
+                ));
+            }
+            immutable_when_set(old, new, &["data"], &mut out);
+        }
+        _ => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn res(group: &str, plural: &str) -> &'static Resource {
+        crate::registry::RESOURCES
+            .iter()
+            .find(|r| r.group == group && r.plural == plural)
+            .expect("registered")
+    }
+
+    /// The messages (`field: body`) validation gives `obj`, after upstream-style defaults.
+    fn check(group: &str, plural: &str, mut obj: Value, expect: &[&str]) {
+        let r = res(group, plural);
+        crate::defaults::apply(r, &mut obj);
+        let got: Vec<String> = validate(r, &obj)
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        assert_eq!(got, expect, "for {obj}");
+    }
+
+    fn deploy(labels: Value, template_labels: Value, containers: Value) -> Value {
+        json!({
+            "metadata": {"name": "web", "labels": labels},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": template_labels},
+                    "spec": {"containers": containers}
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn deployments() {
+        let ok = json!([{"name": "web", "image": "nginx"}]);
+        check(
+            "apps",
+            "deployments",
+            deploy(json!({}), json!({"app": "web"}), ok.clone()),
+            &[],
+        );
+        check(
+            "apps",
+            "deployments",
+            deploy(json!({}), json!({"app": "other", "tier": "x"}), ok.clone()),
+            &[
+                r#"spec.template.metadata.labels: Invalid value: map[string]string{"app":"other", "tier":"x"}: `selector` does not match template `labels`"#,
+            ],
+        );
+        check(
+            "apps",
+            "deployments",
+            deploy(
+                json!({"bad key!": "x", "ok": "bad value!"}),
+                json!({"app": "web"}),
+                ok.clone(),
+            ),
+            &[
+                "metadata.labels: Invalid value: \"bad key!\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+                "metadata.labels: Invalid value: \"bad value!\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+            ],
+        );
+        check(
+            "apps",
+            "deployments",
+            deploy(
+                json!({}),
+                json!({"app": "web"}),
+                json!([{"name": "Web"}, {"name": "Web", "image": "x", "ports": [{"containerPort": 70000, "protocol": "tcp"}]}]),
+            ),
+            &[
+                "spec.template.spec.containers[0].name: Invalid value: \"Web\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+                "spec.template.spec.containers[0].image: Required value",
+                "spec.template.spec.containers[1].name: Invalid value: \"Web\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+                "spec.template.spec.containers[1].name: Duplicate value: \"Web\"",
+                "spec.template.spec.containers[1].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
+                "spec.template.spec.containers[1].ports[0].protocol: Unsupported value: \"tcp\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
+            ],
+        );
+        let mut d = deploy(json!({}), json!({"app": "web"}), ok.clone());
+        d["spec"]["replicas"] = json!(-1);
+        d["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}});
+        d["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+        check(
+            "apps",
+            "deployments",
+            d,
+            &[
+                "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+                "spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"",
+                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:\"0%\"}: may not be 0 when `maxSurge` is 0",
+            ],
+        );
+        let mut d = deploy(json!({}), json!({"app": "web"}), ok.clone());
+        d["spec"]["strategy"] = json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}});
+        d["spec"]["selector"] = json!({});
+        check(
+            "apps",
+            "deployments",
+            d,
+            &[
+                "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: empty selector is invalid for deployment",
+                "spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'",
+            ],
+        );
+        let mut d = deploy(json!({}), json!({"app": "web"}), ok);
+        d["spec"]["selector"] = json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}, {"key": "t", "operator": "Exists", "values": ["x"]}]});
+        check(
+            "apps",
+            "deployments",
+            d,
+            &[
+                "spec.selector.matchExpressions[1].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement{v1.LabelSelectorRequirement{Key:\"app\", Operator:\"In\", Values:[]string{\"web\"}}, v1.LabelSelectorRequirement{Key:\"t\", Operator:\"Exists\", Values:[]string{\"x\"}}}}: invalid label selector",
+            ],
+        );
+    }
+
+    #[test]
+    fn names_follow_each_kinds_rule() {
+        let msgs = |group: &str, plural: &str, n: &str| -> Vec<String> {
+            name(res(group, plural), n)
+                .into_iter()
+                .map(|c| c.message)
+                .collect()
+        };
+        assert!(msgs("", "configmaps", "a.b-c").is_empty());
+        assert!(msgs("", "services", "1abc")[0].contains("a DNS-1035 label"));
+        assert!(msgs("", "namespaces", "a.b")[0].contains("RFC 1123 label"));
+        assert!(
+            msgs(
+                "rbac.authorization.k8s.io",
+                "clusterroles",
+                "system:aggregate-to-edit"
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            msgs("rbac.authorization.k8s.io", "roles", "a/b"),
+            ["Invalid value: \"a/b\": may not contain '/'"]
+        );
+        let long = "a".repeat(254);
+        assert_eq!(msgs("", "configmaps", &long).len(), 1);
+        assert_eq!(
+            msgs("", "configmaps", &long)[0],
+            format!("Invalid value: \"{long}\": must be no more than 253 characters")
+        );
+    }
+
+    #[test]
+    fn pods_jobs_services_and_data() {
+        check(
+            "",
+            "pods",
+            json!({"metadata": {"name": "p"}, "spec": {}}),
+            &["spec.containers: Required value"],
+        );
+        check(
+            "",
+            "pods",
+            json!({"metadata": {"name": "p", "finalizers": ["bad finalizer"], "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "x", "uid": ""}]},
+                   "spec": {"containers": [{"name": "c", "image": "i", "volumeMounts": [{"name": "data", "mountPath": "/d"}]}], "restartPolicy": "Sometimes"}}),
+            &[
+                "metadata.finalizers: Invalid value: \"bad finalizer\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+                "metadata.ownerReferences.uid: Invalid value: \"\": uid must not be empty",
+                "spec.containers[0].volumeMounts[0].name: Not found: \"data\"",
+                "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"",
+            ],
+        );
+        // A Job's pods must not restart forever: the defaulted Always is refused.
+        check(
+            "batch",
+            "jobs",
+            json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}}),
+            &[
+                "spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\"",
+            ],
+        );
+        check(
+            "",
+            "services",
+            json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80, "protocol": "TCP"}, {"port": 0, "protocol": "TCP", "targetPort": "Http_x"}], "type": "Cluster"}}),
+            &[
+                "spec.type: Unsupported value: \"Cluster\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"",
+                "spec.ports[0].name: Required value",
+                "spec.ports[1].name: Required value",
+                "spec.ports[1].port: Invalid value: 0: must be between 1 and 65535, inclusive",
+                "spec.ports[1].targetPort: Invalid value: \"Http_x\": must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+            ],
+        );
+        check(
+            "",
+            "services",
+            json!({"metadata": {"name": "s"}, "spec": {}}),
+            &["spec.ports: Required value"],
+        );
+        check(
+            "",
+            "services",
+            json!({"metadata": {"name": "s"}, "spec": {"clusterIP": "None"}}),
+            &[],
+        );
+        check(
+            "",
+            "configmaps",
+            json!({"metadata": {"name": "c"}, "data": {"bad key": "x", "..x": "y", "ok": "z"}, "binaryData": {"ok": "eA=="}}),
+            &[
+                "data[..x]: Invalid value: \"..x\": must not start with '..'",
+                "data[bad key]: Invalid value: \"bad key\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+                "data[ok]: Invalid value: \"ok\": duplicate of key present in binaryData",
+                "binaryData[ok]: Invalid value: \"ok\": duplicate of key present in data",
+            ],
+        );
+        check(
+            "",
+            "secrets",
+            json!({"kind": "Secret", "metadata": {"name": "s"}, "type": "kubernetes.io/tls", "data": {"tls.crt": "eA=="}}),
+            &["data[tls.key]: Required value"],
+        );
+    }
+
+    #[test]
+    fn updates_keep_immutable_fields() {
+        let msgs = |group: &str, plural: &str, old: Value, new: Value| -> Vec<String> {
+            validate_update(res(group, plural), &old, &new)
+                .into_iter()
+                .map(|c| format!("{}: {}", c.field, c.message))
+                .collect()
+        };
+        assert_eq!(
+            msgs(
+                "apps",
+                "deployments",
+                json!({"spec": {"selector": {"matchLabels": {"app": "a"}}}}),
+                json!({"spec": {"selector": {"matchLabels": {"app": "b"}}}})
+            ),
+            [
+                "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"b\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"
+            ]
+        );
+        let pod = json!({"spec": {"containers": [{"name": "c", "image": "a", "env": []}], "nodeName": "n1", "tolerations": [{"key": "k", "operator": "Exists"}]}});
+        let mut image = pod.clone();
+        image["spec"]["containers"][0]["image"] = json!("b");
+        image["spec"]["tolerations"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"key": "k2", "operator": "Exists"}));
+        assert!(msgs("", "pods", pod.clone(), image).is_empty());
+        let mut env = pod.clone();
+        env["spec"]["containers"][0]["env"] = json!([{"name": "A", "value": "1"}]);
+        let got = msgs("", "pods", pod.clone(), env);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].starts_with("spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"), "{got:?}");
+        assert!(got[0].ends_with("changed: spec.containers"), "{got:?}");
+        assert_eq!(
+            msgs(
+                "",
+                "configmaps",
+                json!({"immutable": true, "data": {"a": "1"}}),
+                json!({"immutable": true, "data": {"a": "2"}})
+            ),
+            ["data: Forbidden: field is immutable when `immutable` is set"]
+        );
+        assert!(
+            msgs(
+                "",
+                "configmaps",
+                json!({"data": {"a": "1"}}),
+                json!({"data": {"a": "2"}})
+            )
+            .is_empty()
+        );
+    }
+}
