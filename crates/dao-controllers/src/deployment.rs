@@ -23,9 +23,11 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::events::{EventType, Recorder};
-use crate::informer::{Informer, controller_of, controller_uid_index, split_key};
+use crate::informer::{
+    Informer, controller_of, controller_uid_index, namespace_index, orphan_index, split_key,
+};
 use crate::queue::{Action, WorkQueue};
-use crate::util::{controller_ref, int_or_percent, short_hash};
+use crate::util::{claim, controller_ref, int_or_percent, selector_matches, short_hash};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const DESIRED: &str = "deployment.kubernetes.io/desired-replicas";
@@ -106,6 +108,11 @@ impl DeploymentController {
         deployments.enqueue_changes(&queue);
         replicasets.enqueue_controllers(&queue, &deployments);
         replicasets.add_index("controller", controller_uid_index);
+        replicasets.add_index("orphan", orphan_index);
+        deployments.add_index("namespace", namespace_index);
+        replicasets.enqueue_adopters(&queue, &deployments, |d, rs| {
+            selector_matches(d.spec.as_ref().map(|s| &s.selector), rs.labels())
+        });
         DeploymentController {
             recorder: Recorder::new(client.clone(), "deployment-controller"),
             client,
@@ -186,7 +193,19 @@ impl DeploymentController {
         let replicas = spec.replicas.unwrap_or(1);
         let paused = spec.paused.unwrap_or(false);
         let uid = d.uid().unwrap_or_default();
-        let mut owned: Vec<Arc<ReplicaSet>> = self.replicasets.by_index("controller", &uid);
+        let owned: Vec<Arc<ReplicaSet>> = self.replicasets.by_index("controller", &uid);
+        // Adopt matching orphaned ReplicaSets (a Deployment re-created after an orphaning
+        // delete takes its old ones back); release those whose labels no longer match.
+        let mut owned = claim(
+            &Api::<ReplicaSet>::namespaced(self.client.clone(), ns),
+            &controller_ref(d.as_ref()),
+            false,
+            Some(&spec.selector),
+            owned,
+            self.replicasets.by_index("orphan", ns),
+        )
+        .await?
+        .owned;
         owned.sort_by_key(|rs| (revision_of(rs), rs.creation_timestamp()));
         let wanted = template_without_hash(Some(&spec.template));
         let mut new_rs: Option<Arc<ReplicaSet>> = owned

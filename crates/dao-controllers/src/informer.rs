@@ -219,6 +219,40 @@ where
         });
     }
 
+    /// Enqueues every `owners` object that would adopt a changed object: one in its namespace
+    /// that `selects` it while it has no controller and is not being deleted (upstream's
+    /// orphan handling, so a ReplicaSet adopts matching bare pods). `owners` must have the
+    /// "namespace" index ([`namespace_index`]).
+    pub fn enqueue_adopters<O>(
+        &self,
+        queue: &crate::queue::WorkQueue,
+        owners: &Informer<O>,
+        selects: impl Fn(&O, &K) -> bool + Send + Sync + 'static,
+    ) where
+        K: Resource<DynamicType = ()>,
+        O: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let q = queue.clone();
+        let owners = owners.clone();
+        self.on_change(move |c| {
+            let Change::Upsert { new, .. } = c else {
+                return;
+            };
+            let obj = new.as_ref();
+            if controller_of(obj).is_some() || obj.meta().deletion_timestamp.is_some() {
+                return;
+            }
+            let Some(ns) = obj.namespace() else {
+                return;
+            };
+            for owner in owners.by_index("namespace", &ns) {
+                if owner.meta().deletion_timestamp.is_none() && selects(&owner, obj) {
+                    q.add(key_of(owner.as_ref()));
+                }
+            }
+        });
+    }
+
     pub fn get(&self, key: &str) -> Option<Arc<K>> {
         self.inner
             .read()
@@ -365,6 +399,15 @@ pub fn controller_uid_index<K: Resource>(obj: &K) -> Vec<String> {
     controller_of(obj)
         .map(|o| vec![o.uid.clone()])
         .unwrap_or_default()
+}
+
+/// Index: the namespace of an object that has no controller, for controllers looking for
+/// orphans to adopt without scanning every object of the namespace.
+pub fn orphan_index<K: Resource>(obj: &K) -> Vec<String> {
+    if controller_of(obj).is_some() {
+        return Vec::new();
+    }
+    vec![obj.meta().namespace.clone().unwrap_or_default()]
 }
 
 /// Index values: the object's namespace.

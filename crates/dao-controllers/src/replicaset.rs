@@ -18,10 +18,10 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::events::{EventType, Recorder};
-use crate::informer::{Informer, controller_uid_index, split_key};
+use crate::informer::{Informer, controller_uid_index, namespace_index, orphan_index, split_key};
 use crate::queue::{Action, WorkQueue};
 use crate::util::{
-    Expectations, controller_ref, pod_active, pod_available, pod_from_template, pod_ready,
+    Expectations, claim, controller_ref, pod_active, pod_available, pod_from_template, pod_ready,
     selector_matches, sort_for_deletion,
 };
 
@@ -51,6 +51,11 @@ impl ReplicaSetController {
         replicasets.enqueue_changes(&queue);
         pods.enqueue_controllers(&queue, &replicasets);
         pods.add_index("controller", controller_uid_index);
+        pods.add_index("orphan", orphan_index);
+        replicasets.add_index("namespace", namespace_index);
+        pods.enqueue_adopters(&queue, &replicasets, |rs, pod| {
+            selector_matches(rs.spec.as_ref().map(|s| &s.selector), pod.labels())
+        });
         ReplicaSetController {
             recorder: Recorder::new(client.clone(), "replicaset-controller"),
             client,
@@ -86,6 +91,23 @@ impl ReplicaSetController {
         let uid = rs.uid().unwrap_or_default();
         let spec = rs.spec.clone().unwrap_or_default();
         let owned: Vec<Arc<Pod>> = self.pods.by_index("controller", &uid);
+        // Adopt matching active orphans; release pods whose labels no longer match.
+        let orphans: Vec<Arc<Pod>> = self
+            .pods
+            .by_index("orphan", ns)
+            .into_iter()
+            .filter(|p| pod_active(p))
+            .collect();
+        let owned = claim(
+            &Api::<Pod>::namespaced(self.client.clone(), ns),
+            &controller_ref(rs.as_ref()),
+            rs.metadata.deletion_timestamp.is_some(),
+            Some(&spec.selector),
+            owned,
+            orphans,
+        )
+        .await?
+        .owned;
         let active: Vec<Arc<Pod>> = owned.iter().filter(|p| pod_active(p)).cloned().collect();
         let names: HashSet<String> = active.iter().map(|p| p.name_any()).collect();
         let (pending_adds, deleting) = self.expectations.observe(key, &names);

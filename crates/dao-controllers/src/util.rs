@@ -414,3 +414,81 @@ where
     }
     Ok(current)
 }
+
+/// What [`claim`] decided for a controller's dependents.
+pub struct Claimed<K> {
+    /// Dependents the controller owns after the claim: those it owned that still match, and
+    /// the orphans it adopted (as the server returned them).
+    pub owned: Vec<std::sync::Arc<K>>,
+}
+
+/// Upstream's ControllerRefManager: the controller `owner` adopts `orphans` (dependents in its
+/// namespace without a controller) that its selector matches, and releases dependents it
+/// owns whose labels no longer match. Adoption and release are strategic merge patches of
+/// `metadata.ownerReferences` (merged by uid), so other owner references stay. A controller
+/// being deleted adopts nothing. A dependent that vanished meanwhile (404) is skipped.
+pub async fn claim<K>(
+    api: &kube::Api<K>,
+    owner: &OwnerReference,
+    owner_deleting: bool,
+    selector: Option<&LabelSelector>,
+    owned: Vec<std::sync::Arc<K>>,
+    orphans: Vec<std::sync::Arc<K>>,
+) -> Result<Claimed<K>, kube::Error>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    use kube::api::{Patch, PatchParams};
+    let mut claimed = Vec::new();
+    let ignore_gone = |r: Result<K, kube::Error>| match r {
+        Ok(k) => Ok(Some(k)),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 || s.code == 422 => Ok(None),
+        Err(e) => Err(e),
+    };
+    for dep in owned {
+        // An empty selector selects everything; only a mismatch releases.
+        if selector.is_none() || selector_matches(selector, dep.labels()) {
+            claimed.push(dep);
+            continue;
+        }
+        let patch = serde_json::json!({"metadata": {
+            "ownerReferences": [{"$patch": "delete", "uid": owner.uid}],
+            "uid": dep.uid(),
+        }});
+        ignore_gone(
+            api.patch(
+                &dep.name_any(),
+                &PatchParams::default(),
+                &Patch::Strategic(&patch),
+            )
+            .await,
+        )?;
+    }
+    if owner_deleting {
+        return Ok(Claimed { owned: claimed });
+    }
+    for dep in orphans {
+        if dep.meta().deletion_timestamp.is_some() || !selector_matches(selector, dep.labels()) {
+            continue;
+        }
+        let patch = serde_json::json!({"metadata": {
+            "ownerReferences": [owner],
+            "uid": dep.uid(),
+        }});
+        if let Some(adopted) = ignore_gone(
+            api.patch(
+                &dep.name_any(),
+                &PatchParams::default(),
+                &Patch::Strategic(&patch),
+            )
+            .await,
+        )? {
+            claimed.push(std::sync::Arc::new(adopted));
+        }
+    }
+    Ok(Claimed { owned: claimed })
+}

@@ -654,3 +654,91 @@ spec:
                 .all(|(n, _, ready, terminating)| *n != held && *ready && !terminating)
     });
 }
+
+/// The controller of a pod or ReplicaSet: (kind, name, uid), if any.
+fn controller_of(obj: &Value) -> Option<(String, String, String)> {
+    obj["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true)
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap_or("").to_owned(),
+                r["name"].as_str().unwrap_or("").to_owned(),
+                r["uid"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_adopt_orphans_and_release_strays() {
+    let mut c = Cluster::start();
+    c.agent(&["--simulate", "2"]);
+    c.eventually("2 Ready nodes", 30, || {
+        c.ok(&["get", "nodes"]).matches(" Ready ").count() == 2
+    });
+
+    // A bare pod that a ReplicaSet created later selects is adopted, not duplicated.
+    c.ok(&["run", "stray", "--image=nginx", "--labels=app=rs"]);
+    c.eventually("stray Running", 30, || {
+        c.pods("app=rs")
+            .get("stray")
+            .is_some_and(|p| p.1 == "Running")
+    });
+    c.apply(
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: rs\nspec:\n  replicas: 3\n  selector:\n    matchLabels: {app: rs}\n  template:\n    metadata:\n      labels: {app: rs}\n    spec:\n      containers:\n      - name: main\n        image: nginx\n",
+    );
+    let rs_uid = c.json(&["get", "rs", "rs"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    c.eventually("stray adopted among 3 pods", 30, || {
+        let stray = c.json(&["get", "pod", "stray"]);
+        c.pods("app=rs").len() == 3
+            && controller_of(&stray).is_some_and(|(kind, name, uid)| {
+                kind == "ReplicaSet" && name == "rs" && uid == rs_uid
+            })
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(c.pods("app=rs").len(), 3, "no pod beyond the 3 replicas");
+
+    // Relabelled out of the selector, it is released and replaced.
+    c.ok(&["label", "pod", "stray", "app=gone", "--overwrite"]);
+    c.eventually("stray released and replaced", 30, || {
+        let stray = c.json(&["get", "pod", "stray"]);
+        controller_of(&stray).is_none()
+            && c.pods("app=rs").len() == 3
+            && !c.pods("app=rs").contains_key("stray")
+    });
+
+    // A Deployment re-created after an orphaning delete takes its ReplicaSet back: the same
+    // ReplicaSet and pods, no rollout.
+    let manifest = deployment("web", 2, "nginx", "");
+    c.apply(&manifest);
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let pods_before: BTreeSet<String> = c.pods("app=web").into_keys().collect();
+    let rs_before = c.json(&["get", "rs", "-l", "app=web"]);
+    let rs_name = rs_before["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    c.ok(&["delete", "deployment", "web", "--cascade=orphan"]);
+    c.eventually("web's ReplicaSet orphaned", 30, || {
+        !c.run(&["get", "deployment", "web"]).status.success()
+            && controller_of(&c.json(&["get", "rs", &rs_name])).is_none()
+    });
+    c.apply(&manifest);
+    let new_uid = c.json(&["get", "deployment", "web"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    c.eventually("the ReplicaSet adopted by the new Deployment", 30, || {
+        controller_of(&c.json(&["get", "rs", &rs_name]))
+            .is_some_and(|(kind, _, uid)| kind == "Deployment" && uid == new_uid)
+    });
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let rs_after = c.json(&["get", "rs", "-l", "app=web"]);
+    assert_eq!(rs_after["items"].as_array().unwrap().len(), 1, "{rs_after}");
+    let pods_after: BTreeSet<String> = c.pods("app=web").into_keys().collect();
+    assert_eq!(pods_before, pods_after);
+}
