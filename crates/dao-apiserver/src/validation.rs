@@ -1050,14 +1050,12 @@ fn positive_int_or_percent(v: &Value, path: &Path, out: &mut Vec<Cause>) {
                 ));
             }
         }
-        Value::Number(n) => {
-            if n.as_i64().is_some_and(|n| n < 0) {
-                out.push(invalid(
-                    path,
-                    &n.to_string(),
-                    "must be greater than or equal to 0",
-                ));
-            }
+        Value::Number(n) if n.as_i64().is_some_and(|n| n < 0) => {
+            out.push(invalid(
+                path,
+                &n.to_string(),
+                "must be greater than or equal to 0",
+            ));
         }
         _ => {}
     }
@@ -1397,17 +1395,16 @@ fn secret(obj: &Value, out: &mut Vec<Cause>) {
         "kubernetes.io/dockerconfigjson" => need(".dockerconfigjson", out),
         "kubernetes.io/dockercfg" => need(".dockercfg", out),
         "kubernetes.io/ssh-auth" => need("ssh-privatekey", out),
-        "kubernetes.io/service-account-token" => {
+        "kubernetes.io/service-account-token"
             if obj
                 .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
                 .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                out.push(required(
-                    &Path::root("metadata.annotations").key("kubernetes.io/service-account.name"),
-                    "",
-                ));
-            }
+                .is_none_or(str::is_empty) =>
+        {
+            out.push(required(
+                &Path::root("metadata.annotations").key("kubernetes.io/service-account.name"),
+                "",
+            ));
         }
         _ => {}
     }
