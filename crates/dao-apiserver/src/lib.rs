@@ -26,6 +26,7 @@ mod discovery;
 mod eviction;
 mod namespaces;
 mod openapi;
+mod openapi_pb;
 pub mod pki;
 mod pods;
 mod protobuf;

@@ -13,12 +13,17 @@
 //! each document's bytes: stable for one binary, and different whenever a document changes,
 //! so clients may cache a hashed URL forever (`Cache-Control: immutable`, as upstream).
 //!
+//! `/openapi/v2` answers JSON or, for clients that prefer it (kubectl up to 1.28 asks for
+//! nothing else), gnostic's protobuf `openapi.v2.Document`, converted from the JSON document
+//! (`openapi_pb.rs`) as upstream derives it; both carry upstream's ETag, the SHA-512 of the
+//! JSON bytes, and a matching `If-None-Match` gets 304.
+//!
 //! Not served: the patch extensions (`x-kubernetes-patch-merge-key`, ...) that k8s-openapi's
-//! schemas lack, request bodies (kubectl then computes strategic merge patches from its
-//! built-in types, not from these documents), and v2 in protobuf (kubectl up to 1.28 asks for
-//! nothing else; this JSON v2 is for JSON clients).
+//! schemas lack, and request bodies (kubectl then computes strategic merge patches from its
+//! built-in types, not from these documents).
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::hash::{Hash, Hasher};
 use std::sync::LazyLock;
 use std::time::Instant;
@@ -31,8 +36,8 @@ use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
 use k8s_openapi::schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
 
+use crate::openapi_pb;
 use crate::registry::{self, RESOURCES, Resource};
-use crate::status::ApiError;
 
 const TITLE: &str = "Kubernetes";
 const VERSION: &str = "v1.33.0";
@@ -285,7 +290,7 @@ fn v3_document(group: &str, version: &str) -> Option<Value> {
 }
 
 /// The Swagger 2.0 document of every group-version.
-fn v2_document() -> Value {
+pub(crate) fn v2_document() -> Value {
     let resources: Vec<&'static Resource> = RESOURCES.iter().collect();
     let (definitions, names) = definitions(Flavor::V2, &resources);
     let mut paths = Map::new();
@@ -349,11 +354,46 @@ static V3_DOCS: LazyLock<V3> = LazyLock::new(|| {
     V3 { index, docs }
 });
 
-static V2_DOC: LazyLock<Doc> = LazyLock::new(|| {
+/// The Swagger 2.0 document as JSON, with the validators both of its forms are served with.
+struct V2 {
+    json: Bytes,
+    /// Upstream's ETag: the SHA-512 of the JSON bytes in upper-case hex, quoted; the protobuf
+    /// form, made from the same JSON, has the same one.
+    etag: HeaderValue,
+    last_modified: HeaderValue,
+}
+
+static V2_DOC: LazyLock<V2> = LazyLock::new(|| {
     let started = Instant::now();
-    let doc = Doc::new(&v2_document());
-    tracing::info!(elapsed = ?started.elapsed(), bytes = doc.body.len(), "built the OpenAPI v2 document");
-    doc
+    let json = serde_json::to_vec(&v2_document()).expect("a JSON value serializes");
+    let digest = ring::digest::digest(&ring::digest::SHA512, &json);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    let last_modified = chrono::Utc::now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    tracing::info!(elapsed = ?started.elapsed(), bytes = json.len(), "built the OpenAPI v2 document");
+    V2 {
+        json: Bytes::from(json),
+        etag: HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a header value"),
+        last_modified: HeaderValue::from_str(&last_modified).expect("a date is a header value"),
+    }
+});
+
+/// The JSON document converted to protobuf, as upstream converts its own, on the first request
+/// that asks for it.
+pub(crate) static V2_PROTOBUF: LazyLock<Bytes> = LazyLock::new(|| {
+    let json: Value = serde_json::from_slice(&V2_DOC.json).expect("the v2 document is JSON");
+    let started = Instant::now();
+    let encoded = openapi_pb::document(&json);
+    if !encoded.skipped.is_empty() {
+        tracing::warn!(skipped = ?encoded.skipped, "OpenAPI v2 keys with no protobuf field");
+    }
+    tracing::info!(
+        elapsed = ?started.elapsed(),
+        bytes = encoded.bytes.len(),
+        "built the OpenAPI v2 protobuf document"
+    );
+    Bytes::from(encoded.bytes)
 });
 
 /// Forces a lazily built document on a blocking thread: building takes a while, and the async
@@ -402,38 +442,112 @@ pub async fn group_version(group: &str, version: &str, query: Option<&str>) -> O
     Some(json_body(doc.body.clone(), hashed))
 }
 
-/// Whether an `Accept` header admits JSON (no header admits anything).
-fn accepts_json(headers: &HeaderMap) -> bool {
-    let Some(accept) = headers.get(header::ACCEPT) else {
-        return true;
+/// The two representations of `/openapi/v2`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum V2Format {
+    Json,
+    Protobuf,
+}
+
+/// The media type upstream answers protobuf with, whichever of its two spellings was asked for.
+const V2_PROTOBUF_TYPE: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// The representation of `/openapi/v2` an `Accept` header picks, as upstream picks it: the
+/// media ranges by quality, a specific type before a wildcard of the same quality, and the
+/// first that matches JSON or either spelling of the protobuf type (kubectl sends
+/// `...spec.v2@v1.0+protobuf`, the older one) wins, JSON first; no header means `*/*`. `None`
+/// when nothing matches.
+fn v2_format(headers: &HeaderMap) -> Option<V2Format> {
+    let accept = match headers.get(header::ACCEPT) {
+        None => "*/*",
+        Some(value) => value.to_str().ok()?,
     };
-    let Ok(accept) = accept.to_str() else {
-        return false;
-    };
-    accept.split(',').any(|t| {
-        let media = t
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        matches!(media.as_str(), "application/json" | "application/*" | "*/*")
+    let mut ranges: Vec<(f32, String, String)> = Vec::new();
+    for clause in accept.split(',') {
+        let mut parts = clause.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let (ty, subtype) = match media.split_once('/') {
+            Some((t, s)) => (t.to_owned(), s.to_owned()),
+            None if media == "*" => ("*".to_owned(), "*".to_owned()),
+            None => continue,
+        };
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        ranges.push((q, ty, subtype));
+    }
+    ranges.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then((a.1 == "*").cmp(&(b.1 == "*")))
+            .then((a.2 == "*").cmp(&(b.2 == "*")))
+    });
+    let offers = [
+        ("json", V2Format::Json),
+        (
+            "com.github.proto-openapi.spec.v2@v1.0+protobuf",
+            V2Format::Protobuf,
+        ),
+        (
+            "com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            V2Format::Protobuf,
+        ),
+    ];
+    ranges.iter().find_map(|(_, ty, subtype)| {
+        if ty != "application" && ty != "*" {
+            return None;
+        }
+        offers
+            .iter()
+            .find(|(offer, _)| subtype == offer || subtype == "*")
+            .map(|&(_, format)| format)
     })
 }
 
-/// `GET /openapi/v2`: JSON only; a client that takes nothing but protobuf (kubectl up to 1.28)
-/// gets 406, and falls back to its built-in types where it can.
+/// Whether an `If-None-Match` header names `etag` (weakly compared, as Go's ServeContent does)
+/// or is `*`.
+fn none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let Some(Ok(tags)) = headers.get(header::IF_NONE_MATCH).map(|v| v.to_str()) else {
+        return false;
+    };
+    let etag = etag.to_str().unwrap_or("");
+    tags.split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// `GET /openapi/v2`: JSON or protobuf as the client's `Accept` prefers, with upstream's
+/// `ETag`, `Last-Modified` and `Vary: Accept`; 304 when `If-None-Match` names the ETag, and
+/// 406 with an empty body, as upstream, when neither form is acceptable.
 pub async fn v2(headers: &HeaderMap) -> Response {
-    if !accepts_json(headers) {
-        return ApiError {
-            code: 406,
-            reason: "NotAcceptable",
-            message: "only the following media types are accepted: application/json".into(),
-            details: None,
-        }
-        .into_response();
+    let vary = (header::VARY, HeaderValue::from_static("Accept"));
+    let Some(format) = v2_format(headers) else {
+        return (StatusCode::NOT_ACCEPTABLE, [vary]).into_response();
+    };
+    let doc = built(&V2_DOC).await;
+    let validators = [
+        vary,
+        (header::ETAG, doc.etag.clone()),
+        (header::LAST_MODIFIED, doc.last_modified.clone()),
+    ];
+    if none_match(headers, &doc.etag) {
+        // A body of unknown length, so that no `Content-Length: 0` goes out: a 304 may carry
+        // only the length of the representation it stands for, and upstream sends none.
+        let no_length =
+            axum::body::Body::from_stream(futures::stream::empty::<Result<Bytes, Infallible>>());
+        return (StatusCode::NOT_MODIFIED, validators, no_length).into_response();
     }
-    json_body(built(&V2_DOC).await.body.clone(), false)
+    let (content_type, body) = match format {
+        V2Format::Json => ("application/json", doc.json.clone()),
+        V2Format::Protobuf => (V2_PROTOBUF_TYPE, built(&V2_PROTOBUF).await.clone()),
+    };
+    (
+        StatusCode::OK,
+        validators,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -574,7 +688,7 @@ mod tests {
 
     #[test]
     fn v2_refs_resolve() {
-        let doc: Value = serde_json::from_slice(&V2_DOC.body).unwrap();
+        let doc: Value = serde_json::from_slice(&V2_DOC.json).unwrap();
         assert_eq!(doc["swagger"], "2.0");
         let defs = doc["definitions"].as_object().unwrap();
         let mut found = Vec::new();
@@ -607,20 +721,100 @@ mod tests {
     }
 
     #[test]
-    fn v2_negotiates_json() {
+    fn v2_negotiates_json_and_protobuf() {
         let with = |accept: &str| {
             let mut h = HeaderMap::new();
             h.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
-            accepts_json(&h)
+            v2_format(&h)
         };
-        assert!(accepts_json(&HeaderMap::new()));
-        assert!(with("application/json"));
-        assert!(with("application/json, */*"));
-        assert!(with(
-            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf, */*;q=0.1"
-        ));
-        assert!(!with(
-            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
-        ));
+        use V2Format::{Json, Protobuf};
+        assert_eq!(v2_format(&HeaderMap::new()), Some(Json));
+        assert_eq!(with("application/json"), Some(Json));
+        assert_eq!(with("application/json, */*"), Some(Json));
+        assert_eq!(with("*/*"), Some(Json));
+        assert_eq!(with("application/*"), Some(Json));
+        // What kubectl 1.27 and 1.28 send, and the newer spelling.
+        assert_eq!(
+            with("application/com.github.proto-openapi.spec.v2@v1.0+protobuf"),
+            Some(Protobuf)
+        );
+        assert_eq!(
+            with("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
+            Some(Protobuf)
+        );
+        // The preferred range wins, and a wildcard goes after a specific type of its quality.
+        assert_eq!(
+            with("application/com.github.proto-openapi.spec.v2@v1.0+protobuf, */*;q=0.1"),
+            Some(Protobuf)
+        );
+        assert_eq!(
+            with("*/*, application/com.github.proto-openapi.spec.v2@v1.0+protobuf"),
+            Some(Protobuf)
+        );
+        assert_eq!(
+            with(
+                "application/com.github.proto-openapi.spec.v2@v1.0+protobuf;q=0.5, application/json"
+            ),
+            Some(Json)
+        );
+        assert_eq!(with("text/html"), None);
+        assert_eq!(with("application/yaml"), None);
+    }
+
+    #[tokio::test]
+    async fn v2_answers_each_form_with_upstreams_headers() {
+        let get = |headers: &[(header::HeaderName, &str)]| {
+            let mut h = HeaderMap::new();
+            for (name, value) in headers {
+                h.insert(name, HeaderValue::from_str(value).unwrap());
+            }
+            async move { v2(&h).await }
+        };
+        let proto = get(&[(
+            header::ACCEPT,
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+        )])
+        .await;
+        assert_eq!(proto.status(), StatusCode::OK);
+        assert_eq!(proto.headers()[header::CONTENT_TYPE], V2_PROTOBUF_TYPE);
+        assert_eq!(proto.headers()[header::VARY], "Accept");
+        let etag = proto.headers()[header::ETAG].to_str().unwrap().to_owned();
+        // A quoted SHA-512 in hex.
+        assert_eq!(etag.len(), 2 + 128, "{etag}");
+        assert!(etag.starts_with('"') && etag.ends_with('"'));
+        let body = axum::body::to_bytes(proto.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(body, *V2_PROTOBUF);
+
+        let json = get(&[(header::ACCEPT, "application/json")]).await;
+        assert_eq!(json.status(), StatusCode::OK);
+        assert_eq!(json.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(json.headers()[header::ETAG], etag.as_str());
+        let body = axum::body::to_bytes(json.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(body, V2_DOC.json);
+
+        let cached = get(&[
+            (
+                header::ACCEPT,
+                "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+            ),
+            (header::IF_NONE_MATCH, &etag),
+        ])
+        .await;
+        assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(cached.headers()[header::ETAG], etag.as_str());
+        assert!(cached.headers().get(header::CONTENT_LENGTH).is_none());
+        let stale = get(&[(header::IF_NONE_MATCH, "\"0\"")]).await;
+        assert_eq!(stale.status(), StatusCode::OK);
+
+        let refused = get(&[(header::ACCEPT, "text/html")]).await;
+        assert_eq!(refused.status(), StatusCode::NOT_ACCEPTABLE);
+        let body = axum::body::to_bytes(refused.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert!(body.is_empty());
     }
 }

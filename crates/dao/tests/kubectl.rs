@@ -712,13 +712,12 @@ fn older_kubectl_versions_work() {
     for minor in 27..=32 {
         let ns = c.ok_with(minor, &["get", "ns"]);
         assert!(ns.contains("kube-system"), "1.{minor}: {ns}");
-        // kubectl 1.27 and 1.28 validate `apply` against OpenAPI v2 in protobuf, which Dao
-        // does not serve yet; they get the object applied by 1.33.
-        let applier = if minor >= 29 { minor } else { 33 };
+        // kubectl 1.27 and 1.28 read OpenAPI v2 in protobuf first, to learn that the server
+        // validates fields.
         assert!(
-            c.ok_with(applier, &["apply", "-f", &cm])
+            c.ok_with(minor, &["apply", "-f", &cm])
                 .contains("configmap/old"),
-            "1.{applier} apply"
+            "1.{minor} apply"
         );
         assert_eq!(
             c.ok_with(minor, &["get", "cm", "old", "-o", "jsonpath={.data.a}"]),
@@ -802,7 +801,7 @@ fn kubectl_explain_reads_openapi_v3() {
         "{missing}"
     );
 
-    // OpenAPI v2 is JSON only: for JSON clients, with the same definitions.
+    // OpenAPI v2 as JSON, for JSON clients, with the same definitions.
     let v2: serde_json::Value =
         serde_json::from_str(&c.ok(&["get", "--raw", "/openapi/v2"])).unwrap();
     assert_eq!(v2["swagger"], "2.0");
@@ -810,10 +809,118 @@ fn kubectl_explain_reads_openapi_v3() {
         v2["definitions"]["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"],
         serde_json::json!([{"group": "apps", "version": "v1", "kind": "Deployment"}])
     );
-    // kubectl 1.27 and 1.28 ask for v2 in protobuf only, which Dao does not serve: explain
-    // fails there as it did without v2.
-    let old = c.run(27, &["explain", "deployment.spec"]);
-    assert!(!old.status.success());
+}
+
+#[test]
+fn kubectl_explain_and_validation_read_openapi_v2_protobuf() {
+    let c = Cluster::start(false);
+    for minor in [27, 28] {
+        // kubectl 1.27 and 1.28 find the resource through OpenAPI v2, which they ask for in
+        // protobuf only, and then print from v3 by default...
+        let spec = c.ok_with(minor, &["explain", "deployment.spec"]);
+        for line in [
+            "GROUP:      apps",
+            "KIND:       Deployment",
+            "FIELD: spec <DeploymentSpec>",
+            "  template\t<PodTemplateSpec> -required-",
+        ] {
+            assert!(
+                spec.lines().any(|l| l == line),
+                "1.{minor}: {line:?} in:\n{spec}"
+            );
+        }
+        // ... or from v2 alone, in v2's layout.
+        let explain =
+            |what: &str| c.ok_with(minor, &["explain", what, "--output=plaintext-openapiv2"]);
+        let spec = explain("deployment.spec");
+        for line in [
+            "KIND:     Deployment",
+            "VERSION:  apps/v1",
+            "RESOURCE: spec <Object>",
+            "DESCRIPTION:",
+            "     Specification of the desired behavior of the Deployment.",
+            "     DeploymentSpec is the specification of the desired behavior of the",
+            "FIELDS:",
+            "   replicas\t<integer>",
+            "     Number of desired pods. This is a pointer to distinguish between explicit",
+            "   selector\t<Object> -required-",
+            "   strategy\t<Object>",
+            "   template\t<Object> -required-",
+        ] {
+            assert!(
+                spec.lines().any(|l| l == line),
+                "1.{minor}: {line:?} in:\n{spec}"
+            );
+        }
+        let image = explain("pods.spec.containers.image");
+        for line in ["KIND:     Pod", "VERSION:  v1", "FIELD:    image <string>"] {
+            assert!(
+                image.lines().any(|l| l == line),
+                "1.{minor}: {line:?} in:\n{image}"
+            );
+        }
+        assert!(
+            image.contains("Container image name."),
+            "1.{minor}:\n{image}"
+        );
+        let pod = explain("pods");
+        assert!(
+            pod.lines().any(|l| l == "   metadata\t<Object>"),
+            "1.{minor}:\n{pod}"
+        );
+        let containers = explain("pod.spec.containers");
+        assert!(
+            containers
+                .lines()
+                .any(|l| l == "RESOURCE: containers <[]Object>"),
+            "1.{minor}:\n{containers}"
+        );
+        let labels = explain("cm.metadata.labels");
+        assert!(
+            labels
+                .lines()
+                .any(|l| l == "FIELD:    labels <map[string]string>"),
+            "1.{minor}:\n{labels}"
+        );
+        let missing = c.run(
+            minor,
+            &[
+                "explain",
+                "deployment.spec.nosuchfield",
+                "--output=plaintext-openapiv2",
+            ],
+        );
+        assert!(!missing.status.success());
+        let stderr = String::from_utf8_lossy(&missing.stderr);
+        assert_eq!(
+            stderr.trim(),
+            "error: field \"nosuchfield\" does not exist",
+            "1.{minor}"
+        );
+
+        // `apply` with an unknown field: the server validates (the v2 PATCH operations list
+        // fieldValidation), and rejects it as upstream.
+        let name = format!("unknown-{minor}");
+        let unknown = c.file(
+            &format!("{name}.yaml"),
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\nfoo: 1\n"),
+        );
+        let strict = c.run(minor, &["apply", "-f", &unknown]);
+        assert!(!strict.status.success());
+        let stderr = String::from_utf8_lossy(&strict.stderr);
+        assert!(
+            stderr.contains("Error from server (BadRequest)")
+                && stderr.contains("ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"foo\""),
+            "1.{minor}: {stderr}"
+        );
+        let warned = c.run(minor, &["apply", "-f", &unknown, "--validate=warn"]);
+        assert!(warned.status.success(), "1.{minor}: {warned:?}");
+        assert!(
+            String::from_utf8_lossy(&warned.stderr).contains("Warning: unknown field \"foo\""),
+            "1.{minor}: {warned:?}"
+        );
+        c.ok_with(minor, &["delete", "cm", &name]);
+    }
 }
 
 #[test]
