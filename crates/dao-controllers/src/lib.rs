@@ -151,6 +151,13 @@ pub async fn run(client: Client, config: Config) {
     gc.owner(&deployments);
     gc.owner(&replicasets);
     gc.owner(&nodes);
+    // Kinds that own nothing here still get a foregroundDeletion finalizer when their owner
+    // is deleted in the foreground; as owners without dependents, they lose it at once.
+    gc.owner(&pods);
+    gc.owner(&revisions);
+    gc.owner(&claims);
+    gc.owner(&endpointslices);
+    gc.owner(&node_leases);
     let pdbs = Informer::<PodDisruptionBudget>::new();
     let rcs = Informer::<ReplicationController>::new();
     let disruption = disruption::DisruptionController::new(

@@ -741,4 +741,38 @@ async fn controllers_adopt_orphans_and_release_strays() {
     assert_eq!(rs_after["items"].as_array().unwrap().len(), 1, "{rs_after}");
     let pods_after: BTreeSet<String> = c.pods("app=web").into_keys().collect();
     assert_eq!(pods_before, pods_after);
+
+    // Foreground deletion: the Deployment stays, with the foregroundDeletion finalizer, until
+    // its ReplicaSet and pods are gone.
+    c.ok(&[
+        "delete",
+        "deployment",
+        "web",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    let d = c.json(&["get", "deployment", "web"]);
+    assert!(d["metadata"]["deletionTimestamp"].is_string(), "{d}");
+    assert!(
+        d["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "foregroundDeletion")),
+        "{d}"
+    );
+    let mut dependents_outlived_owner = false;
+    c.eventually("web, its ReplicaSet and pods gone", 60, || {
+        let owner_gone = !c.run(&["get", "deployment", "web"]).status.success();
+        let pods = c.pods("app=web").len();
+        let sets = c.json(&["get", "rs", "-l", "app=web"])["items"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if owner_gone && pods + sets > 0 {
+            dependents_outlived_owner = true;
+        }
+        owner_gone && pods + sets == 0
+    });
+    assert!(
+        !dependents_outlived_owner,
+        "the Deployment went before its dependents"
+    );
 }
