@@ -26,12 +26,15 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::events::{EventType, Recorder};
-use crate::informer::{Change, Informer, controller_uid_index, split_key};
+use crate::informer::{
+    Change, Informer, controller_uid_index, namespace_index, orphan_index, split_key,
+};
 use crate::nodelifecycle::tolerates;
 use crate::queue::{Action, WorkQueue};
 use crate::util::{
-    Expectations, controller_ref, int_or_percent, pod_active, pod_available, pod_from_template,
-    pod_ready, pod_terminal, selector_matches, short_hash, sync_history, template_revision_data,
+    Expectations, claim, controller_ref, int_or_percent, pod_active, pod_available,
+    pod_from_template, pod_ready, pod_terminal, selector_matches, short_hash, sync_history,
+    template_revision_data,
 };
 
 pub const REVISION_LABEL: &str = "controller-revision-hash";
@@ -454,6 +457,11 @@ impl DaemonSetController {
         });
         pods.enqueue_controllers(&queue, &daemonsets);
         pods.add_index("controller", controller_uid_index);
+        pods.add_index("orphan", orphan_index);
+        daemonsets.add_index("namespace", namespace_index);
+        pods.enqueue_adopters(&queue, &daemonsets, |ds, pod| {
+            selector_matches(ds.spec.as_ref().map(|s| &s.selector), pod.labels())
+        });
         revisions.add_index("controller", controller_uid_index);
         DaemonSetController {
             recorder: Recorder::new(client.clone(), "daemonset-controller"),
@@ -507,7 +515,17 @@ impl DaemonSetController {
         }
         let data = template_revision_data(template);
         let hash = short_hash(data.to_string().as_bytes());
-        let owned: Vec<Arc<Pod>> = self.pods.by_index("controller", &uid);
+        // Adopt matching orphaned pods; release those that stopped matching.
+        let owned: Vec<Arc<Pod>> = claim(
+            &Api::<Pod>::namespaced(self.client.clone(), ns),
+            &controller_ref(ds.as_ref()),
+            ds.metadata.deletion_timestamp.is_some(),
+            Some(&spec.selector),
+            self.pods.by_index("controller", &uid),
+            self.pods.by_index("orphan", ns),
+        )
+        .await?
+        .owned;
 
         // History: one ControllerRevision per template; keep those live pods still run.
         let in_use: HashSet<String> = owned

@@ -27,11 +27,12 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::events::{EventType, Recorder};
-use crate::informer::{Informer, controller_uid_index, split_key};
+use crate::informer::{Informer, controller_uid_index, namespace_index, orphan_index, split_key};
 use crate::queue::{Action, WorkQueue};
 use crate::util::{
-    Expectations, controller_ref, pod_active, pod_available, pod_running_and_ready, pod_terminal,
-    selector_matches, short_hash, sync_history, template_from_revision, template_revision_data,
+    Expectations, claim, controller_ref, pod_active, pod_available, pod_running_and_ready,
+    pod_terminal, selector_matches, short_hash, sync_history, template_from_revision,
+    template_revision_data,
 };
 
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -403,6 +404,12 @@ impl StatefulSetController {
         sets.enqueue_changes(&queue);
         pods.enqueue_controllers(&queue, &sets);
         pods.add_index("controller", controller_uid_index);
+        pods.add_index("orphan", orphan_index);
+        sets.add_index("namespace", namespace_index);
+        pods.enqueue_adopters(&queue, &sets, |set, pod| {
+            ordinal_of(&set.name_any(), &pod.name_any()).is_some()
+                && selector_matches(set.spec.as_ref().map(|s| &s.selector), pod.labels())
+        });
         revisions.add_index("controller", controller_uid_index);
         StatefulSetController {
             recorder: Recorder::new(client.clone(), "statefulset-controller"),
@@ -454,12 +461,26 @@ impl StatefulSetController {
         if !selector_matches(Some(&spec.selector), &template_labels) {
             return Ok(Action::Done);
         }
-        let pods: Vec<Arc<Pod>> = self
+        // Adopt orphaned pods named as this set's members; release those that stopped matching.
+        let orphans: Vec<Arc<Pod>> = self
             .pods
-            .by_index("controller", &uid)
+            .by_index("orphan", ns)
             .into_iter()
             .filter(|p| ordinal_of(name, &p.name_any()).is_some())
             .collect();
+        let pods: Vec<Arc<Pod>> = claim(
+            &Api::<Pod>::namespaced(self.client.clone(), ns),
+            &controller_ref(set.as_ref()),
+            set.metadata.deletion_timestamp.is_some(),
+            Some(&spec.selector),
+            self.pods.by_index("controller", &uid),
+            orphans,
+        )
+        .await?
+        .owned
+        .into_iter()
+        .filter(|p| ordinal_of(name, &p.name_any()).is_some())
+        .collect();
 
         // Revisions.
         let data = template_revision_data(&spec.template);

@@ -711,6 +711,33 @@ async fn controllers_adopt_orphans_and_release_strays() {
             && !c.pods("app=rs").contains_key("stray")
     });
 
+    // A DaemonSet adopts a matching bare pod on a node instead of starting a second one there
+    // (OnDelete: under RollingUpdate the adopted pod, lacking the template's revision label,
+    // would then be replaced, as upstream does).
+    c.ok(&[
+        "run",
+        "dspod",
+        "--image=nginx",
+        "--labels=app=ds",
+        r#"--overrides={"spec":{"nodeName":"sim-0"}}"#,
+    ]);
+    c.eventually("dspod Running", 30, || {
+        c.pods("app=ds")
+            .get("dspod")
+            .is_some_and(|p| p.1 == "Running")
+    });
+    c.apply(
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: ds\nspec:\n  selector:\n    matchLabels: {app: ds}\n  updateStrategy: {type: OnDelete}\n  template:\n    metadata:\n      labels: {app: ds}\n    spec:\n      containers:\n      - name: main\n        image: nginx\n",
+    );
+    c.eventually("one ds pod per node, dspod adopted", 30, || {
+        let pods = c.pods("app=ds");
+        let nodes: BTreeSet<&String> = pods.values().map(|p| &p.0).collect();
+        pods.len() == 2
+            && nodes.len() == 2
+            && controller_of(&c.json(&["get", "pod", "dspod"]))
+                .is_some_and(|(kind, name, _)| kind == "DaemonSet" && name == "ds")
+    });
+
     // A Deployment re-created after an orphaning delete takes its ReplicaSet back: the same
     // ReplicaSet and pods, no rollout.
     let manifest = deployment("web", 2, "nginx", "");
