@@ -81,14 +81,6 @@ fn key_text(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw).into_owned()
 }
 
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
 /// The elements of the array that starts at `b[start] == '['`: where each value starts.
 fn elements(b: &[u8], start: usize) -> Option<Vec<usize>> {
     use crate::api::scan::{skip_value, skip_ws};
@@ -108,25 +100,77 @@ fn elements(b: &[u8], start: usize) -> Option<Vec<usize>> {
     }
 }
 
-fn walk_duplicates(b: &[u8], at: usize, path: &str, out: &mut Vec<(usize, String)>) {
+/// A step of a path into a JSON body.
+#[derive(Clone)]
+enum Seg<'a> {
+    Key(std::borrow::Cow<'a, str>),
+    Index(usize),
+}
+
+/// A raw key as text, borrowed unless it has escapes.
+fn key_cow(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(raw) {
+        Ok(s) if !raw.contains(&b'\\') => std::borrow::Cow::Borrowed(s),
+        _ => std::borrow::Cow::Owned(key_text(raw)),
+    }
+}
+
+/// `spec.template.spec.containers[0].name`.
+fn render(stack: &[Seg<'_>]) -> String {
+    let mut out = String::new();
+    for seg in stack {
+        match seg {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Records the repeated keys under the value at `b[at]`. Paths are rendered only for the
+/// repeats, so a body without any costs a scan and no allocation per field.
+fn walk_duplicates<'a>(
+    b: &'a [u8],
+    at: usize,
+    stack: &mut Vec<Seg<'a>>,
+    out: &mut Vec<(usize, String)>,
+) {
     match b.get(at) {
         Some(b'{') => {
             let Some(fields) = crate::api::scan::fields(b, at) else {
                 return;
             };
-            let mut seen = std::collections::HashSet::new();
+            let many = fields.len() > 32;
+            let mut seen_small: Vec<std::borrow::Cow<'a, str>> = Vec::new();
+            let mut seen_many = std::collections::HashSet::new();
             for (raw, range) in fields {
-                let key = key_text(raw);
-                let child = join(path, &key);
-                walk_duplicates(b, range.start, &child, out);
-                if !seen.insert(key) {
-                    out.push((range.start, child));
+                let key = key_cow(raw);
+                let repeated = if many {
+                    !seen_many.insert(key.clone())
+                } else if seen_small.contains(&key) {
+                    true
+                } else {
+                    seen_small.push(key.clone());
+                    false
+                };
+                stack.push(Seg::Key(key));
+                walk_duplicates(b, range.start, stack, out);
+                if repeated {
+                    out.push((range.start, render(stack)));
                 }
+                stack.pop();
             }
         }
         Some(b'[') => {
             for (i, start) in elements(b, at).unwrap_or_default().into_iter().enumerate() {
-                walk_duplicates(b, start, &format!("{path}[{i}]"), out);
+                stack.push(Seg::Index(i));
+                walk_duplicates(b, start, stack, out);
+                stack.pop();
             }
         }
         _ => {}
@@ -140,7 +184,7 @@ fn walk_duplicates(b: &[u8], at: usize, path: &str, out: &mut Vec<(usize, String
 pub fn duplicate_fields(body: &[u8]) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     let start = crate::api::scan::skip_ws(body, 0);
-    walk_duplicates(body, start, "", &mut out);
+    walk_duplicates(body, start, &mut Vec::new(), &mut out);
     out.sort_by_key(|(at, _)| *at);
     out
 }

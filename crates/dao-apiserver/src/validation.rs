@@ -509,7 +509,7 @@ const TOTAL_ANNOTATION_SIZE: usize = 256 * 1024;
 fn metadata(res: &Resource, meta: &Value, out: &mut Vec<Cause>) {
     let path = Path::root("metadata");
     let generate = str_of(meta, "generateName");
-    if !generate.is_empty() && str_of(meta, "name").is_empty() {
+    if !generate.is_empty() {
         // A prefix may end in '-': upstream checks it as if the dash were a letter.
         let masked = match generate.strip_suffix('-') {
             Some(head) => format!("{head}a"),
