@@ -76,7 +76,7 @@ pub fn parse_path(path: &str) -> ApiResult<Option<Target>> {
     Ok(Some(target(res, None, rest.get(1), rest.get(2))))
 }
 
-fn not_found_path() -> ApiError {
+pub(crate) fn not_found_path() -> ApiError {
     ApiError {
         code: 404,
         reason: "NotFound",
@@ -241,8 +241,24 @@ pub async fn handle(
         return Err(not_found_path());
     };
     let output = Output::from_headers(headers);
+    let writer = crate::managed::Writer::new(
+        query.get("fieldManager"),
+        headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        target.subresource.as_deref(),
+    );
     if target.subresource.as_deref() == Some("scale") {
-        return scale(&state, &target, &method, headers, &body, dry_run(&query)?).await;
+        return scale(
+            &state,
+            &target,
+            &method,
+            headers,
+            &body,
+            dry_run(&query)?,
+            &writer,
+        )
+        .await;
     }
     match (
         &method,
@@ -265,7 +281,9 @@ pub async fn handle(
             ))
         }
         (&Method::POST, None, None) => {
-            create(&state, &target, &query, headers, &body, dry_run(&query)?).await
+            let obj = parse_body(headers, &body)?;
+            let track = Track::Update(&writer);
+            create(&state, &target, &query, obj, dry_run(&query)?, track).await
         }
         (&Method::POST, Some(name), Some("binding")) if target.res.plural == "pods" => {
             let binding = parse_body(headers, &body)?;
@@ -283,14 +301,20 @@ pub async fn handle(
             let obj = parse_body(headers, &body)?;
             let mut obj = obj;
             let warnings = check_fields(target.res, &mut obj, &query)?;
-            let updated = update(&state, &target, name, sub, obj, dry_run(&query)?).await?;
+            let dry = dry_run(&query)?;
+            let updated =
+                update(&state, &target, name, sub, obj, dry, Track::Update(&writer)).await?;
             Ok(with_warnings(
                 json_response(StatusCode::OK, &updated),
                 &warnings,
             ))
         }
+        (&Method::PATCH, Some(name), sub) if crate::apply::is_apply(headers) => {
+            crate::apply::handle(&state, &target, name, sub, &query, &body).await
+        }
         (&Method::PATCH, Some(name), sub) => {
-            patch(&state, &target, name, sub, &query, headers, &body).await
+            crate::apply::check_not_forced(&query)?;
+            patch(&state, &target, name, sub, &query, headers, &body, &writer).await
         }
         (&Method::DELETE, Some(name), None) => {
             delete(&state, &target, name, &body, dry_run(&query)?).await
@@ -302,7 +326,7 @@ pub async fn handle(
     }
 }
 
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -335,7 +359,7 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     Ok(value)
 }
 
-async fn get(state: &ApiState, target: &Target, name: &str) -> ApiResult<Value> {
+pub(crate) async fn get(state: &ApiState, target: &Target, name: &str) -> ApiResult<Value> {
     let key = target.res.key(target.namespace.as_deref(), name);
     match state.store.get(&key, None).await?.0 {
         Some(kv) => decode(&kv),
@@ -645,7 +669,11 @@ fn check_identity(target: &Target, obj: &Value) -> ApiResult<()> {
 /// Unknown fields, per `fieldValidation`: Strict rejects the request, Warn (the default)
 /// drops them and returns warnings, Ignore drops them silently. A field of the wrong type is
 /// always a 400.
-fn check_fields(res: &Resource, obj: &mut Value, query: &Query) -> ApiResult<Vec<String>> {
+pub(crate) fn check_fields(
+    res: &Resource,
+    obj: &mut Value,
+    query: &Query,
+) -> ApiResult<Vec<String>> {
     // The typed decoders check apiVersion and kind: present them as the resource's (the body
     // may leave them out), then put back what the body had.
     let saved: Vec<(&str, Option<Value>)> = ["apiVersion", "kind"]
@@ -696,7 +724,7 @@ fn check_fields(res: &Resource, obj: &mut Value, query: &Query) -> ApiResult<Vec
 }
 
 /// Attach `Warning: 299 - "..."` headers, as upstream does for field warnings.
-fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+pub(crate) fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     for w in warnings {
         let value = format!("299 - \"{}\"", w.replace('"', "\\\""));
         if let Ok(v) = header::HeaderValue::from_str(&value) {
@@ -706,16 +734,34 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     response
 }
 
-async fn create(
+/// How a write records `metadata.managedFields`.
+#[derive(Clone, Copy)]
+pub(crate) enum Track<'a> {
+    /// A create, update or non-apply patch by this manager.
+    Update(&'a crate::managed::Writer),
+    /// Already computed (server-side apply).
+    Done,
+}
+
+/// The part of an object a write to `sub` may change, for managedFields.
+pub(crate) fn write_scope(res: &Resource, sub: Option<&str>) -> crate::managed::Scope {
+    use crate::managed::Scope;
+    match sub {
+        Some("status") => Scope::StatusOnly,
+        _ if res.subresources.contains(&"status") => Scope::NoStatus,
+        _ => Scope::All,
+    }
+}
+
+pub(crate) async fn create(
     state: &ApiState,
     target: &Target,
     query: &Query,
-    headers: &HeaderMap,
-    body: &[u8],
+    mut obj: Value,
     dry: bool,
+    track: Track<'_>,
 ) -> ApiResult {
     let res = target.res;
-    let mut obj = parse_body(headers, body)?;
     check_identity(target, &obj)?;
     let warnings = check_fields(res, &mut obj, query)?;
     if res.namespaced && target.namespace.is_none() {
@@ -796,6 +842,10 @@ async fn create(
     }
     crate::defaults::apply(res, &mut obj);
     crate::defaults::on_create(res, &mut obj);
+    if let Track::Update(writer) = track {
+        let scope = write_scope(res, None);
+        crate::managed::record_update(None, &mut obj, &res.api_version(), scope, writer);
+    }
     let key = res.key(target.namespace.as_deref(), &name);
     if dry {
         // Everything checked and defaulted; nothing written, nothing allocated.
@@ -856,7 +906,7 @@ fn fold_string_data(obj: &mut Value) {
 }
 
 /// `dryRun=All`: check and default a write but store nothing. Upstream knows no other value.
-fn dry_run(query: &Query) -> ApiResult<bool> {
+pub(crate) fn dry_run(query: &Query) -> ApiResult<bool> {
     match query.get("dryRun") {
         None | Some("") => Ok(false),
         Some("All") => Ok(true),
@@ -868,13 +918,14 @@ fn dry_run(query: &Query) -> ApiResult<bool> {
 
 /// Replace an object (PUT, and the last step of PATCH). `sub` is "status" for the status
 /// subresource.
-async fn update(
+pub(crate) async fn update(
     state: &ApiState,
     target: &Target,
     name: &str,
     sub: Option<&str>,
     mut obj: Value,
     dry: bool,
+    track: Track<'_>,
 ) -> ApiResult<Value> {
     let res = target.res;
     match sub {
@@ -918,8 +969,12 @@ async fn update(
     if sub == Some("status") {
         // The status subresource changes only status.
         let status = obj.get("status").cloned().unwrap_or(Value::Null);
+        let applied = matches!(track, Track::Done).then(|| crate::managed::take(&mut obj));
         obj = old.clone();
         obj["status"] = status;
+        if let Some(Some(fields)) = applied {
+            obj["metadata"]["managedFields"] = fields;
+        }
     } else if res.subresources.contains(&"status") {
         // The main resource cannot change status.
         match old.get("status") {
@@ -957,6 +1012,10 @@ async fn update(
     }
     if sub.is_none() {
         crate::defaults::apply(res, &mut obj);
+    }
+    if let Track::Update(writer) = track {
+        let scope = write_scope(res, sub);
+        crate::managed::record_update(Some(&old), &mut obj, &res.api_version(), scope, writer);
     }
     if tracks_generation(res) {
         let generation = old
@@ -1034,11 +1093,12 @@ fn apply_patch(headers: &HeaderMap, doc: &mut Value, patch: &Value) -> ApiResult
             Ok(())
         }
         _ => Err(ApiError::unsupported_media_type(
-            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
+            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml",
         )),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn patch(
     state: &ApiState,
     target: &Target,
@@ -1047,6 +1107,7 @@ async fn patch(
     query: &Query,
     headers: &HeaderMap,
     body: &[u8],
+    writer: &crate::managed::Writer,
 ) -> ApiResult {
     let patch: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
@@ -1061,7 +1122,8 @@ async fn patch(
             doc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
         }
         let warnings = check_fields(target.res, &mut doc, query)?;
-        match update(state, target, name, sub, doc, dry_run(query)?).await {
+        let dry = dry_run(query)?;
+        match update(state, target, name, sub, doc, dry, Track::Update(writer)).await {
             Err(e) if e.reason == "Conflict" && !precondition => continue,
             Err(e) => return Err(e),
             Ok(obj) => {
@@ -1105,6 +1167,7 @@ async fn scale(
     headers: &HeaderMap,
     body: &[u8],
     dry: bool,
+    writer: &crate::managed::Writer,
 ) -> ApiResult {
     let (Some(name), true) = (
         target.name.as_deref(),
@@ -1163,7 +1226,17 @@ async fn scale(
         {
             updated["metadata"]["resourceVersion"] = json!(rv);
         }
-        match update(state, &main, name, None, updated, dry).await {
+        match update(
+            state,
+            &main,
+            name,
+            None,
+            updated,
+            dry,
+            Track::Update(writer),
+        )
+        .await
+        {
             Ok(saved) => return Ok(json_response(StatusCode::OK, &scale_of(&saved))),
             Err(e) if e.reason == "Conflict" && *method == Method::PATCH => continue,
             Err(e) => return Err(e),
