@@ -743,27 +743,38 @@ pub fn record_update(
     writer: &Writer,
 ) {
     let requested = take(new);
-    let stored = || {
-        old.and_then(|o| o.pointer("/metadata/managedFields"))
-            .cloned()
-            .and_then(decode)
-            .unwrap_or_default()
-    };
-    let mut entries = match requested {
-        _ if !writer.subresource.is_empty() => stored(),
-        Some(r) if is_reset(&r) => Vec::new(),
-        Some(r) => match decode(r) {
-            Some(e) if !e.is_empty() => e,
-            _ => stored(),
-        },
-        None => stored(),
-    };
     let d = match old {
         Some(old) => diff(old, new, scope),
         None => Diff {
             changed: field_set(new, scope),
             removed: Set::new(),
         },
+    };
+    let stored = old.and_then(|o| o.pointer("/metadata/managedFields"));
+    // The common case costs nothing more: the write carries the stored managedFields (or none)
+    // and changes no owned field, so they stay as they are, undecoded.
+    let unchanged_entries = requested.as_ref() == stored;
+    if d.is_empty() && unchanged_entries {
+        if let (Some(r), Some(meta)) = (
+            requested,
+            new.get_mut("metadata").and_then(Value::as_object_mut),
+        ) {
+            meta.insert("managedFields".into(), r);
+        }
+        return;
+    }
+    let decode_stored = || stored.cloned().and_then(decode).unwrap_or_default();
+    let mut entries = match requested {
+        // Subresources cannot set managedFields; a request that sends the stored ones back
+        // needs no copy of them.
+        Some(r) if unchanged_entries => decode(r).unwrap_or_default(),
+        _ if !writer.subresource.is_empty() => decode_stored(),
+        Some(r) if is_reset(&r) => Vec::new(),
+        Some(r) => match decode(r) {
+            Some(e) if !e.is_empty() => e,
+            _ => decode_stored(),
+        },
+        None => decode_stored(),
     };
     if !d.is_empty() {
         for e in entries.iter_mut() {
