@@ -76,7 +76,7 @@ pub fn parse_path(path: &str) -> ApiResult<Option<Target>> {
     Ok(Some(target(res, None, rest.get(1), rest.get(2))))
 }
 
-fn not_found_path() -> ApiError {
+pub(crate) fn not_found_path() -> ApiError {
     ApiError {
         code: 404,
         reason: "NotFound",
@@ -241,8 +241,24 @@ pub async fn handle(
         return Err(not_found_path());
     };
     let output = Output::from_headers(headers);
+    let writer = crate::managed::Writer::new(
+        query.get("fieldManager"),
+        headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        target.subresource.as_deref(),
+    );
     if target.subresource.as_deref() == Some("scale") {
-        return scale(&state, &target, &method, headers, &body, dry_run(&query)?).await;
+        return scale(
+            &state,
+            &target,
+            &method,
+            headers,
+            &body,
+            dry_run(&query)?,
+            &writer,
+        )
+        .await;
     }
     match (
         &method,
@@ -265,7 +281,10 @@ pub async fn handle(
             ))
         }
         (&Method::POST, None, None) => {
-            create(&state, &target, &query, headers, &body, dry_run(&query)?).await
+            let obj = parse_body(headers, &body)?;
+            let track = Track::Update(&writer);
+            let raw = json_body(headers, &body);
+            create(&state, &target, &query, obj, raw, dry_run(&query)?, track).await
         }
         (&Method::POST, Some(name), Some("binding")) if target.res.plural == "pods" => {
             let binding = parse_body(headers, &body)?;
@@ -283,14 +302,20 @@ pub async fn handle(
             let obj = parse_body(headers, &body)?;
             let mut obj = obj;
             let warnings = check_fields(target.res, &mut obj, &query, json_body(headers, &body))?;
-            let updated = update(&state, &target, name, sub, obj, dry_run(&query)?).await?;
+            let dry = dry_run(&query)?;
+            let updated =
+                update(&state, &target, name, sub, obj, dry, Track::Update(&writer)).await?;
             Ok(with_warnings(
                 json_response(StatusCode::OK, &updated),
                 &warnings,
             ))
         }
+        (&Method::PATCH, Some(name), sub) if crate::apply::is_apply(headers) => {
+            crate::apply::handle(&state, &target, name, sub, &query, &body).await
+        }
         (&Method::PATCH, Some(name), sub) => {
-            patch(&state, &target, name, sub, &query, headers, &body).await
+            crate::apply::check_not_forced(&query)?;
+            patch(&state, &target, name, sub, &query, headers, &body, &writer).await
         }
         (&Method::DELETE, Some(name), None) => {
             delete(&state, &target, name, &body, dry_run(&query)?).await
@@ -318,7 +343,7 @@ fn json_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<&'a [u8]> {
     }
 }
 
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -351,7 +376,7 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     Ok(value)
 }
 
-async fn get(state: &ApiState, target: &Target, name: &str) -> ApiResult<Value> {
+pub(crate) async fn get(state: &ApiState, target: &Target, name: &str) -> ApiResult<Value> {
     let key = target.res.key(target.namespace.as_deref(), name);
     match state.store.get(&key, None).await?.0 {
         Some(kv) => decode(&kv),
@@ -621,7 +646,7 @@ fn check_identity(target: &Target, obj: &Value) -> ApiResult<()> {
 /// Unknown fields, per `fieldValidation`: Strict rejects the request, Warn (the default)
 /// drops them and returns warnings, Ignore drops them silently. A field of the wrong type is
 /// always a 400.
-fn check_fields(
+pub(crate) fn check_fields(
     res: &Resource,
     obj: &mut Value,
     query: &Query,
@@ -687,7 +712,7 @@ fn check_fields(
 }
 
 /// Attach `Warning: 299 - "..."` headers, as upstream does for field warnings.
-fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+pub(crate) fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     for w in warnings {
         let value = format!("299 - \"{}\"", w.replace('"', "\\\""));
         if let Ok(v) = header::HeaderValue::from_str(&value) {
@@ -697,18 +722,37 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     response
 }
 
-async fn create(
+/// How a write records `metadata.managedFields`.
+#[derive(Clone, Copy)]
+pub(crate) enum Track<'a> {
+    /// A create, update or non-apply patch by this manager.
+    Update(&'a crate::managed::Writer),
+    /// Already computed (server-side apply).
+    Done,
+}
+
+/// The part of an object a write to `sub` may change, for managedFields.
+pub(crate) fn write_scope(res: &Resource, sub: Option<&str>) -> crate::managed::Scope {
+    use crate::managed::Scope;
+    match sub {
+        Some("status") => Scope::StatusOnly,
+        _ if res.subresources.contains(&"status") => Scope::NoStatus,
+        _ => Scope::All,
+    }
+}
+
+pub(crate) async fn create(
     state: &ApiState,
     target: &Target,
     query: &Query,
-    headers: &HeaderMap,
-    body: &[u8],
+    mut obj: Value,
+    raw: Option<&[u8]>,
     dry: bool,
+    track: Track<'_>,
 ) -> ApiResult {
     let res = target.res;
-    let mut obj = parse_body(headers, body)?;
     check_identity(target, &obj)?;
-    let warnings = check_fields(res, &mut obj, query, json_body(headers, body))?;
+    let warnings = check_fields(res, &mut obj, query, raw)?;
     if res.namespaced && target.namespace.is_none() {
         return Err(ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource",
@@ -792,6 +836,10 @@ async fn create(
     if !causes.is_empty() {
         return Err(ApiError::invalid(res, &name, causes));
     }
+    if let Track::Update(writer) = track {
+        let scope = write_scope(res, None);
+        crate::managed::record_update(None, &mut obj, &res.api_version(), scope, writer);
+    }
     let key = res.key(target.namespace.as_deref(), &name);
     if dry {
         // Everything checked and defaulted; nothing written, nothing allocated.
@@ -848,7 +896,7 @@ fn fold_string_data(obj: &mut Value) {
 }
 
 /// `dryRun=All`: check and default a write but store nothing. Upstream knows no other value.
-fn dry_run(query: &Query) -> ApiResult<bool> {
+pub(crate) fn dry_run(query: &Query) -> ApiResult<bool> {
     match query.get("dryRun") {
         None | Some("") => Ok(false),
         Some("All") => Ok(true),
@@ -860,13 +908,14 @@ fn dry_run(query: &Query) -> ApiResult<bool> {
 
 /// Replace an object (PUT, and the last step of PATCH). `sub` is "status" for the status
 /// subresource.
-async fn update(
+pub(crate) async fn update(
     state: &ApiState,
     target: &Target,
     name: &str,
     sub: Option<&str>,
     mut obj: Value,
     dry: bool,
+    track: Track<'_>,
 ) -> ApiResult<Value> {
     let res = target.res;
     match sub {
@@ -910,8 +959,12 @@ async fn update(
     if sub == Some("status") {
         // The status subresource changes only status.
         let status = obj.get("status").cloned().unwrap_or(Value::Null);
+        let applied = matches!(track, Track::Done).then(|| crate::managed::take(&mut obj));
         obj = old.clone();
         obj["status"] = status;
+        if let Some(Some(fields)) = applied {
+            obj["metadata"]["managedFields"] = fields;
+        }
     } else if res.subresources.contains(&"status") {
         // The main resource cannot change status.
         match old.get("status") {
@@ -954,6 +1007,10 @@ async fn update(
         if !causes.is_empty() {
             return Err(ApiError::invalid(res, name, causes));
         }
+    }
+    if let Track::Update(writer) = track {
+        let scope = write_scope(res, sub);
+        crate::managed::record_update(Some(&old), &mut obj, &res.api_version(), scope, writer);
     }
     if tracks_generation(res) {
         let generation = old
@@ -1031,11 +1088,12 @@ fn apply_patch(headers: &HeaderMap, doc: &mut Value, patch: &Value) -> ApiResult
             Ok(())
         }
         _ => Err(ApiError::unsupported_media_type(
-            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
+            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml",
         )),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn patch(
     state: &ApiState,
     target: &Target,
@@ -1044,6 +1102,7 @@ async fn patch(
     query: &Query,
     headers: &HeaderMap,
     body: &[u8],
+    writer: &crate::managed::Writer,
 ) -> ApiResult {
     let patch: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
@@ -1058,7 +1117,8 @@ async fn patch(
             doc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
         }
         let warnings = check_fields(target.res, &mut doc, query, json_body(headers, body))?;
-        match update(state, target, name, sub, doc, dry_run(query)?).await {
+        let dry = dry_run(query)?;
+        match update(state, target, name, sub, doc, dry, Track::Update(writer)).await {
             Err(e) if e.reason == "Conflict" && !precondition => continue,
             Err(e) => return Err(e),
             Ok(obj) => {
@@ -1102,6 +1162,7 @@ async fn scale(
     headers: &HeaderMap,
     body: &[u8],
     dry: bool,
+    writer: &crate::managed::Writer,
 ) -> ApiResult {
     let (Some(name), true) = (
         target.name.as_deref(),
@@ -1160,7 +1221,17 @@ async fn scale(
         {
             updated["metadata"]["resourceVersion"] = json!(rv);
         }
-        match update(state, &main, name, None, updated, dry).await {
+        match update(
+            state,
+            &main,
+            name,
+            None,
+            updated,
+            dry,
+            Track::Update(writer),
+        )
+        .await
+        {
             Ok(saved) => return Ok(json_response(StatusCode::OK, &scale_of(&saved))),
             Err(e) if e.reason == "Conflict" && *method == Method::PATCH => continue,
             Err(e) => return Err(e),

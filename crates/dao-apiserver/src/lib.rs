@@ -21,9 +21,11 @@ use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 mod api;
+mod apply;
 mod defaults;
 mod discovery;
 mod eviction;
+mod managed;
 mod namespaces;
 mod openapi;
 mod openapi_pb;

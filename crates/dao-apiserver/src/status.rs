@@ -95,10 +95,16 @@ impl ApiError {
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))
             .collect();
-        let message = if list.len() == 1 {
-            format!("{} \"{name}\" is invalid: {}", kind, list[0])
+        // Upstream names the kind qualified by its group: `Deployment.apps`.
+        let qualified = if group.is_empty() {
+            kind.to_owned()
         } else {
-            format!("{} \"{name}\" is invalid: [{}]", kind, list.join(", "))
+            format!("{kind}.{group}")
+        };
+        let message = if list.len() == 1 {
+            format!("{qualified} \"{name}\" is invalid: {}", list[0])
+        } else {
+            format!("{qualified} \"{name}\" is invalid: [{}]", list.join(", "))
         };
         let mut d = json!({
             "name": name,
@@ -107,6 +113,10 @@ impl ApiError {
         });
         if !group.is_empty() {
             d["group"] = json!(group);
+        }
+        if name.is_empty() {
+            // Upstream leaves an empty name out (PatchOptions, DeleteOptions).
+            d.as_object_mut().expect("object").remove("name");
         }
         ApiError {
             details: Some(d),

@@ -399,3 +399,108 @@ async fn metadata_only_reads() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_creates_then_updates() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let dir = tempfile::tempdir().unwrap();
+    let server = DaoServer::start(&dir.path().join("data"), &[]);
+    let client = client(&server).await;
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let config = |image: &str| {
+        serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "ctl", "labels": {"app": "ctl"}},
+            "spec": {
+                "selector": {"matchLabels": {"app": "ctl"}},
+                "template": {"metadata": {"labels": {"app": "ctl"}},
+                    "spec": {"containers": [{"name": "web", "image": image}]}},
+            },
+        })
+    };
+    let params = PatchParams::apply("my-controller").force();
+
+    // Without a field manager: upstream's 422 for the PatchOptions.
+    let request = http::Request::patch("/apis/apps/v1/namespaces/default/deployments/ctl")
+        .header("Content-Type", "application/apply-patch+yaml")
+        .body(serde_json::to_vec(&config("nginx:1")).unwrap())
+        .unwrap();
+    let err = client.request::<Deployment>(request).await.unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 422, "{s:?}");
+            assert_eq!(
+                s.message,
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The object does not exist yet: apply creates it, through the create path (defaults).
+    let created = deploys
+        .patch("ctl", &params, &Patch::Apply(config("nginx:1")))
+        .await
+        .unwrap();
+    let spec = created.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(1), "defaulted");
+    let managed = created.metadata.managed_fields.clone().unwrap();
+    assert_eq!(managed.len(), 1, "{managed:?}");
+    assert_eq!(managed[0].manager.as_deref(), Some("my-controller"));
+    assert_eq!(managed[0].operation.as_deref(), Some("Apply"));
+    assert_eq!(managed[0].api_version.as_deref(), Some("apps/v1"));
+    let fields = serde_json::to_value(&managed[0].fields_v1).unwrap();
+    assert_eq!(
+        fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"],
+        serde_json::json!({".": {}, "f:image": {}, "f:name": {}}),
+        "{fields}"
+    );
+    assert!(fields["f:spec"].get("f:replicas").is_none(), "{fields}");
+
+    // Again with a changed field: an update of the same object, still one Apply entry.
+    let updated = deploys
+        .patch("ctl", &params, &Patch::Apply(config("nginx:2")))
+        .await
+        .unwrap();
+    assert_eq!(updated.metadata.uid, created.metadata.uid);
+    let containers = &updated
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers;
+    assert_eq!(containers[0].image.as_deref(), Some("nginx:2"));
+    assert_eq!(updated.metadata.generation, Some(2));
+    let managed = updated.metadata.managed_fields.clone().unwrap();
+    assert_eq!(managed.len(), 1, "{managed:?}");
+
+    // The same configuration again changes nothing.
+    let again = deploys
+        .patch("ctl", &params, &Patch::Apply(config("nginx:2")))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.metadata.resource_version,
+        updated.metadata.resource_version
+    );
+
+    // dryRun=All stores nothing.
+    let dry = deploys
+        .patch(
+            "ctl",
+            &params.clone().dry_run(),
+            &Patch::Apply(config("nginx:3")),
+        )
+        .await
+        .unwrap();
+    let dry_image = &dry.spec.unwrap().template.spec.unwrap().containers[0].image;
+    assert_eq!(dry_image.as_deref(), Some("nginx:3"));
+    let now = deploys.get("ctl").await.unwrap();
+    assert_eq!(
+        now.metadata.resource_version,
+        updated.metadata.resource_version
+    );
+}

@@ -1436,3 +1436,111 @@ fn duplicate_fields_are_reported() {
     // The last value wins, as with Go's decoder.
     assert_eq!(c.ok(&["get", "cm", "dup", "-o", "jsonpath={.data.a}"]), "2");
 }
+
+#[test]
+fn server_side_apply() {
+    let c = Cluster::start(false);
+    let manifest = |replicas: u32, image: &str, labels: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {{{labels}}}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: web\n        image: {image}\n        ports:\n        - containerPort: 80\n"
+        )
+    };
+    let get = |path: &str| c.ok(&["get", "deploy", "web", "-o", &format!("jsonpath={path}")]);
+
+    // Creates.
+    let first = c.file("first.yaml", &manifest(2, "nginx:1", "app: web, tier: fe"));
+    assert_eq!(
+        c.ok(&["apply", "--server-side", "-f", &first]),
+        "deployment.apps/web serverside-applied\n"
+    );
+    assert_eq!(get("{.spec.replicas}"), "2");
+    assert_eq!(get("{.spec.strategy.type}"), "RollingUpdate", "defaulted");
+
+    // A changed manifest updates; a label dropped from it is removed from the object.
+    let second = c.file("second.yaml", &manifest(2, "nginx:2", "app: web"));
+    c.ok(&["apply", "--server-side", "-f", &second]);
+    assert_eq!(get("{.spec.template.spec.containers[0].image}"), "nginx:2");
+    assert_eq!(get("{.metadata.labels}"), r#"{"app":"web"}"#);
+
+    // Managers show with --show-managed-fields (and not without).
+    let yaml = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ]);
+    assert!(yaml.contains("manager: kubectl\n"), "{yaml}");
+    assert!(yaml.contains("operation: Apply"), "{yaml}");
+    assert!(yaml.contains("fieldsType: FieldsV1"), "{yaml}");
+    assert!(yaml.contains(r#"k:{"name":"web"}:"#), "{yaml}");
+    assert!(
+        !c.ok(&["get", "deploy", "web", "-o", "yaml"])
+            .contains("managedFields")
+    );
+
+    // kubectl scale takes .spec.replicas; applying another value conflicts with it.
+    c.ok(&["scale", "deploy", "web", "--replicas=5"]);
+    let yaml = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ]);
+    assert!(yaml.contains("subresource: scale"), "{yaml}");
+    let third = c.file("third.yaml", &manifest(3, "nginx:2", "app: web"));
+    let err = c.fails(&["apply", "--server-side", "-f", &third]);
+    // kubectl scale sends no fieldManager: the manager is its User-Agent's product, which is
+    // kubectl's file name ("kubectl" when installed as such).
+    let bin = support::kubectl_bin(33);
+    let scaler = bin.file_name().unwrap().to_string_lossy();
+    assert!(
+        err.contains(&format!(
+            "error: Apply failed with 1 conflict: conflict with \"{scaler}\" with subresource \"scale\" using apps/v1: .spec.replicas\n"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("Please review the fields above--they currently have other managers."),
+        "{err}"
+    );
+    assert!(err.contains("--force-conflicts"), "{err}");
+    assert_eq!(get("{.spec.replicas}"), "5");
+
+    // Applying the live value is no conflict (the field is shared), forcing wins.
+    c.ok(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &c.file("five.yaml", &manifest(5, "nginx:2", "app: web")),
+    ]);
+    c.ok(&["apply", "--server-side", "--force-conflicts", "-f", &third]);
+    assert_eq!(get("{.spec.replicas}"), "3");
+    let yaml = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ]);
+    assert!(
+        !yaml.contains("subresource: scale"),
+        "the scaler lost its only field:\n{yaml}"
+    );
+
+    // --dry-run=server stores nothing.
+    let rv = get("{.metadata.resourceVersion}");
+    let dry = c.ok(&[
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-f",
+        &c.file("dry.yaml", &manifest(9, "nginx:9", "app: web")),
+    ]);
+    assert!(dry.contains("serverside-applied (server dry run)"), "{dry}");
+    assert_eq!(get("{.metadata.resourceVersion}"), rv);
+}
