@@ -319,7 +319,10 @@ where
         }
     }
 
-    fn upsert(&self, obj: K) {
+    fn upsert(&self, mut obj: K) {
+        // No controller reads managedFields; like upstream's informers (TransformStripManagedFields)
+        // the cache does not keep them, which is a good part of a pod's or node's size.
+        obj.meta_mut().managed_fields = None;
         let key = key_of(&obj);
         let new = Arc::new(obj);
         let old = {

@@ -195,7 +195,9 @@ impl State {
             Event::Bound { pod, node, result } => return self.bound(pod, node, result, now),
         };
         match ev {
-            Unboxed::Pod(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+            Unboxed::Pod(watcher::Event::Apply(mut pod) | watcher::Event::InitApply(mut pod)) => {
+                // Queued pods are kept whole; managedFields are no business of the scheduler's.
+                pod.metadata.managed_fields = None;
                 self.pod_changed(pod, now)
             }
             Unboxed::Pod(watcher::Event::Delete(pod)) => {
