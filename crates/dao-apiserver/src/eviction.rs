@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use crate::api::{ApiResult, ApiState, Query, Target, decode, encode, json_response};
 use crate::registry;
-use crate::selector::{LabelSelector, format_label_selector};
+use crate::selector::{label_selector_matches, string_map};
 use crate::status::ApiError;
 
 /// Upstream's `MaxDisruptedPodSize`: approved evictions the budget's controller has not yet
@@ -94,18 +94,11 @@ pub fn selects(pdb: &Value, labels: &BTreeMap<String, String>) -> bool {
     let Some(sel) = pdb.pointer("/spec/selector").filter(|s| s.is_object()) else {
         return false;
     };
-    LabelSelector::parse(&format_label_selector(Some(sel))).is_ok_and(|s| s.matches(labels))
+    label_selector_matches(sel, labels)
 }
 
 fn labels_of(obj: &Value) -> BTreeMap<String, String> {
-    obj.pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
+    string_map(obj.pointer("/metadata/labels"))
 }
 
 fn too_many_requests(retry_after: u32, cause: String) -> ApiError {

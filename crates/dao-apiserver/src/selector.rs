@@ -172,6 +172,22 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
     })
 }
 
+/// A JSON `map[string]string` (labels) as the matchers take it; absent is empty.
+pub fn string_map(m: Option<&Value>) -> BTreeMap<String, String> {
+    m.and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+/// Whether a `metav1.LabelSelector` (`{matchLabels, matchExpressions}`) selects `labels`,
+/// through its query-string form, so one matcher serves both forms. A selector that does not
+/// parse selects nothing.
+pub fn label_selector_matches(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
+    LabelSelector::parse(&format_label_selector(Some(selector))).is_ok_and(|s| s.matches(labels))
+}
+
 /// A `metav1.LabelSelector` (`{matchLabels, matchExpressions}`) in the query-string form
 /// upstream prints it in: `a=b,c in (x,y),!d`. An empty selector prints as "".
 pub fn format_label_selector(selector: Option<&Value>) -> String {

@@ -212,6 +212,24 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
+/// The items of the list at `v[key]` with their indexes; none when it is absent.
+fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = (usize, &'a Value)> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+}
+
+/// `v[key]`, when given, must be one of `supported`: NotSupported at `path` otherwise.
+fn one_of(v: &Value, key: &str, path: &Path, supported: &[&str], out: &mut Vec<Cause>) {
+    if let Some(s) = v.get(key).and_then(Value::as_str)
+        && !supported.contains(&s)
+    {
+        out.push(not_supported(path, s, supported));
+    }
+}
+
 // ---- name and value formats (k8s.io/apimachinery/pkg/util/validation) ------------------
 
 fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
@@ -506,6 +524,22 @@ fn labels(m: Option<&Value>, path: &Path, out: &mut Vec<Cause>) {
 
 const TOTAL_ANNOTATION_SIZE: usize = 256 * 1024;
 
+/// Annotation keys, qualified names as upstream checks them (lowercased); returns the
+/// annotations' total size, keys and values.
+fn annotations(m: Option<&Value>, path: &Path, out: &mut Vec<Cause>) -> usize {
+    let Some(m) = m.and_then(Value::as_object) else {
+        return 0;
+    };
+    let mut keys: Vec<&String> = m.keys().collect();
+    keys.sort();
+    let mut total = 0;
+    for k in keys {
+        each(path, k, qualified_name(&k.to_lowercase()), out);
+        total += k.len() + m[k].as_str().map_or(0, str::len);
+    }
+    total
+}
+
 fn metadata(res: &Resource, meta: &Value, out: &mut Vec<Cause>) {
     let path = Path::root("metadata");
     let generate = str_of(meta, "generateName");
@@ -523,18 +557,9 @@ fn metadata(res: &Resource, meta: &Value, out: &mut Vec<Cause>) {
         );
     }
     labels(meta.get("labels"), &path.child("labels"), out);
-    if let Some(annotations) = meta.get("annotations").and_then(Value::as_object) {
-        let ann_path = path.child("annotations");
-        let mut keys: Vec<&String> = annotations.keys().collect();
-        keys.sort();
-        let mut total = 0;
-        for k in keys {
-            each(&ann_path, k, qualified_name(&k.to_lowercase()), out);
-            total += k.len() + annotations[k].as_str().map_or(0, str::len);
-        }
-        if total > TOTAL_ANNOTATION_SIZE {
-            out.push(too_long(&ann_path, TOTAL_ANNOTATION_SIZE));
-        }
+    let ann_path = path.child("annotations");
+    if annotations(meta.get("annotations"), &ann_path, out) > TOTAL_ANNOTATION_SIZE {
+        out.push(too_long(&ann_path, TOTAL_ANNOTATION_SIZE));
     }
     if let Some(finalizers) = meta.get("finalizers").and_then(Value::as_array) {
         let fin_path = path.child("finalizers");
@@ -592,14 +617,14 @@ fn containers(
     required_list: bool,
     out: &mut Vec<Cause>,
 ) {
-    let items = list.and_then(Value::as_array);
-    if items.is_none_or(|l| l.is_empty()) {
+    let list = list.and_then(Value::as_array);
+    if list.is_none_or(|l| l.is_empty()) {
         if required_list {
             out.push(required(path, ""));
         }
         return;
     }
-    for (i, c) in items.into_iter().flatten().enumerate() {
+    for (i, c) in list.into_iter().flatten().enumerate() {
         let cp = path.index(i);
         let name = str_of(c, "name");
         if name.is_empty() {
@@ -615,26 +640,22 @@ fn containers(
         if str_of(c, "image").is_empty() {
             out.push(required(&cp.child("image"), ""));
         }
-        if let Some(p) = c.get("imagePullPolicy").and_then(Value::as_str) {
-            let ok = ["Always", "IfNotPresent", "Never"];
-            if !ok.contains(&p) {
-                out.push(not_supported(&cp.child("imagePullPolicy"), p, &ok));
-            }
-        }
-        if let Some(p) = c.get("terminationMessagePolicy").and_then(Value::as_str) {
-            let ok = ["File", "FallbackToLogsOnError"];
-            if !ok.contains(&p) {
-                out.push(not_supported(&cp.child("terminationMessagePolicy"), p, &ok));
-            }
-        }
+        one_of(
+            c,
+            "imagePullPolicy",
+            &cp.child("imagePullPolicy"),
+            &["Always", "IfNotPresent", "Never"],
+            out,
+        );
+        one_of(
+            c,
+            "terminationMessagePolicy",
+            &cp.child("terminationMessagePolicy"),
+            &["File", "FallbackToLogsOnError"],
+            out,
+        );
         let mut port_names: Vec<&str> = Vec::new();
-        for (j, p) in c
-            .get("ports")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (j, p) in items(c, "ports") {
             let pp = cp.child("ports").index(j);
             let pname = str_of(p, "name");
             if !pname.is_empty() {
@@ -662,13 +683,7 @@ fn containers(
             protocol(p, &pp, out);
         }
         let mut env_names = Vec::new();
-        for (j, e) in c
-            .get("env")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (j, e) in items(c, "env") {
             let ep = cp.child("env").index(j);
             let ename = str_of(e, "name");
             if ename.is_empty() {
@@ -682,13 +697,7 @@ fn containers(
             }
             env_names.push(ename);
         }
-        for (j, m) in c
-            .get("volumeMounts")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (j, m) in items(c, "volumeMounts") {
             let mp = cp.child("volumeMounts").index(j);
             let mname = str_of(m, "name");
             if mname.is_empty() {
@@ -717,13 +726,7 @@ fn protocol(p: &Value, path: &Path, out: &mut Vec<Cause>) {
 
 fn pod_spec(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
     let mut volume_names: Vec<String> = Vec::new();
-    for (i, v) in spec
-        .get("volumes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, v) in items(spec, "volumes") {
         let vp = path.child("volumes").index(i);
         let vname = str_of(v, "name");
         if vname.is_empty() {
@@ -769,12 +772,13 @@ fn pod_spec(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
             &["Always", "OnFailure", "Never"],
         )),
     }
-    if let Some(p) = spec.get("dnsPolicy").and_then(Value::as_str) {
-        let ok = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
-        if !ok.contains(&p) {
-            out.push(not_supported(&path.child("dnsPolicy"), p, &ok));
-        }
-    }
+    one_of(
+        spec,
+        "dnsPolicy",
+        &path.child("dnsPolicy"),
+        &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+        out,
+    );
     labels(spec.get("nodeSelector"), &path.child("nodeSelector"), out);
     if let Some(n) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
         && !(1..=i64::from(i32::MAX)).contains(&n)
@@ -785,13 +789,7 @@ fn pod_spec(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
             "must be between 1 and 2147483647, inclusive",
         ));
     }
-    for (i, t) in spec
-        .get("tolerations")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, t) in items(spec, "tolerations") {
         let tp = path.child("tolerations").index(i);
         let key = str_of(t, "key");
         if !key.is_empty() {
@@ -845,12 +843,11 @@ fn pod_template(template: Option<&Value>, path: &Path, out: &mut Vec<Cause>) {
         &path.child("metadata").child("labels"),
         out,
     );
-    if let Some(a) = meta.get("annotations").and_then(Value::as_object) {
-        let ap = path.child("metadata").child("annotations");
-        for k in a.keys() {
-            each(&ap, k, qualified_name(&k.to_lowercase()), out);
-        }
-    }
+    annotations(
+        meta.get("annotations"),
+        &path.child("metadata").child("annotations"),
+        out,
+    );
     let spec = template.get("spec").cloned().unwrap_or(Value::Null);
     pod_spec(&spec, &path.child("spec"), out);
 }
@@ -859,13 +856,7 @@ fn pod_template(template: Option<&Value>, path: &Path, out: &mut Vec<Cause>) {
 
 fn label_selector(sel: &Value, path: &Path, out: &mut Vec<Cause>) {
     labels(sel.get("matchLabels"), &path.child("matchLabels"), out);
-    for (i, e) in sel
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, e) in items(sel, "matchExpressions") {
         let ep = path.child("matchExpressions").index(i);
         let values = e
             .get("values")
@@ -897,38 +888,6 @@ fn label_selector(sel: &Value, path: &Path, out: &mut Vec<Cause>) {
         let key = str_of(e, "key");
         each(&ep.child("key"), key, qualified_name(key), out);
     }
-}
-
-/// Whether `sel` selects an object with `labels` (matchLabels and matchExpressions).
-fn selector_matches(sel: &Value, labels: Option<&Map<String, Value>>) -> bool {
-    let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
-    let match_labels = sel
-        .get("matchLabels")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .all(|(k, v)| get(k) == v.as_str());
-    let match_exprs = sel
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .all(|e| {
-            let key = str_of(e, "key");
-            let in_values = |v: &str| {
-                e.get("values")
-                    .and_then(Value::as_array)
-                    .is_some_and(|vs| vs.iter().any(|x| x.as_str() == Some(v)))
-            };
-            match str_of(e, "operator") {
-                "In" => get(key).is_some_and(in_values),
-                "NotIn" => get(key).is_none_or(|v| !in_values(v)),
-                "Exists" => get(key).is_some(),
-                "DoesNotExist" => get(key).is_none(),
-                _ => false,
-            }
-        });
-    match_labels && match_exprs
 }
 
 fn selector_is_empty(sel: &Value) -> bool {
@@ -984,7 +943,12 @@ fn selector_and_template(spec: &Value, what: &str, path: &Path, out: &mut Vec<Ca
     let matches = match sel {
         None => false,
         Some(sel) => {
-            selector_broken || selector_is_empty(sel) || selector_matches(sel, template_labels)
+            selector_broken
+                || selector_is_empty(sel)
+                || crate::selector::label_selector_matches(
+                    sel,
+                    &crate::selector::string_map(template.pointer("/metadata/labels")),
+                )
         }
     };
     if !matches {
@@ -1147,18 +1111,20 @@ fn replica_set(spec: &Value, out: &mut Vec<Cause>) {
 
 fn stateful_set(spec: &Value, out: &mut Vec<Cause>) {
     let path = Path::root("spec");
-    if let Some(p) = spec.get("podManagementPolicy").and_then(Value::as_str) {
-        let ok = ["OrderedReady", "Parallel"];
-        if !ok.contains(&p) {
-            out.push(not_supported(&path.child("podManagementPolicy"), p, &ok));
-        }
-    }
-    if let Some(t) = spec.pointer("/updateStrategy/type").and_then(Value::as_str) {
-        let ok = ["OnDelete", "RollingUpdate"];
-        if !ok.contains(&t) {
-            out.push(not_supported(&path.child("updateStrategy"), t, &ok));
-        }
-    }
+    one_of(
+        spec,
+        "podManagementPolicy",
+        &path.child("podManagementPolicy"),
+        &["OrderedReady", "Parallel"],
+        out,
+    );
+    one_of(
+        &spec["updateStrategy"],
+        "type",
+        &path.child("updateStrategy"),
+        &["OnDelete", "RollingUpdate"],
+        out,
+    );
     non_negative(&spec["replicas"], &path.child("replicas"), out);
     non_negative(
         &spec["minReadySeconds"],
@@ -1176,16 +1142,13 @@ fn daemon_set(spec: &Value, out: &mut Vec<Cause>) {
         &path.child("minReadySeconds"),
         out,
     );
-    if let Some(t) = spec.pointer("/updateStrategy/type").and_then(Value::as_str) {
-        let ok = ["OnDelete", "RollingUpdate"];
-        if !ok.contains(&t) {
-            out.push(not_supported(
-                &path.child("updateStrategy").child("type"),
-                t,
-                &ok,
-            ));
-        }
-    }
+    one_of(
+        &spec["updateStrategy"],
+        "type",
+        &path.child("updateStrategy").child("type"),
+        &["OnDelete", "RollingUpdate"],
+        out,
+    );
 }
 
 fn job(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
@@ -1249,12 +1212,13 @@ fn cron_job(obj: &Value, out: &mut Vec<Cause>) {
     if str_of(spec, "schedule").is_empty() {
         out.push(required(&path.child("schedule"), ""));
     }
-    if let Some(p) = spec.get("concurrencyPolicy").and_then(Value::as_str) {
-        let ok = ["Allow", "Forbid", "Replace"];
-        if !ok.contains(&p) {
-            out.push(not_supported(&path.child("concurrencyPolicy"), p, &ok));
-        }
-    }
+    one_of(
+        spec,
+        "concurrencyPolicy",
+        &path.child("concurrencyPolicy"),
+        &["Allow", "Forbid", "Replace"],
+        out,
+    );
     non_negative(
         &spec["startingDeadlineSeconds"],
         &path.child("startingDeadlineSeconds"),
@@ -1331,12 +1295,13 @@ fn service(spec: &Value, out: &mut Vec<Cause>) {
         }
     }
     labels(spec.get("selector"), &path.child("selector"), out);
-    if let Some(a) = spec.get("sessionAffinity").and_then(Value::as_str) {
-        let ok = ["ClientIP", "None"];
-        if !ok.contains(&a) {
-            out.push(not_supported(&path.child("sessionAffinity"), a, &ok));
-        }
-    }
+    one_of(
+        spec,
+        "sessionAffinity",
+        &path.child("sessionAffinity"),
+        &["ClientIP", "None"],
+        out,
+    );
 }
 
 /// The most a ConfigMap's or Secret's data may hold.
