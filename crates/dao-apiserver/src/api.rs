@@ -330,11 +330,7 @@ pub async fn handle(
 /// The body, when it is JSON (a JSON object, a merge or strategic merge patch): what
 /// duplicate-field detection reads.
 fn json_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<&'a [u8]> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
-    match ct.split(';').next().unwrap_or("").trim() {
+    match media_type(headers).unwrap_or("application/json") {
         "application/json"
         | ""
         | "application/merge-patch+json"
@@ -343,13 +339,14 @@ fn json_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> Option<&'a [u8]> {
     }
 }
 
+/// The request's media type: its Content-Type without parameters.
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<&str> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(ct.split(';').next().unwrap_or("").trim())
+}
+
 pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
-    let media = ct.split(';').next().unwrap_or("").trim();
-    let value: Value = match media {
+    let value: Value = match media_type(headers).unwrap_or("application/json") {
         "application/json" | "" => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("json: cannot unmarshal request body: {e}"))
         })?,
@@ -1062,11 +1059,7 @@ pub(crate) async fn update(
 /// Apply a patch body to `doc` by the request's Content-Type: JSON patch, JSON merge patch or
 /// strategic merge patch. Shared by resources and their scale subresource.
 fn apply_patch(headers: &HeaderMap, doc: &mut Value, patch: &Value) -> ApiResult<()> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    match ct.split(';').next().unwrap_or("").trim() {
+    match media_type(headers).unwrap_or("") {
         "application/json-patch+json" => {
             let p: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
@@ -1631,6 +1624,24 @@ pub(crate) mod scan {
             match *b.get(i)? {
                 b',' => i = skip_ws(b, i + 1),
                 b'}' => return Some(out),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The elements of the array that starts at `b[start] == '['`: where each value starts.
+    pub fn elements(b: &[u8], start: usize) -> Option<Vec<usize>> {
+        let mut out = Vec::new();
+        let mut i = skip_ws(b, start + 1);
+        if b.get(i) == Some(&b']') {
+            return Some(out);
+        }
+        loop {
+            out.push(i);
+            i = skip_ws(b, skip_value(b, i)?);
+            match *b.get(i)? {
+                b',' => i = skip_ws(b, i + 1),
+                b']' => return Some(out),
                 _ => return None,
             }
         }

@@ -7,7 +7,7 @@
 //! their keys; set lists merge as sets; every other list, and atomic maps, are replaced whole;
 //! scalars are set.
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 
 use crate::api::{self, ApiResult, ApiState, Query, Target, Track};
@@ -18,11 +18,7 @@ const APPLY_YAML: &str = "application/apply-patch+yaml";
 
 /// Whether a PATCH is a server-side apply.
 pub fn is_apply(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|media| media.trim() == APPLY_YAML)
+    api::media_type(headers) == Some(APPLY_YAML)
 }
 
 /// 422 for invalid PatchOptions, as upstream validates them before anything else.

@@ -81,25 +81,6 @@ fn key_text(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw).into_owned()
 }
 
-/// The elements of the array that starts at `b[start] == '['`: where each value starts.
-fn elements(b: &[u8], start: usize) -> Option<Vec<usize>> {
-    use crate::api::scan::{skip_value, skip_ws};
-    let mut out = Vec::new();
-    let mut i = skip_ws(b, start + 1);
-    if b.get(i) == Some(&b']') {
-        return Some(out);
-    }
-    loop {
-        out.push(i);
-        i = skip_ws(b, skip_value(b, i)?);
-        match *b.get(i)? {
-            b',' => i = skip_ws(b, i + 1),
-            b']' => return Some(out),
-            _ => return None,
-        }
-    }
-}
-
 /// A step of a path into a JSON body.
 #[derive(Clone)]
 enum Seg<'a> {
@@ -167,7 +148,11 @@ fn walk_duplicates<'a>(
             }
         }
         Some(b'[') => {
-            for (i, start) in elements(b, at).unwrap_or_default().into_iter().enumerate() {
+            for (i, start) in crate::api::scan::elements(b, at)
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
                 stack.push(Seg::Index(i));
                 walk_duplicates(b, start, stack, out);
                 stack.pop();
@@ -189,22 +174,30 @@ pub fn duplicate_fields(body: &[u8]) -> Vec<(usize, String)> {
     out
 }
 
-/// Where in a JSON body the field at `path` (upstream's notation) starts; for ordering
-/// field errors as the body orders them.
-pub fn field_offset(body: &[u8], path: &str) -> Option<usize> {
-    let mut at = crate::api::scan::skip_ws(body, 0);
-    for piece in path.split('.') {
+/// The steps of a path in upstream's notation, `a.b[0].c`: each field name with the list
+/// indexes that follow it (`("b", ["0"])`).
+fn path_pieces(path: &str) -> impl Iterator<Item = (&str, impl Iterator<Item = &str>)> {
+    path.split('.').map(|piece| {
         let (name, indexes) = match piece.find('[') {
             Some(i) => (&piece[..i], &piece[i..]),
             None => (piece, ""),
         };
+        (name, indexes.split(['[', ']']).filter(|s| !s.is_empty()))
+    })
+}
+
+/// Where in a JSON body the field at `path` (upstream's notation) starts; for ordering
+/// field errors as the body orders them.
+pub fn field_offset(body: &[u8], path: &str) -> Option<usize> {
+    let mut at = crate::api::scan::skip_ws(body, 0);
+    for (name, indexes) in path_pieces(path) {
         at = crate::api::scan::fields(body, at)?
             .into_iter()
             .find(|(raw, _)| key_text(raw) == name)?
             .1
             .start;
-        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
-            at = *elements(body, at)?.get(index.parse::<usize>().ok()?)?;
+        for index in indexes {
+            at = *crate::api::scan::elements(body, at)?.get(index.parse::<usize>().ok()?)?;
         }
     }
     Some(at)
@@ -214,19 +207,10 @@ pub fn field_offset(body: &[u8], path: &str) -> Option<usize> {
 pub fn prune(obj: &mut Value, unknown: &[String]) {
     for path in unknown {
         // `a.b[0].c` as the JSON pointer segments ["a", "b", "0", "c"].
-        let mut segments: Vec<String> = Vec::new();
-        for piece in path.split('.') {
-            let (name, indexes) = match piece.find('[') {
-                Some(i) => (&piece[..i], &piece[i..]),
-                None => (piece, ""),
-            };
-            segments.push(name.to_owned());
-            segments.extend(
-                indexes
-                    .split(['[', ']'])
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned),
-            );
+        let mut segments: Vec<&str> = Vec::new();
+        for (name, indexes) in path_pieces(path) {
+            segments.push(name);
+            segments.extend(indexes);
         }
         let Some((last, parents)) = segments.split_last() else {
             continue;
@@ -236,7 +220,7 @@ pub fn prune(obj: &mut Value, unknown: &[String]) {
             .map(|s| format!("/{}", s.replace('~', "~0").replace('/', "~1")))
             .collect();
         if let Some(map) = obj.pointer_mut(&pointer).and_then(Value::as_object_mut) {
-            map.remove(last);
+            map.remove(*last);
         }
     }
 }
