@@ -26,9 +26,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::events::{EventType, Recorder};
-use crate::informer::{
-    Change, Informer, controller_uid_index, namespace_index, orphan_index, split_key,
-};
+use crate::informer::{Change, Informer, controller_uid_index, split_key};
 use crate::nodelifecycle::tolerates;
 use crate::queue::{Action, WorkQueue};
 use crate::util::{
@@ -457,8 +455,6 @@ impl DaemonSetController {
         });
         pods.enqueue_controllers(&queue, &daemonsets);
         pods.add_index("controller", controller_uid_index);
-        pods.add_index("orphan", orphan_index);
-        daemonsets.add_index("namespace", namespace_index);
         pods.enqueue_adopters(&queue, &daemonsets, |ds, pod| {
             selector_matches(ds.spec.as_ref().map(|s| &s.selector), pod.labels())
         });

@@ -23,9 +23,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::events::{EventType, Recorder};
-use crate::informer::{
-    Informer, controller_of, controller_uid_index, namespace_index, orphan_index, split_key,
-};
+use crate::informer::{Informer, controller_of, controller_uid_index, split_key};
 use crate::queue::{Action, WorkQueue};
 use crate::util::{claim, controller_ref, int_or_percent, selector_matches, short_hash};
 
@@ -108,8 +106,6 @@ impl DeploymentController {
         deployments.enqueue_changes(&queue);
         replicasets.enqueue_controllers(&queue, &deployments);
         replicasets.add_index("controller", controller_uid_index);
-        replicasets.add_index("orphan", orphan_index);
-        deployments.add_index("namespace", namespace_index);
         replicasets.enqueue_adopters(&queue, &deployments, |d, rs| {
             selector_matches(d.spec.as_ref().map(|s| &s.selector), rs.labels())
         });

@@ -221,8 +221,9 @@ where
 
     /// Enqueues every `owners` object that would adopt a changed object: one in its namespace
     /// that `selects` it while it has no controller and is not being deleted (upstream's
-    /// orphan handling, so a ReplicaSet adopts matching bare pods). `owners` must have the
-    /// "namespace" index ([`namespace_index`]).
+    /// orphan handling, so a ReplicaSet adopts matching bare pods). Adds what that and the
+    /// owner's claim need: the "namespace" index ([`namespace_index`]) on `owners`, and the
+    /// "orphan" index ([`orphan_index`]) on this informer.
     pub fn enqueue_adopters<O>(
         &self,
         queue: &crate::queue::WorkQueue,
@@ -232,6 +233,8 @@ where
         K: Resource<DynamicType = ()>,
         O: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     {
+        owners.add_index("namespace", namespace_index);
+        self.add_index("orphan", orphan_index);
         let q = queue.clone();
         let owners = owners.clone();
         self.on_change(move |c| {

@@ -18,7 +18,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::events::{EventType, Recorder};
-use crate::informer::{Informer, controller_uid_index, namespace_index, orphan_index, split_key};
+use crate::informer::{Informer, controller_uid_index, split_key};
 use crate::queue::{Action, WorkQueue};
 use crate::util::{
     Expectations, claim, controller_ref, pod_active, pod_available, pod_from_template, pod_ready,
@@ -51,8 +51,6 @@ impl ReplicaSetController {
         replicasets.enqueue_changes(&queue);
         pods.enqueue_controllers(&queue, &replicasets);
         pods.add_index("controller", controller_uid_index);
-        pods.add_index("orphan", orphan_index);
-        replicasets.add_index("namespace", namespace_index);
         pods.enqueue_adopters(&queue, &replicasets, |rs, pod| {
             selector_matches(rs.spec.as_ref().map(|s| &s.selector), pod.labels())
         });

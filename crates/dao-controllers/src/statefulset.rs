@@ -27,7 +27,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::events::{EventType, Recorder};
-use crate::informer::{Informer, controller_uid_index, namespace_index, orphan_index, split_key};
+use crate::informer::{Informer, controller_uid_index, split_key};
 use crate::queue::{Action, WorkQueue};
 use crate::util::{
     Expectations, claim, controller_ref, pod_active, pod_available, pod_running_and_ready,
@@ -404,8 +404,6 @@ impl StatefulSetController {
         sets.enqueue_changes(&queue);
         pods.enqueue_controllers(&queue, &sets);
         pods.add_index("controller", controller_uid_index);
-        pods.add_index("orphan", orphan_index);
-        sets.add_index("namespace", namespace_index);
         pods.enqueue_adopters(&queue, &sets, |set, pod| {
             ordinal_of(&set.name_any(), &pod.name_any()).is_some()
                 && selector_matches(set.spec.as_ref().map(|s| &s.selector), pod.labels())
