@@ -178,7 +178,7 @@ pub fn json_response(code: StatusCode, value: &Value) -> Response {
     (
         code,
         [(header::CONTENT_TYPE, "application/json")],
-        value.to_string(),
+        serde_json::to_vec(value).expect("a JSON value serializes"),
     )
         .into_response()
 }
@@ -303,8 +303,17 @@ pub async fn handle(
             let mut obj = obj;
             let warnings = check_fields(target.res, &mut obj, &query, json_body(headers, &body))?;
             let dry = dry_run(&query)?;
-            let updated =
-                update(&state, &target, name, sub, obj, dry, Track::Update(&writer)).await?;
+            let updated = update(
+                &state,
+                &target,
+                name,
+                sub,
+                obj,
+                dry,
+                Track::Update(&writer),
+                None,
+            )
+            .await?;
             Ok(with_warnings(
                 json_response(StatusCode::OK, &updated),
                 &warnings,
@@ -905,6 +914,10 @@ pub(crate) fn dry_run(query: &Query) -> ApiResult<bool> {
 
 /// Replace an object (PUT, and the last step of PATCH). `sub` is "status" for the status
 /// subresource.
+/// Replace an object. `live` is the stored object when the caller has just read it (a patch
+/// or an apply builds on it), so that it is not read and decoded twice; a write between that
+/// read and this one ends in a Conflict, as it would have with a second read.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn update(
     state: &ApiState,
     target: &Target,
@@ -913,6 +926,7 @@ pub(crate) async fn update(
     mut obj: Value,
     dry: bool,
     track: Track<'_>,
+    live: Option<Value>,
 ) -> ApiResult<Value> {
     let res = target.res;
     match sub {
@@ -931,11 +945,18 @@ pub(crate) async fn update(
         )));
     }
     let key = res.key(target.namespace.as_deref(), name);
-    let (current, _) = state.store.get(&key, None).await?;
-    let Some(current) = current else {
-        return Err(ApiError::not_found(res, name));
+    let old = match live {
+        Some(old) => old,
+        None => match state.store.get(&key, None).await?.0 {
+            Some(current) => decode(&current)?,
+            None => return Err(ApiError::not_found(res, name)),
+        },
     };
-    let old = decode(&current)?;
+    let current_revision: i64 = old
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|rv| rv.parse().ok())
+        .ok_or_else(|| ApiError::internal(format!("stored object {key} has no resourceVersion")))?;
     let expect = match obj
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
@@ -944,12 +965,12 @@ pub(crate) async fn update(
             let rv: i64 = rv
                 .parse()
                 .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?;
-            if rv != current.mod_revision {
+            if rv != current_revision {
                 return Err(ApiError::conflict(res, name));
             }
             Expect::ModRevision(rv)
         }
-        _ => Expect::ModRevision(current.mod_revision),
+        _ => Expect::ModRevision(current_revision),
     };
     obj["apiVersion"] = json!(res.api_version());
     obj["kind"] = json!(res.kind);
@@ -1017,12 +1038,16 @@ pub(crate) async fn update(
         let changed = obj.get("spec") != old.get("spec");
         obj["metadata"]["generation"] = json!(if changed { generation + 1 } else { generation });
     }
-    let mut compare_new = obj.clone();
-    compare_new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
-    if compare_new == old {
+    // Compared at the same resourceVersion, without a copy of the object.
+    let asked_version = std::mem::replace(
+        &mut obj["metadata"]["resourceVersion"],
+        old["metadata"]["resourceVersion"].clone(),
+    );
+    if obj == old {
         // No change: upstream answers with the object as it is, at its current version.
         return Ok(old);
     }
+    obj["metadata"]["resourceVersion"] = asked_version;
     if dry {
         // Everything checked and defaulted; nothing written. The version stays the current one.
         obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
@@ -1111,7 +1136,8 @@ async fn patch(
         }
         let warnings = check_fields(target.res, &mut doc, query, json_body(headers, body))?;
         let dry = dry_run(query)?;
-        match update(state, target, name, sub, doc, dry, Track::Update(writer)).await {
+        let track = Track::Update(writer);
+        match update(state, target, name, sub, doc, dry, track, Some(current)).await {
             Err(e) if e.reason == "Conflict" && !precondition => continue,
             Err(e) => return Err(e),
             Ok(obj) => {
@@ -1222,6 +1248,7 @@ async fn scale(
             updated,
             dry,
             Track::Update(writer),
+            Some(obj),
         )
         .await
         {

@@ -136,7 +136,18 @@ pub async fn handle(
             object["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
         }
         let warnings = api::check_fields(res, &mut object, query, None)?;
-        match api::update(state, target, name, sub, object, dry, Track::Done).await {
+        match api::update(
+            state,
+            target,
+            name,
+            sub,
+            object,
+            dry,
+            Track::Done,
+            Some(live),
+        )
+        .await
+        {
             Err(e)
                 if e.reason == "Conflict"
                     && e.code == 409

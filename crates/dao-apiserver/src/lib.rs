@@ -78,9 +78,33 @@ pub struct RunningServer {
     pub kubeconfig: PathBuf,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    app: Router,
 }
 
 impl RunningServer {
+    /// A client of this server's API that skips TLS and the socket: each request goes
+    /// straight to the router (authentication, dispatch, the same handlers and answers as
+    /// over HTTPS) as `user` in `system:masters`, with `user_agent` naming the writer in
+    /// managedFields. For the components `dao server` runs in its own process, the scheduler
+    /// and the controllers; everything else connects through the listener.
+    pub fn local_client(&self, user: &str, user_agent: &str) -> kube::Client {
+        let app = self.app.clone();
+        let identity = Identity {
+            user: user.to_owned(),
+            groups: vec!["system:masters".into()],
+        };
+        let agent = header::HeaderValue::from_str(user_agent)
+            .unwrap_or_else(|_| header::HeaderValue::from_static("dao"));
+        let service = tower::service_fn(move |mut req: Request<kube::client::Body>| {
+            req.extensions_mut().insert(identity.clone());
+            req.headers_mut()
+                .entry(header::USER_AGENT)
+                .or_insert_with(|| agent.clone());
+            app.clone().oneshot(req)
+        });
+        kube::Client::new(service, "default")
+    }
+
     /// Stop accepting connections and wait for the accept loop to end.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -193,6 +217,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         metrics: Arc::default(),
     };
     let app = router(state);
+    let local_app = app.clone();
     let (stop, mut stopped) = watch::channel(false);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let task = tokio::spawn(async move {
@@ -246,6 +271,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         kubeconfig,
         stop,
         task,
+        app: local_app,
     })
 }
 

@@ -392,18 +392,32 @@ fn open_reader(path: &Path) -> Result<Connection> {
     let sql = |source| sqlite_error(path, source);
     let conn = Connection::open(path).map_err(sql)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
-    conn.execute_batch("PRAGMA query_only=1; PRAGMA cache_size=-32768;")
+    conn.execute_batch("PRAGMA query_only=1; PRAGMA cache_size=-4096;")
         .map_err(sql)?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
 
-/// What the writer knows of a live key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the writer knows of a live key, its value included: reads at the current revision
+/// (nearly all of them) and the writer's look at the value it replaces never touch SQLite.
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Entry {
     rev: Revision,
     create_rev: Revision,
     version: i64,
+    value: Bytes,
+}
+
+impl Entry {
+    fn kv(&self, key: &str) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            mod_revision: self.rev,
+            create_revision: self.create_rev,
+            version: self.version,
+            value: self.value.clone(),
+        }
+    }
 }
 
 type Index = imbl::OrdMap<String, Entry>;
@@ -419,7 +433,7 @@ struct IndexSnapshot {
 fn load_index(conn: &Connection) -> rusqlite::Result<Index> {
     let mut index = Index::new();
     let mut stmt =
-        conn.prepare("SELECT rev, key, deleted, create_rev, version FROM log ORDER BY rev")?;
+        conn.prepare("SELECT rev, key, deleted, create_rev, version, value FROM log ORDER BY rev")?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let key = key_string(row.get(1)?)?;
@@ -430,6 +444,7 @@ fn load_index(conn: &Connection) -> rusqlite::Result<Index> {
                 rev: row.get(0)?,
                 create_rev: row.get(3)?,
                 version: row.get(4)?,
+                value: Bytes::from(row.get::<_, Vec<u8>>(5)?),
             };
             index.insert(key, entry);
         }
@@ -535,21 +550,16 @@ fn read_get(
     let at = snap.resolve(revision)?;
     let mut end = key.as_bytes().to_vec();
     end.push(0);
-    let rev = if at == snap.current {
-        index.map.get(key).map(|e| e.rev)
-    } else {
-        match changed_since(&tx, at, snap.current, key.as_bytes(), &end)
-            .map_err(sql)?
-            .get(key)
-        {
-            None => index.map.get(key).map(|e| e.rev),
-            Some(0) => None,
-            Some(&rev) => Some(rev),
-        }
-    };
-    let kv = match rev {
-        Some(rev) => Some(row_by_rev(&tx, rev).map_err(sql)?),
-        None => None,
+    if at == snap.current {
+        return Ok((index.map.get(key).map(|e| e.kv(key)), at));
+    }
+    let kv = match changed_since(&tx, at, snap.current, key.as_bytes(), &end)
+        .map_err(sql)?
+        .get(key)
+    {
+        None => index.map.get(key).map(|e| e.kv(key)),
+        Some(0) => None,
+        Some(&rev) => Some(row_by_rev(&tx, rev).map_err(sql)?),
     };
     Ok((kv, at))
 }
@@ -585,23 +595,14 @@ fn read_range(
     };
     let limit = req.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
 
-    // Which revision each key in the range held at `at`, in key order.
-    let mut revs: Vec<Revision> = Vec::new();
+    // What each key in the range held at `at`, in key order: a live value, or the revision
+    // of an older one still in the log.
+    let mut revs: Vec<Pick> = Vec::new();
     let mut more = false;
     let count: i64;
     if at == snap.current {
-        for (_, e) in today() {
-            if revs.len() == limit {
-                more = true;
-                break;
-            }
-            revs.push(e.rev);
-        }
-        count = if more {
-            today().count() as i64
-        } else {
-            revs.len() as i64
-        };
+        drop(tx);
+        return Ok(range_live(index, req));
     } else {
         // A past revision: today's keys, with every key written since `at` put back as it was.
         let changed =
@@ -617,17 +618,17 @@ fn read_range(
             let pick = match (now.peek(), then.peek()) {
                 (None, None) => break,
                 (Some((k, e)), None) => {
-                    let r = (!changed.contains_key(*k)).then_some(e.rev);
+                    let r = (!changed.contains_key(*k)).then(|| Pick::Live(e.kv(k)));
                     now.next();
                     r
                 }
                 (Some((k, e)), Some((ck, _))) if k < ck => {
-                    let r = (!changed.contains_key(*k)).then_some(e.rev);
+                    let r = (!changed.contains_key(*k)).then(|| Pick::Live(e.kv(k)));
                     now.next();
                     r
                 }
                 (Some((k, _)), Some((ck, crev))) => {
-                    let r = (**crev > 0).then_some(**crev);
+                    let r = (**crev > 0).then_some(Pick::Logged(**crev));
                     if k == ck {
                         now.next();
                     }
@@ -635,7 +636,7 @@ fn read_range(
                     r
                 }
                 (None, Some((_, crev))) => {
-                    let r = (**crev > 0).then_some(**crev);
+                    let r = (**crev > 0).then_some(Pick::Logged(**crev));
                     then.next();
                     r
                 }
@@ -651,7 +652,10 @@ fn read_range(
     }
     let kvs = revs
         .into_iter()
-        .map(|rev| row_by_rev(&tx, rev))
+        .map(|pick| match pick {
+            Pick::Live(kv) => Ok(kv),
+            Pick::Logged(rev) => row_by_rev(&tx, rev),
+        })
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(sql)?;
     Ok(RangeResult {
@@ -660,6 +664,39 @@ fn read_range(
         count,
         revision: at,
     })
+}
+
+/// A key's value at a past revision: unchanged since (the live value) or an older row.
+enum Pick {
+    Live(KeyValue),
+    Logged(Revision),
+}
+
+/// A range at the index's revision, from memory.
+fn range_live(index: &IndexSnapshot, req: &RangeRequest) -> RangeResult {
+    use std::ops::Bound;
+    let start: &str = match &req.start {
+        Some(s) if s.as_str() > req.prefix.as_str() => s,
+        _ => &req.prefix,
+    };
+    let end_bytes = prefix_end(&req.prefix);
+    let in_range = |k: &String| end_bytes.is_empty() || k.as_bytes() < end_bytes.as_slice();
+    let today = || {
+        index
+            .map
+            .range::<_, str>((Bound::Included(start), Bound::Unbounded))
+            .take_while(|(k, _)| in_range(k))
+    };
+    let limit = req.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let kvs: Vec<KeyValue> = today().take(limit).map(|(k, e)| e.kv(k)).collect();
+    let more = kvs.len() == limit && today().nth(limit).is_some();
+    let count = if more { today().count() } else { kvs.len() };
+    RangeResult {
+        kvs,
+        more,
+        count: count as i64,
+        revision: index.rev,
+    }
 }
 
 /// Changes under `prefix` with revisions in `(after, upto]`, at most one chunk.
@@ -729,6 +766,12 @@ impl Store for SqliteStore {
         key: &str,
         revision: Option<Revision>,
     ) -> Result<(Option<KeyValue>, Revision)> {
+        {
+            let index = self.inner.index.lock().unwrap();
+            if revision.is_none_or(|r| r == 0 || r == index.rev) {
+                return Ok((index.map.get(key).map(|e| e.kv(key)), index.rev));
+            }
+        }
         let key = key.to_owned();
         let path = self.inner.path.clone();
         self.read(move |conn, index| read_get(conn, &path, index, &key, revision))
@@ -736,6 +779,10 @@ impl Store for SqliteStore {
     }
 
     async fn range(&self, req: RangeRequest) -> Result<RangeResult> {
+        let index = self.inner.index.lock().unwrap().clone();
+        if req.revision.is_none_or(|r| r == 0 || r == index.rev) {
+            return Ok(range_live(&index, &req));
+        }
         let path = self.inner.path.clone();
         self.read(move |conn, index| read_range(conn, &path, index, &req))
             .await
@@ -1216,20 +1263,17 @@ fn write_one(
     value: Option<Bytes>,
     expect: Expect,
 ) -> rusqlite::Result<(Outcome, Option<Event>)> {
-    let entry = index.get(key).copied();
+    let entry = index.get(key).cloned();
     let holds = match expect {
         Expect::Absent => entry.is_none(),
-        Expect::ModRevision(r) => entry.is_some_and(|e| e.rev == r),
+        Expect::ModRevision(r) => entry.as_ref().is_some_and(|e| e.rev == r),
         Expect::Present => entry.is_some(),
         Expect::Any => true,
     };
     // A delete needs something to delete.
     let holds = holds && (value.is_some() || entry.is_some());
     // The previous value: for the caller on a rejection, for watchers on a change.
-    let current = match entry {
-        Some(e) => Some(row_by_rev(tx, e.rev)?),
-        None => None,
-    };
+    let current = entry.as_ref().map(|e| e.kv(key));
     if !holds {
         return Ok((
             Outcome::Rejected {
@@ -1241,15 +1285,15 @@ fn write_one(
     }
     *next += 1;
     let rev = *next;
-    let prev_rev = entry.map_or(0, |e| e.rev);
+    let prev_rev = entry.as_ref().map_or(0, |e| e.rev);
     match value {
         Some(value) => {
             let kv = KeyValue {
                 key: key.to_owned(),
                 value,
-                create_revision: entry.map_or(rev, |e| e.create_rev),
+                create_revision: entry.as_ref().map_or(rev, |e| e.create_rev),
                 mod_revision: rev,
-                version: entry.map_or(1, |e| e.version + 1),
+                version: entry.as_ref().map_or(1, |e| e.version + 1),
             };
             tx.prepare_cached(
                 "INSERT INTO log(rev, key, deleted, create_rev, version, prev_rev, value)
@@ -1269,6 +1313,7 @@ fn write_one(
                     rev,
                     create_rev: kv.create_revision,
                     version: kv.version,
+                    value: kv.value.clone(),
                 },
             );
             let event = Event {

@@ -11,6 +11,14 @@ mod bench_api;
 mod bench_scheduler;
 mod debug;
 
+/// mimalloc instead of glibc's malloc: the server spends a fifth of its time allocating and
+/// freeing the many small strings and maps of JSON objects, and glibc's consolidation and
+/// chunk unlinking showed up as hot spots of their own (BENCHMARKS.md, session 5). Built
+/// without transparent huge pages (`no_thp`): with them an idle server held 44 MiB, without
+/// them 32 MiB.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "dao",
@@ -220,14 +228,21 @@ async fn server(
     })
     .await?;
     let mut background = tokio::task::JoinSet::new();
-    if !no_controllers || !no_scheduler {
-        let client = client_from_kubeconfig(&server.kubeconfig).await?;
-        if !no_controllers {
-            background.spawn(run_controllers(client.clone(), controllers));
-        }
-        if !no_scheduler {
-            background.spawn(run_scheduler(client));
-        }
+    // In-process components reach the API without TLS and sockets (the same router and
+    // handlers); `dao scheduler` and `dao controller-manager` connect through the listener.
+    if !no_controllers {
+        let client = server.local_client(
+            "system:kube-controller-manager",
+            concat!("dao-controller-manager/v", env!("CARGO_PKG_VERSION")),
+        );
+        background.spawn(run_controllers(client, controllers));
+    }
+    if !no_scheduler {
+        let client = server.local_client(
+            "system:kube-scheduler",
+            concat!("dao-scheduler/v", env!("CARGO_PKG_VERSION")),
+        );
+        background.spawn(run_scheduler(client));
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -228,6 +228,25 @@ async fn workloads_on_simulated_nodes() {
         .collect();
     assert_eq!(ips.len(), 10);
     assert!(ips.iter().all(|ip| ip.starts_with("10.128.")), "{ips:?}");
+    // The in-process controllers reach the API through the server's local client and write
+    // as their own field manager (upstream: kube-controller-manager), the deployment's
+    // status included.
+    let deploy = c.json(&["get", "deployment", "web", "--show-managed-fields"]);
+    let managers: BTreeSet<(&str, &str)> = deploy["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap(),
+                m["subresource"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(
+        managers.contains(&("dao-controller-manager", "status")),
+        "{managers:?}"
+    );
 
     // `set image` rolls it; a watcher checks maxUnavailable (25% of 10 = 2) at every step.
     let armed = Arc::new(Mutex::new(false));
