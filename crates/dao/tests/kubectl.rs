@@ -1187,12 +1187,14 @@ fn server_side_dry_run_and_diff() {
     let three = c.file("three.yaml", &deploy(3));
     c.ok(&["apply", "-f", &one]);
     let replicas = || c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]);
-    let rv = c.ok(&[
+    // The generation, not the resourceVersion: the deployment controller writes status
+    // meanwhile, but only a spec change (what a dry run must not store) bumps the generation.
+    let generation = c.ok(&[
         "get",
         "deploy",
         "web",
         "-o",
-        "jsonpath={.metadata.resourceVersion}",
+        "jsonpath={.metadata.generation}",
     ]);
 
     // kubectl diff exits 1 when there are differences.
@@ -1229,9 +1231,9 @@ fn server_side_dry_run_and_diff() {
             "deploy",
             "web",
             "-o",
-            "jsonpath={.metadata.resourceVersion}"
+            "jsonpath={.metadata.generation}"
         ]),
-        rv,
+        generation,
         "a dry run wrote"
     );
 }
@@ -1532,8 +1534,9 @@ fn server_side_apply() {
         "the scaler lost its only field:\n{yaml}"
     );
 
-    // --dry-run=server stores nothing.
-    let rv = get("{.metadata.resourceVersion}");
+    // --dry-run=server stores nothing (the generation: the deployment controller may write
+    // status meanwhile).
+    let generation = get("{.metadata.generation}");
     let dry = c.ok(&[
         "apply",
         "--server-side",
@@ -1542,5 +1545,6 @@ fn server_side_apply() {
         &c.file("dry.yaml", &manifest(9, "nginx:9", "app: web")),
     ]);
     assert!(dry.contains("serverside-applied (server dry run)"), "{dry}");
-    assert_eq!(get("{.metadata.resourceVersion}"), rv);
+    assert_eq!(get("{.metadata.generation}"), generation);
+    assert_eq!(get("{.spec.replicas}"), "3");
 }
