@@ -1574,11 +1574,13 @@ pub(crate) mod scan {
     /// The index just past the string that starts at `b[i] == '"'`.
     fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
         i += 1;
+        // memchr's vectorised search: strings (a ConfigMap's data, managedFields) are most of
+        // an object's bytes, and a byte-at-a-time loop here was a third of a LIST's time.
         while i < b.len() {
+            i += memchr::memchr2(b'"', b'\\', &b[i..])?;
             match b[i] {
                 b'\\' => i += 2,
-                b'"' => return Some(i + 1),
-                _ => i += 1,
+                _ => return Some(i + 1),
             }
         }
         None
@@ -1932,6 +1934,22 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, output: Out
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scanner_skips_strings_with_escapes() {
+        // Escaped quotes and backslashes, at the ends of strings too, and a truncated string.
+        let cases: [(&str, Option<usize>); 6] = [
+            (r#""plain",1"#, Some(7)),
+            (r#""a\"b","#, Some(6)),
+            (r#""\\""#, Some(4)),
+            (r#""x\\",2"#, Some(5)),
+            (r#"{"k":"v\"}","n":[1,"]"]}"#, Some(24)),
+            (r#""open"#, None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(scan::skip_value(text.as_bytes(), 0), want, "{text}");
+        }
+    }
 
     #[test]
     fn raw_event_lines_match_the_decoded_encoding() {
