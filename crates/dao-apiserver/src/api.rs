@@ -913,10 +913,9 @@ pub(crate) fn dry_run(query: &Query) -> ApiResult<bool> {
 }
 
 /// Replace an object (PUT, and the last step of PATCH). `sub` is "status" for the status
-/// subresource.
-/// Replace an object. `live` is the stored object when the caller has just read it (a patch
-/// or an apply builds on it), so that it is not read and decoded twice; a write between that
-/// read and this one ends in a Conflict, as it would have with a second read.
+/// subresource. `live` is the stored object when the caller has just read it (a patch or an
+/// apply builds on it), so that it is not read and decoded twice; a write between that read
+/// and this one ends in a Conflict, as it would have with a second read.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn update(
     state: &ApiState,

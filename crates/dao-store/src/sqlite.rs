@@ -570,15 +570,14 @@ fn read_range(
     index: &IndexSnapshot,
     req: &RangeRequest,
 ) -> Result<RangeResult> {
-    use std::ops::Bound;
     let sql = |source| sqlite_error(path, source);
     let tx = conn.transaction().map_err(sql)?;
     let snap = snapshot(&tx, index).map_err(sql)?;
     let at = snap.resolve(req.revision)?;
-    let start: String = match &req.start {
-        Some(s) if s.as_str() > req.prefix.as_str() => s.clone(),
-        _ => req.prefix.clone(),
-    };
+    if at == snap.current {
+        return Ok(range_live(index, req));
+    }
+    let start = range_start(req);
     let end_bytes = prefix_end(&req.prefix);
     // Keys are UTF-8 and no UTF-8 string starts with 0xff, so that bound is "no bound".
     let end_bytes = if end_bytes.is_empty() {
@@ -586,68 +585,55 @@ fn read_range(
     } else {
         end_bytes
     };
-    let in_range = |k: &String| k.as_bytes() < end_bytes.as_slice();
-    let today = || {
-        index
-            .map
-            .range::<_, String>((Bound::Included(&start), Bound::Unbounded))
-            .take_while(|(k, _)| in_range(k))
-    };
+    let today = || live_keys(index, req);
     let limit = req.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
 
     // What each key in the range held at `at`, in key order: a live value, or the revision
     // of an older one still in the log.
     let mut revs: Vec<Pick> = Vec::new();
     let mut more = false;
-    let count: i64;
-    if at == snap.current {
-        drop(tx);
-        return Ok(range_live(index, req));
-    } else {
-        // A past revision: today's keys, with every key written since `at` put back as it was.
-        let changed =
-            changed_since(&tx, at, snap.current, start.as_bytes(), &end_bytes).map_err(sql)?;
-        let mut total = today().count() as i64;
-        for (key, &then) in &changed {
-            total += i64::from(then > 0) - i64::from(index.map.contains_key(key));
-        }
-        count = total;
-        let mut now = today().peekable();
-        let mut then = changed.iter().peekable();
-        loop {
-            let pick = match (now.peek(), then.peek()) {
-                (None, None) => break,
-                (Some((k, e)), None) => {
-                    let r = (!changed.contains_key(*k)).then(|| Pick::Live(e.kv(k)));
-                    now.next();
-                    r
-                }
-                (Some((k, e)), Some((ck, _))) if k < ck => {
-                    let r = (!changed.contains_key(*k)).then(|| Pick::Live(e.kv(k)));
-                    now.next();
-                    r
-                }
-                (Some((k, _)), Some((ck, crev))) => {
-                    let r = (**crev > 0).then_some(Pick::Logged(**crev));
-                    if k == ck {
-                        now.next();
-                    }
-                    then.next();
-                    r
-                }
-                (None, Some((_, crev))) => {
-                    let r = (**crev > 0).then_some(Pick::Logged(**crev));
-                    then.next();
-                    r
-                }
-            };
-            if let Some(rev) = pick {
-                if revs.len() == limit {
-                    more = true;
-                    break;
-                }
-                revs.push(rev);
+    // Today's keys, with every key written since `at` put back as it was.
+    let changed =
+        changed_since(&tx, at, snap.current, start.as_bytes(), &end_bytes).map_err(sql)?;
+    let mut count = today().count() as i64;
+    for (key, &then) in &changed {
+        count += i64::from(then > 0) - i64::from(index.map.contains_key(key));
+    }
+    let mut now = today().peekable();
+    let mut then = changed.iter().peekable();
+    loop {
+        let pick = match (now.peek(), then.peek()) {
+            (None, None) => break,
+            (Some((k, e)), None) => {
+                let r = (!changed.contains_key(*k)).then(|| Pick::Live(e.kv(k)));
+                now.next();
+                r
             }
+            (Some((k, e)), Some((ck, _))) if k < ck => {
+                let r = (!changed.contains_key(*k)).then(|| Pick::Live(e.kv(k)));
+                now.next();
+                r
+            }
+            (Some((k, _)), Some((ck, crev))) => {
+                let r = (**crev > 0).then_some(Pick::Logged(**crev));
+                if k == ck {
+                    now.next();
+                }
+                then.next();
+                r
+            }
+            (None, Some((_, crev))) => {
+                let r = (**crev > 0).then_some(Pick::Logged(**crev));
+                then.next();
+                r
+            }
+        };
+        if let Some(rev) = pick {
+            if revs.len() == limit {
+                more = true;
+                break;
+            }
+            revs.push(rev);
         }
     }
     let kvs = revs
@@ -672,21 +658,32 @@ enum Pick {
     Logged(Revision),
 }
 
-/// A range at the index's revision, from memory.
-fn range_live(index: &IndexSnapshot, req: &RangeRequest) -> RangeResult {
-    use std::ops::Bound;
-    let start: &str = match &req.start {
+/// Where a range request starts: its continuation key, or its prefix.
+fn range_start(req: &RangeRequest) -> &str {
+    match &req.start {
         Some(s) if s.as_str() > req.prefix.as_str() => s,
         _ => &req.prefix,
-    };
-    let end_bytes = prefix_end(&req.prefix);
-    let in_range = |k: &String| end_bytes.is_empty() || k.as_bytes() < end_bytes.as_slice();
-    let today = || {
-        index
-            .map
-            .range::<_, str>((Bound::Included(start), Bound::Unbounded))
-            .take_while(|(k, _)| in_range(k))
-    };
+    }
+}
+
+/// The live keys a range request covers, in key order.
+fn live_keys<'a>(
+    index: &'a IndexSnapshot,
+    req: &'a RangeRequest,
+) -> impl Iterator<Item = (&'a String, &'a Entry)> + 'a {
+    let end = prefix_end(&req.prefix);
+    index
+        .map
+        .range::<_, str>((
+            std::ops::Bound::Included(range_start(req)),
+            std::ops::Bound::Unbounded,
+        ))
+        .take_while(move |(k, _)| end.is_empty() || k.as_bytes() < end.as_slice())
+}
+
+/// A range at the index's revision, from memory.
+fn range_live(index: &IndexSnapshot, req: &RangeRequest) -> RangeResult {
+    let today = || live_keys(index, req);
     let limit = req.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
     let kvs: Vec<KeyValue> = today().take(limit).map(|(k, e)| e.kv(k)).collect();
     let more = kvs.len() == limit && today().nth(limit).is_some();
