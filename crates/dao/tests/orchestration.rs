@@ -419,6 +419,12 @@ async fn pods_leave_a_node_that_stops_renewing_its_lease() {
     c.eventually("lonely-0 NotReady", 30, || {
         c.ok(&["get", "node", "lonely-0"]).contains("NotReady")
     });
+    // The taints follow in a write of their own (as upstream: the Ready condition is status,
+    // the taints spec), so a read between the two sees the condition alone.
+    c.eventually("lonely-0 tainted", 10, || {
+        c.ok(&["get", "node", "lonely-0", "-o", "jsonpath={.spec.taints}"])
+            .contains("node.kubernetes.io/unreachable")
+    });
     let taints = c.ok(&["get", "node", "lonely-0", "-o", "jsonpath={.spec.taints}"]);
     assert!(
         taints.contains("node.kubernetes.io/unreachable"),
