@@ -147,6 +147,11 @@ enum Output {
     Table,
     /// `PartialObjectMetadata` (and `...List`): metadata only, as metadata informers ask.
     Metadata,
+    /// The objects without `metadata.managedFields`, in lists and watch events: what Dao's
+    /// in-process scheduler and controllers read (see [`crate::LocalCaller`]). Upstream's
+    /// kube-scheduler and kube-controller-manager drop managedFields from their informer
+    /// caches; leaving them out on the server spares encoding and decoding them too.
+    Trimmed,
 }
 
 impl Output {
@@ -168,6 +173,13 @@ impl Output {
 
 const PARTIAL_HEAD: &[u8] =
     br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#;
+
+/// An object without its managedFields (see [`Output::Trimmed`]).
+fn trim(obj: &mut Value) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+}
 
 /// An object as `PartialObjectMetadata`.
 fn partial(obj: &Value) -> Value {
@@ -229,6 +241,8 @@ pub(crate) fn encode(obj: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(&Stored(obj)).expect("a JSON value serializes"))
 }
 
+/// One API request. `local` marks Dao's own in-process clients (lists and watches leave out
+/// managedFields for them, see [`Output::Trimmed`]).
 pub async fn handle(
     state: Arc<ApiState>,
     method: Method,
@@ -236,11 +250,15 @@ pub async fn handle(
     query: Query,
     headers: &HeaderMap,
     body: Bytes,
+    local: bool,
 ) -> ApiResult {
     let Some(target) = parse_path(path)? else {
         return Err(not_found_path());
     };
-    let output = Output::from_headers(headers);
+    let output = match Output::from_headers(headers) {
+        Output::Object if local => Output::Trimmed,
+        output => output,
+    };
     let writer = crate::managed::Writer::new(
         query.get("fieldManager"),
         headers
@@ -276,7 +294,7 @@ pub async fn handle(
                 &match output {
                     Output::Table => table::for_objects(target.res, &[obj], None, true),
                     Output::Metadata => partial(&obj),
-                    Output::Object => obj,
+                    Output::Object | Output::Trimmed => obj,
                 },
             ))
         }
@@ -502,7 +520,8 @@ async fn list(state: &ApiState, target: &Target, query: &Query, output: Output) 
                 let written = if output == Output::Metadata {
                     raw_metadata(&mut raw_items, &kv.value, kv.mod_revision)
                 } else {
-                    raw_list_item(&mut raw_items, &kv.value, kv.mod_revision)
+                    let trim = output == Output::Trimmed;
+                    raw_list_item(&mut raw_items, &kv.value, kv.mod_revision, trim)
                 };
                 if written {
                     count += 1;
@@ -527,6 +546,9 @@ async fn list(state: &ApiState, target: &Target, query: &Query, output: Output) 
                 if let Some(o) = obj.as_object_mut() {
                     o.remove("kind");
                     o.remove("apiVersion");
+                }
+                if output == Output::Trimmed {
+                    trim(&mut obj);
                 }
                 if !raw_items.is_empty() {
                     raw_items.push(b',');
@@ -1456,39 +1478,65 @@ fn raw_event_line(kind: &str, stored: &[u8], rv: i64, output: Output) -> Option<
     if scan::skip_ws(stored, scan::skip_value(stored, 0)?) != stored.len() {
         return None;
     }
-    if output == Output::Metadata {
-        let mut out = Vec::with_capacity(stored.len().min(4096) + 128);
-        out.extend_from_slice(b"{\"type\":\"");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\",\"object\":");
-        if !raw_metadata(&mut out, stored, rv) {
-            return None;
-        }
-        out.extend_from_slice(b"}\n");
-        return Some(Bytes::from(out));
-    }
-    let meta = scan::object_field(stored, 0, b"metadata")?;
-    if stored.get(meta) != Some(&b'{')
-        || scan::object_field(stored, meta, b"resourceVersion").is_some()
-    {
-        return None;
-    }
-    let empty = stored.get(scan::skip_ws(stored, meta + 1)) == Some(&b'}');
-    let rv = rv.to_string();
-    let mut out = Vec::with_capacity(stored.len() + kind.len() + rv.len() + 48);
+    let mut out = Vec::with_capacity(match output {
+        Output::Metadata => stored.len().min(4096) + 128,
+        _ => stored.len() + kind.len() + 64,
+    });
     out.extend_from_slice(b"{\"type\":\"");
     out.extend_from_slice(kind.as_bytes());
     out.extend_from_slice(b"\",\"object\":");
-    out.extend_from_slice(&stored[..=meta]);
-    out.extend_from_slice(b"\"resourceVersion\":\"");
-    out.extend_from_slice(rv.as_bytes());
-    out.push(b'"');
-    if !empty {
-        out.push(b',');
+    let written = match output {
+        Output::Metadata => raw_metadata(&mut out, stored, rv),
+        Output::Trimmed => raw_object(&mut out, stored, rv, false, true),
+        _ => {
+            // The common case copies the bytes around the metadata's opening brace.
+            let meta = scan::object_field(stored, 0, b"metadata")?;
+            let end = scan::skip_value(stored, meta)?;
+            out.extend_from_slice(&stored[..meta]);
+            if !raw_meta(&mut out, &stored[meta..end], rv, false) {
+                return None;
+            }
+            out.extend_from_slice(&stored[end..]);
+            true
+        }
+    };
+    if !written {
+        return None;
     }
-    out.extend_from_slice(&stored[meta + 1..]);
     out.extend_from_slice(b"}\n");
     Some(Bytes::from(out))
+}
+
+/// A stored object's metadata object (`meta`, its bytes from `{` to `}`) with the
+/// resourceVersion spliced in first and, with `trim`, without managedFields. `false` when the
+/// bytes are not `encode`'s shape (the metadata holds a resourceVersion or is not an object).
+fn raw_meta(out: &mut Vec<u8>, meta: &[u8], rv: i64, trim: bool) -> bool {
+    if meta.first() != Some(&b'{') || scan::object_field(meta, 0, b"resourceVersion").is_some() {
+        return false;
+    }
+    out.extend_from_slice(b"{\"resourceVersion\":\"");
+    out.extend_from_slice(rv.to_string().as_bytes());
+    out.push(b'"');
+    if trim {
+        let Some(fields) = scan::fields(meta, 0) else {
+            return false;
+        };
+        for (key, value) in fields {
+            if key != b"managedFields" {
+                out.extend_from_slice(b",\"");
+                out.extend_from_slice(key);
+                out.extend_from_slice(b"\":");
+                out.extend_from_slice(&meta[value]);
+            }
+        }
+        out.push(b'}');
+    } else {
+        if meta.get(scan::skip_ws(meta, 1)) != Some(&b'}') {
+            out.push(b',');
+        }
+        out.extend_from_slice(&meta[1..]);
+    }
+    true
 }
 
 /// A stored object's metadata as a `PartialObjectMetadata`, with its resourceVersion spliced
@@ -1500,18 +1548,12 @@ fn raw_metadata(out: &mut Vec<u8>, stored: &[u8], rv: i64) -> bool {
     let Some(end) = scan::skip_value(stored, meta) else {
         return false;
     };
-    if stored[meta] != b'{' || scan::object_field(stored, meta, b"resourceVersion").is_some() {
+    let mark = out.len();
+    out.extend_from_slice(PARTIAL_HEAD);
+    if !raw_meta(out, &stored[meta..end], rv, false) {
+        out.truncate(mark);
         return false;
     }
-    let empty = stored.get(scan::skip_ws(stored, meta + 1)) == Some(&b'}');
-    out.extend_from_slice(PARTIAL_HEAD);
-    out.extend_from_slice(b"{\"resourceVersion\":\"");
-    out.extend_from_slice(rv.to_string().as_bytes());
-    out.push(b'"');
-    if !empty {
-        out.push(b',');
-    }
-    out.extend_from_slice(&stored[meta + 1..end]);
     out.push(b'}');
     true
 }
@@ -1519,23 +1561,23 @@ fn raw_metadata(out: &mut Vec<u8>, stored: &[u8], rv: i64) -> bool {
 /// A stored object as an item of a JSON list: without `apiVersion` and `kind` (upstream's
 /// lists leave them out of items) and with its resourceVersion spliced into the metadata.
 /// Appended to `out`; `false` (and nothing appended) when the bytes are not `encode`'s shape.
-fn raw_list_item(out: &mut Vec<u8>, stored: &[u8], rv: i64) -> bool {
+fn raw_list_item(out: &mut Vec<u8>, stored: &[u8], rv: i64, trim: bool) -> bool {
+    raw_object(out, stored, rv, true, trim)
+}
+
+/// A stored object with its resourceVersion spliced into the metadata; without `apiVersion`
+/// and `kind` when `list_item`, without managedFields when `trim`. Appended to `out`; `false`
+/// (and nothing appended) when the bytes are not `encode`'s shape.
+fn raw_object(out: &mut Vec<u8>, stored: &[u8], rv: i64, list_item: bool, trim: bool) -> bool {
     let Some(fields) = scan::fields(stored, 0) else {
         return false;
     };
-    let Some((_, meta)) = fields.iter().find(|(k, _)| *k == b"metadata") else {
-        return false;
-    };
-    if stored[meta.start] != b'{'
-        || scan::object_field(stored, meta.start, b"resourceVersion").is_some()
-    {
-        return false;
-    }
-    let empty_meta = stored.get(scan::skip_ws(stored, meta.start + 1)) == Some(&b'}');
+    let mark = out.len();
     out.push(b'{');
     let mut first = true;
-    for (key, value) in &fields {
-        if matches!(*key, b"apiVersion" | b"kind") {
+    let mut meta_seen = false;
+    for (key, value) in fields {
+        if list_item && matches!(key, b"apiVersion" | b"kind") {
             continue;
         }
         if !first {
@@ -1545,17 +1587,19 @@ fn raw_list_item(out: &mut Vec<u8>, stored: &[u8], rv: i64) -> bool {
         out.push(b'"');
         out.extend_from_slice(key);
         out.extend_from_slice(b"\":");
-        if value == meta {
-            out.extend_from_slice(b"{\"resourceVersion\":\"");
-            out.extend_from_slice(rv.to_string().as_bytes());
-            out.push(b'"');
-            if !empty_meta {
-                out.push(b',');
+        if key == b"metadata" {
+            meta_seen = true;
+            if !raw_meta(out, &stored[value], rv, trim) {
+                out.truncate(mark);
+                return false;
             }
-            out.extend_from_slice(&stored[value.start + 1..value.end]);
         } else {
-            out.extend_from_slice(&stored[value.clone()]);
+            out.extend_from_slice(&stored[value]);
         }
+    }
+    if !meta_seen {
+        out.truncate(mark);
+        return false;
     }
     out.push(b'}');
     true
@@ -1845,6 +1889,11 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, output: Out
                 }
                 Output::Metadata => partial(&obj),
                 Output::Object => obj,
+                Output::Trimmed => {
+                    let mut obj = obj;
+                    trim(&mut obj);
+                    obj
+                }
             };
             let mut line = json!({"type": kind, "object": object}).to_string();
             line.push('\n');
@@ -1951,6 +2000,40 @@ mod tests {
     }
 
     #[test]
+    fn trimmed_events_and_list_items_leave_out_managed_fields_only() {
+        let obj = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "managedFields": [{"manager": "m", "fieldsV1": {"f:spec": {}}}],
+                "labels": {"managedFields": "kept"}},
+            "spec": {"managedFields": "kept too"}});
+        let mut want = obj.clone();
+        want["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        want["metadata"]["resourceVersion"] = json!("9");
+        let line = raw_event_line("ADDED", &encode(&obj), 9, Output::Trimmed).unwrap();
+        let parsed: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(parsed, json!({"type": "ADDED", "object": want}));
+
+        let mut out = Vec::new();
+        assert!(raw_list_item(&mut out, &encode(&obj), 9, true));
+        let item: Value = serde_json::from_slice(&out).unwrap();
+        let o = want.as_object_mut().unwrap();
+        o.remove("apiVersion");
+        o.remove("kind");
+        assert_eq!(item, want);
+        // Not `encode`'s shape: nothing written, the caller decodes.
+        let mut out = b"x".to_vec();
+        assert!(!raw_list_item(
+            &mut out,
+            br#"{"metadata":{"resourceVersion":"1"}}"#,
+            9,
+            true
+        ));
+        assert_eq!(out, b"x");
+    }
+
+    #[test]
     fn raw_event_lines_match_the_decoded_encoding() {
         let obj = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}},
             "spec": {"template": {"metadata": {"name": "inner"}}}, "status": {"phase": "Running"}});
@@ -2025,7 +2108,7 @@ mod tests {
             json!({"kind": "Pod", "metadata": {}, "spec": {"x": [1, {"kind": "inner"}]}}),
         ] {
             let mut out = Vec::new();
-            assert!(raw_list_item(&mut out, &encode(&obj), 5));
+            assert!(raw_list_item(&mut out, &encode(&obj), 5, false));
             let parsed: Value = serde_json::from_slice(&out).unwrap();
             let mut want = obj.clone();
             want.as_object_mut().unwrap().remove("apiVersion");
@@ -2037,9 +2120,10 @@ mod tests {
         assert!(!raw_list_item(
             &mut out,
             br#"{"metadata":{"resourceVersion":"1"}}"#,
-            5
+            5,
+            false
         ));
-        assert!(!raw_list_item(&mut out, br#"{"spec":{}}"#, 5));
+        assert!(!raw_list_item(&mut out, br#"{"spec":{}}"#, 5, false));
         assert!(out.is_empty());
     }
 

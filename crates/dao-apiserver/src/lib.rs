@@ -86,7 +86,8 @@ impl RunningServer {
     /// straight to the router (authentication, dispatch, the same handlers and answers as
     /// over HTTPS) as `user` in `system:masters`, with `user_agent` naming the writer in
     /// managedFields. For the components `dao server` runs in its own process, the scheduler
-    /// and the controllers; everything else connects through the listener.
+    /// and the controllers; everything else connects through the listener. Lists and watch
+    /// events through it leave out managedFields, which none of those components reads.
     pub fn local_client(&self, user: &str, user_agent: &str) -> kube::Client {
         let app = self.app.clone();
         let identity = Identity {
@@ -97,6 +98,7 @@ impl RunningServer {
             .unwrap_or_else(|_| header::HeaderValue::from_static("dao"));
         let service = tower::service_fn(move |mut req: Request<kube::client::Body>| {
             req.extensions_mut().insert(identity.clone());
+            req.extensions_mut().insert(LocalCaller);
             req.headers_mut()
                 .entry(header::USER_AGENT)
                 .or_insert_with(|| agent.clone());
@@ -111,6 +113,11 @@ impl RunningServer {
         let _ = self.task.await;
     }
 }
+
+/// Marks a request from [`RunningServer::local_client`]: one of Dao's own in-process
+/// components, which read lists and watch events without managedFields (`api::Output::Trimmed`).
+#[derive(Clone, Copy, Debug)]
+pub struct LocalCaller;
 
 /// Who made a request, as established by the TLS client certificate or a bearer token.
 #[derive(Clone, Debug)]
@@ -437,6 +444,7 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let query = api::Query::parse(parts.uri.query());
     let started = std::time::Instant::now();
     let method = parts.method.clone();
+    let local = parts.extensions.get::<LocalCaller>().is_some();
     let result = api::handle(
         state.api.clone(),
         parts.method,
@@ -444,6 +452,7 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
         query,
         &parts.headers,
         body,
+        local,
     )
     .await;
     let response = result.unwrap_or_else(IntoResponse::into_response);

@@ -697,6 +697,7 @@ fn containers(
             }
             env_names.push(ename);
         }
+        resources(c.get("resources"), &cp.child("resources"), out);
         for (j, m) in items(c, "volumeMounts") {
             let mp = cp.child("volumeMounts").index(j);
             let mname = str_of(m, "name");
@@ -708,6 +709,84 @@ fn containers(
             if str_of(m, "mountPath").is_empty() {
                 out.push(required(&mp.child("mountPath"), ""));
             }
+        }
+    }
+}
+
+/// A quantity's value, for comparisons only (`None` when it is not a quantity; malformed
+/// quantities are the decoder's business).
+fn quantity_value(q: &str) -> Option<f64> {
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        e => 10f64.powi(e.strip_prefix(['e', 'E'])?.parse().ok()?),
+    };
+    Some(number * scale)
+}
+
+/// A container's requests and limits, as upstream: none negative, and no request above its
+/// limit ("must be less than or equal to cpu limit of 1"). Quantities are echoed as written
+/// (upstream prints them canonicalised: the same for the usual forms such as `500m`, `2`,
+/// `128Mi`).
+fn resources(res: Option<&Value>, path: &Path, out: &mut Vec<Cause>) {
+    let Some(res) = res else { return };
+    let limits = res.get("limits").and_then(Value::as_object);
+    for key in ["limits", "requests"] {
+        for (name, q) in res
+            .get(key)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let Some(text) = q.as_str() else { continue };
+            if quantity_value(text).is_some_and(|v| v < 0.0) {
+                out.push(invalid(
+                    &path.child(key).key(name),
+                    &go_str(text),
+                    "must be greater than or equal to 0",
+                ));
+            }
+        }
+    }
+    for (name, q) in res
+        .get("requests")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let (Some(request), Some(limit)) = (
+            q.as_str(),
+            limits.and_then(|l| l.get(name)).and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        if let (Some(r), Some(l)) = (quantity_value(request), quantity_value(limit))
+            && r > l
+        {
+            out.push(invalid(
+                &path.child("requests"),
+                &go_str(request),
+                &format!("must be less than or equal to {name} limit of {limit}"),
+            ));
         }
     }
 }
@@ -1801,6 +1880,41 @@ mod tests {
             "secrets",
             json!({"kind": "Secret", "metadata": {"name": "s"}, "type": "kubernetes.io/tls", "data": {"tls.crt": "eA=="}}),
             &["data[tls.key]: Required value"],
+        );
+    }
+
+    #[test]
+    fn container_requests_stay_within_limits() {
+        let pod = |resources: Value| {
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c", "image": "i", "resources": resources}]}})
+        };
+        check(
+            "",
+            "pods",
+            pod(json!({"requests": {"cpu": "2", "memory": "64Mi"},
+                "limits": {"cpu": "1500m", "memory": "1Gi"}})),
+            &[
+                "spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1500m",
+            ],
+        );
+        check(
+            "",
+            "pods",
+            pod(json!({"limits": {"memory": "-1Gi"}})),
+            &[
+                "spec.containers[0].resources.limits[memory]: Invalid value: \"-1Gi\": must be greater than or equal to 0",
+            ],
+        );
+        // Equal, smaller, other units, and a request without a limit are all fine.
+        check(
+            "",
+            "pods",
+            pod(
+                json!({"requests": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "1e3"},
+                "limits": {"cpu": "1000m", "memory": "2G"}}),
+            ),
+            &[],
         );
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -441,18 +441,22 @@ impl Recorder {
                 }
             }
             let ev_name = format!("{name}.{:016x}", rand_u64());
-            let event: k8s_openapi::api::core::v1::Event = match serde_json::from_value(json!({
+            let event = json!({
+                "apiVersion": "v1", "kind": "Event",
                 "metadata": {"name": ev_name, "namespace": ns},
                 "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": ns, "uid": uid},
                 "reason": reason, "message": message, "type": kind,
                 "source": {"component": "default-scheduler"},
                 "firstTimestamp": now, "lastTimestamp": now, "count": 1,
                 "reportingComponent": "default-scheduler", "reportingInstance": "",
-            })) {
-                Ok(e) => e,
-                Err(_) => return,
-            };
-            if api.create(&PostParams::default(), &event).await.is_ok() {
+            });
+            // One per scheduled pod: sent as JSON and the answer left undecoded (the typed
+            // round trip through kube's Api was as costly as the server's side of the create).
+            let req = http::Request::post(format!("/api/v1/namespaces/{ns}/events"))
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&event).expect("json"))
+                .expect("request");
+            if this.client.request_text(req).await.is_ok() {
                 let mut seen = this.seen.lock().expect("events");
                 if seen.len() > 10_000 {
                     seen.clear();

@@ -81,7 +81,8 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         concurrency: args.concurrency,
         ..SimConfig::default()
     };
-    let client = crate::client_from_kubeconfig(&args.kubeconfig).await?;
+    let client =
+        crate::client_from_kubeconfig(&args.kubeconfig, crate::user_agent!("dao-agent")).await?;
     let shutdown = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -83,6 +83,10 @@ impl ServerProcess {
         Ok(Client::try_from(config)?)
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// (current RSS, peak RSS) in KiB.
     pub(crate) fn memory_kib(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -95,6 +99,24 @@ impl ServerProcess {
                 .unwrap_or(0)
         };
         (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+/// CPU time (user and system) a process has used so far, in seconds, from `/proc/PID/stat`;
+/// 0 when it cannot be read.
+pub(crate) fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces, so split after its ')'):
+    // state is field 3, utime and stime are fields 14 and 15, in clock ticks.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(14), ticks(15)) {
+        // USER_HZ is 100 on every Linux architecture Dao builds for.
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => 0.0,
     }
 }
 

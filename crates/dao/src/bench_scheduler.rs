@@ -17,7 +17,7 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::watcher;
 
 use crate::bench::Latencies;
-use crate::bench_api::ServerProcess;
+use crate::bench_api::{ServerProcess, cpu_secs};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct SchedulerBench {
@@ -126,6 +126,9 @@ fn bench_pod(name: String) -> Pod {
 
 struct EndToEnd {
     register_secs: f64,
+    /// CPU time per pod, in ms, from the first create until all are Running: the server, the
+    /// agent, and this process's creating clients and watcher.
+    cpu_ms_per_pod: [f64; 3],
     pods_per_sec: f64,
     create_secs: f64,
     all_running_secs: f64,
@@ -141,7 +144,7 @@ async fn end_to_end(nodes: usize, pods: usize, clients: usize, kubectl: bool) ->
     let client = server.client().await?;
     progress(&format!("registering {nodes} simulated nodes"));
     let t = Instant::now();
-    let _agent = AgentProcess::start(&server.kubeconfig, nodes)?;
+    let agent = AgentProcess::start(&server.kubeconfig, nodes)?;
     let node_api: Api<Node> = Api::all(client.clone());
     loop {
         let count = node_api.list(&ListParams::default()).await?.items.len();
@@ -184,6 +187,8 @@ async fn end_to_end(nodes: usize, pods: usize, clients: usize, kubectl: bool) ->
         }
     });
     progress(&format!("creating {pods} pods from {clients} clients"));
+    let pids = [server.pid(), agent.0.id(), std::process::id()];
+    let cpu_before = pids.map(cpu_secs);
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -214,6 +219,9 @@ async fn end_to_end(nodes: usize, pods: usize, clients: usize, kubectl: bool) ->
         .ok_or_else(|| anyhow::anyhow!("pod watch ended"))?;
     watch.abort();
     let all_running_secs = (finished - started).as_secs_f64();
+    let cpu_after = pids.map(cpu_secs);
+    let cpu_ms_per_pod =
+        std::array::from_fn(|i| (cpu_after[i] - cpu_before[i]) * 1000.0 / pods as f64);
     let (rss, _) = server.memory_kib();
     let get_pods_ms = if kubectl {
         let mut times = Vec::new();
@@ -234,8 +242,10 @@ async fn end_to_end(nodes: usize, pods: usize, clients: usize, kubectl: bool) ->
     } else {
         None
     };
+    drop(agent);
     Ok(EndToEnd {
         register_secs,
+        cpu_ms_per_pod,
         pods_per_sec: pods as f64 / all_running_secs,
         create_secs,
         all_running_secs,
@@ -265,15 +275,20 @@ pub async fn run(args: SchedulerBench) -> Result<()> {
         report.push_str(&format!(
             "\nEnd to end (`dao server` with scheduler and controllers, `dao agent --simulate {}`, \
              {} kube-rs clients creating pods):\n\n\
-             | nodes registered in | pods created in | all Running after | pods/s end to end | server RSS |\n\
-             |---|---|---|---|---|\n| {:.1} s | {:.1} s | {:.1} s | {:.0} | {:.0} MiB |\n",
+             | nodes registered in | pods created in | all Running after | pods/s end to end | server RSS \
+             | CPU ms per pod: server / agent / clients |\n\
+             |---|---|---|---|---|---|\n\
+             | {:.1} s | {:.1} s | {:.1} s | {:.0} | {:.0} MiB | {:.2} / {:.2} / {:.2} |\n",
             args.nodes,
             args.clients,
             e.register_secs,
             e.create_secs,
             e.all_running_secs,
             e.pods_per_sec,
-            e.rss_mib
+            e.rss_mib,
+            e.cpu_ms_per_pod[0],
+            e.cpu_ms_per_pod[1],
+            e.cpu_ms_per_pod[2],
         ));
         if let [nodes, pods] = args.large[..]
             && nodes > 0

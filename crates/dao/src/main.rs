@@ -19,6 +19,15 @@ mod debug;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The User-Agent of `component`'s requests, e.g. `dao-agent/v0.1.0`: the server names the
+/// writer in managedFields after it, as upstream's kubelet writes as `kubelet`.
+macro_rules! user_agent {
+    ($component:literal) => {
+        concat!($component, "/v", env!("CARGO_PKG_VERSION"))
+    };
+}
+pub(crate) use user_agent;
+
 #[derive(Parser)]
 #[command(
     name = "dao",
@@ -233,15 +242,12 @@ async fn server(
     if !no_controllers {
         let client = server.local_client(
             "system:kube-controller-manager",
-            concat!("dao-controller-manager/v", env!("CARGO_PKG_VERSION")),
+            user_agent!("dao-controller-manager"),
         );
         background.spawn(run_controllers(client, controllers));
     }
     if !no_scheduler {
-        let client = server.local_client(
-            "system:kube-scheduler",
-            concat!("dao-scheduler/v", env!("CARGO_PKG_VERSION")),
-        );
+        let client = server.local_client("system:kube-scheduler", user_agent!("dao-scheduler"));
         background.spawn(run_scheduler(client));
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -284,7 +290,8 @@ fn main() -> std::process::ExitCode {
                 no_scheduler,
             } => server(store, listen, controllers, no_controllers, no_scheduler).await,
             Command::Scheduler { kubeconfig } => {
-                let client = client_from_kubeconfig(&kubeconfig).await?;
+                let client =
+                    client_from_kubeconfig(&kubeconfig, user_agent!("dao-scheduler")).await?;
                 tokio::select! {
                     _ = run_scheduler(client) => {}
                     _ = tokio::signal::ctrl_c() => {}
@@ -295,7 +302,9 @@ fn main() -> std::process::ExitCode {
                 kubeconfig,
                 controllers,
             } => {
-                let client = client_from_kubeconfig(&kubeconfig).await?;
+                let client =
+                    client_from_kubeconfig(&kubeconfig, user_agent!("dao-controller-manager"))
+                        .await?;
                 tokio::select! {
                     _ = run_controllers(client, controllers) => {}
                     _ = tokio::signal::ctrl_c() => {}
@@ -316,8 +325,12 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// A kube-rs client for the cluster a kubeconfig names (its current context).
-pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<kube::Client> {
+/// A kube-rs client for the cluster a kubeconfig names (its current context), sending
+/// `user_agent` (kube-rs sends none of its own, and the server would record an empty manager).
+pub async fn client_from_kubeconfig(
+    path: &std::path::Path,
+    user_agent: &'static str,
+) -> Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::read_from(path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     let config = kube::Config::from_custom_kubeconfig(
@@ -325,5 +338,10 @@ pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<kube::Clie
         &kube::config::KubeConfigOptions::default(),
     )
     .await?;
+    let mut config = config;
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(user_agent),
+    ));
     Ok(kube::Client::try_from(config)?)
 }

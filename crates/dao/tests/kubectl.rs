@@ -1291,6 +1291,21 @@ fn invalid_objects_get_upstream_field_errors() {
     );
     not_found("job", "pi");
 
+    // A container may not request more than its limit.
+    let out = c.fails(&[
+        "create",
+        "-f",
+        &c.file(
+            "pod.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: greedy\nspec:\n  containers:\n  - name: c\n    image: nginx\n    resources:\n      requests: {cpu: \"2\"}\n      limits: {cpu: \"1\"}\n",
+        ),
+    ]);
+    assert!(
+        out.contains("The Pod \"greedy\" is invalid: spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1"),
+        "{out}"
+    );
+    not_found("pod", "greedy");
+
     // A Service needs ports.
     let out = c.fails(&[
         "create",

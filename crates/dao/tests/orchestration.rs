@@ -247,6 +247,26 @@ async fn workloads_on_simulated_nodes() {
         managers.contains(&("dao-controller-manager", "status")),
         "{managers:?}"
     );
+    // The agent writes pod status as `dao-agent` (upstream: kubelet); the in-process
+    // informers read pods without managedFields, but other clients still get them.
+    let pod_name = pods.keys().next().unwrap();
+    let pod = c.json(&["get", "pod", pod_name, "--show-managed-fields"]);
+    let managers: BTreeSet<(&str, &str)> = pod["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap(),
+                m["subresource"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(managers.contains(&("dao-agent", "status")), "{managers:?}");
+    assert!(
+        managers.contains(&("dao-controller-manager", "")),
+        "{managers:?}"
+    );
 
     // `set image` rolls it; a watcher checks maxUnavailable (25% of 10 = 2) at every step.
     let armed = Arc::new(Mutex::new(false));
