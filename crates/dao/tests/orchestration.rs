@@ -197,6 +197,21 @@ fn watch_min_ready(client: kube::Client, armed: Arc<Mutex<bool>>, min: Arc<Mutex
     });
 }
 
+/// (manager, subresource) of each of an object's managedFields entries.
+fn field_managers(obj: &Value) -> BTreeSet<(&str, &str)> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap(),
+                m["subresource"].as_str().unwrap_or(""),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workloads_on_simulated_nodes() {
     let mut c = Cluster::start();
@@ -232,17 +247,7 @@ async fn workloads_on_simulated_nodes() {
     // as their own field manager (upstream: kube-controller-manager), the deployment's
     // status included.
     let deploy = c.json(&["get", "deployment", "web", "--show-managed-fields"]);
-    let managers: BTreeSet<(&str, &str)> = deploy["metadata"]["managedFields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["manager"].as_str().unwrap(),
-                m["subresource"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
+    let managers = field_managers(&deploy);
     assert!(
         managers.contains(&("dao-controller-manager", "status")),
         "{managers:?}"
@@ -251,17 +256,7 @@ async fn workloads_on_simulated_nodes() {
     // informers read pods without managedFields, but other clients still get them.
     let pod_name = pods.keys().next().unwrap();
     let pod = c.json(&["get", "pod", pod_name, "--show-managed-fields"]);
-    let managers: BTreeSet<(&str, &str)> = pod["metadata"]["managedFields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["manager"].as_str().unwrap(),
-                m["subresource"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
+    let managers = field_managers(&pod);
     assert!(managers.contains(&("dao-agent", "status")), "{managers:?}");
     assert!(
         managers.contains(&("dao-controller-manager", "")),
