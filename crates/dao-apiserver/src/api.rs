@@ -1511,16 +1511,24 @@ fn raw_event_line(kind: &str, stored: &[u8], rv: i64, output: Output) -> Option<
 /// resourceVersion spliced in first and, with `trim`, without managedFields. `false` when the
 /// bytes are not `encode`'s shape (the metadata holds a resourceVersion or is not an object).
 fn raw_meta(out: &mut Vec<u8>, meta: &[u8], rv: i64, trim: bool) -> bool {
-    if meta.first() != Some(&b'{') || scan::object_field(meta, 0, b"resourceVersion").is_some() {
+    if meta.first() != Some(&b'{') {
         return false;
     }
-    out.extend_from_slice(b"{\"resourceVersion\":\"");
-    out.extend_from_slice(rv.to_string().as_bytes());
-    out.push(b'"');
+    let head = |out: &mut Vec<u8>| {
+        out.extend_from_slice(b"{\"resourceVersion\":\"");
+        out.extend_from_slice(rv.to_string().as_bytes());
+        out.push(b'"');
+    };
     if trim {
+        // One pass over the metadata's fields finds a stray resourceVersion and skips
+        // managedFields (most of the metadata's bytes) alike.
         let Some(fields) = scan::fields(meta, 0) else {
             return false;
         };
+        if fields.iter().any(|(key, _)| *key == b"resourceVersion") {
+            return false;
+        }
+        head(out);
         for (key, value) in fields {
             if key != b"managedFields" {
                 out.extend_from_slice(b",\"");
@@ -1531,6 +1539,10 @@ fn raw_meta(out: &mut Vec<u8>, meta: &[u8], rv: i64, trim: bool) -> bool {
         }
         out.push(b'}');
     } else {
+        if scan::object_field(meta, 0, b"resourceVersion").is_some() {
+            return false;
+        }
+        head(out);
         if meta.get(scan::skip_ws(meta, 1)) != Some(&b'}') {
             out.push(b',');
         }
