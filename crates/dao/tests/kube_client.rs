@@ -324,6 +324,95 @@ async fn paginated_and_selected_lists() {
     }
 }
 
+/// A LIST of more objects than the server reads from its store at once (pages of 2,000)
+/// goes out page by page as one response: every object once, in order, each with its
+/// resourceVersion, also when a selector leaves whole pages empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_longer_than_a_store_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = DaoServer::start(&dir.path().join("data"), &[]);
+    let client = client(&server).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let total = 4500;
+    futures::stream::iter(0..total)
+        .map(|i| {
+            let cms = cms.clone();
+            async move {
+                let mut cm = configmap(&format!("s{i:04}"), &[("i", &i.to_string())]);
+                let band = if i < 2000 {
+                    "first"
+                } else if i < 4000 {
+                    "second"
+                } else {
+                    "third"
+                };
+                cm.metadata
+                    .labels
+                    .as_mut()
+                    .unwrap()
+                    .insert("band".into(), band.into());
+                cms.create(&PostParams::default(), &cm).await.unwrap();
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    let names = |items: &[ConfigMap]| -> Vec<String> {
+        items
+            .iter()
+            .map(|c| c.metadata.name.clone().unwrap())
+            .collect()
+    };
+    let want = |range: std::ops::Range<usize>| -> Vec<String> {
+        range.map(|i| format!("s{i:04}")).collect()
+    };
+
+    let all = cms.list(&ListParams::default()).await.unwrap();
+    assert_eq!(names(&all.items), want(0..total));
+    let list_rv: i64 = all.metadata.resource_version.unwrap().parse().unwrap();
+    for cm in &all.items {
+        let rv: i64 = cm
+            .metadata
+            .resource_version
+            .as_ref()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(rv > 0 && rv <= list_rv, "item {rv} in a list at {list_rv}");
+        let number: usize = cm.metadata.name.as_ref().unwrap()[1..].parse().unwrap();
+        assert_eq!(cm.data.as_ref().unwrap()["i"], number.to_string());
+    }
+    // Only the last page matches: the first pages add nothing, the items stay one JSON array.
+    let third = cms
+        .list(&ListParams::default().labels("band=third"))
+        .await
+        .unwrap();
+    assert_eq!(names(&third.items), want(4000..total));
+    let second = cms
+        .list(&ListParams::default().labels("band=second"))
+        .await
+        .unwrap();
+    assert_eq!(names(&second.items), want(2000..4000));
+    let metadata = cms.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(metadata.items.len(), total);
+    assert!(
+        metadata
+            .items
+            .iter()
+            .all(|m| m.metadata.resource_version.is_some())
+    );
+    // A limited list still pages through continue tokens.
+    let page = cms.list(&ListParams::default().limit(2500)).await.unwrap();
+    assert_eq!(names(&page.items), want(0..2500));
+    let token = page.metadata.continue_.unwrap();
+    let rest = cms
+        .list(&ListParams::default().limit(2500).continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(names(&rest.items), want(2500..total));
+    assert!(rest.metadata.continue_.is_none_or(|t| t.is_empty()));
+}
+
 /// kube's metadata API (`Accept: ...;as=PartialObjectMetadataList`): lists, gets and watches
 /// carry only metadata, with resourceVersions, and selectors still apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
