@@ -27,6 +27,8 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 pub struct ApiState {
     pub store: Arc<dyn Store>,
+    /// Signs and checks service account tokens (`None`: TokenRequest is unavailable).
+    pub tokens: Option<crate::auth::TokenSigner>,
 }
 
 pub type ApiResult<T = Response> = Result<T, ApiError>;
@@ -313,6 +315,12 @@ pub async fn handle(
                 StatusCode::CREATED,
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             ))
+        }
+        (&Method::POST, Some(name), Some("token")) if target.res.plural == "serviceaccounts" => {
+            let request = parse_body(headers, &body)?;
+            let namespace = target.namespace.as_deref().unwrap_or("default");
+            let answer = crate::auth::token_request(&state, namespace, name, &request).await?;
+            Ok(json_response(StatusCode::CREATED, &answer))
         }
         (&Method::POST, Some(name), Some("eviction")) if target.res.plural == "pods" => {
             let eviction = parse_body(headers, &body)?;

@@ -10,13 +10,13 @@ use crate::registry::{self, RESOURCES, Resource, VERBS};
 const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Subresources whose handlers exist; discovery advertises only those.
-const SERVED_SUBRESOURCES: [&str; 4] = ["status", "scale", "binding", "eviction"];
+const SERVED_SUBRESOURCES: [&str; 5] = ["status", "scale", "binding", "eviction", "token"];
 
-/// The verbs of a subresource: `binding` and `eviction` are create-only, the others read and
-/// write.
+/// The verbs of a subresource: `binding`, `eviction` and `token` are create-only, the others
+/// read and write.
 fn sub_verbs(sub: &str) -> Value {
     match sub {
-        "binding" | "eviction" => json!(["create"]),
+        "binding" | "eviction" | "token" => json!(["create"]),
         _ => json!(["get", "patch", "update"]),
     }
 }
@@ -51,6 +51,8 @@ fn sub_kind(r: &Resource, sub: &str) -> Value {
         json!({"group": "", "version": "", "kind": "Binding"})
     } else if sub == "eviction" {
         json!({"group": "policy", "version": "v1", "kind": "Eviction"})
+    } else if sub == "token" {
+        json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"})
     } else {
         json!({"group": "", "version": "", "kind": r.kind})
     }
@@ -188,6 +190,11 @@ pub fn resources(group: &str, version: &str) -> Option<Response> {
             let mut entry = json!({"name": format!("{}/{s}", r.plural), "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind, "verbs": sub_verbs(s)});
             if *s == "binding" {
                 entry["kind"] = json!("Binding");
+            }
+            if *s == "token" {
+                entry["group"] = json!("authentication.k8s.io");
+                entry["version"] = json!("v1");
+                entry["kind"] = json!("TokenRequest");
             }
             if *s == "eviction" {
                 // kubectl drain finds the Eviction's group-version here.

@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 mod api;
 mod apply;
+mod auth;
 mod defaults;
 mod discovery;
 mod eviction;
@@ -32,6 +33,7 @@ mod openapi_pb;
 pub mod pki;
 mod pods;
 mod protobuf;
+mod rbac;
 pub mod registry;
 mod selector;
 mod services;
@@ -50,6 +52,8 @@ pub enum ServerError {
     Pki(#[from] pki::PkiError),
     #[error("tls configuration: {0}")]
     Tls(String),
+    #[error("service account tokens: {0}")]
+    Tokens(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -92,7 +96,7 @@ impl RunningServer {
         let app = self.app.clone();
         let identity = Identity {
             user: user.to_owned(),
-            groups: vec!["system:masters".into()],
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
         };
         let agent = header::HeaderValue::from_str(user_agent)
             .unwrap_or_else(|_| header::HeaderValue::from_static("dao"));
@@ -213,12 +217,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         source,
     })?;
     namespaces::seed(&*config.store).await?;
+    rbac::seed(&*config.store).await?;
     services::bootstrap(&*config.store, local_addr.port()).await?;
 
     let tls = tls_config(&pki)?;
     let state = AppState {
         api: Arc::new(api::ApiState {
             store: config.store.clone(),
+            tokens: Some(
+                auth::TokenSigner::from_pkcs8(&pki.service_account_key_der()?)
+                    .map_err(ServerError::Tokens)?,
+            ),
         }),
         admin_token: pki.admin_token.clone().into(),
         metrics: Arc::default(),
@@ -321,10 +330,11 @@ fn identity_from_cert(der: &[u8]) -> Option<Identity> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
     let user = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
-    let groups = subject
+    let mut groups: Vec<String> = subject
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_owned))
         .collect();
+    groups.push("system:authenticated".into());
     Some(Identity { user, groups })
 }
 
@@ -381,11 +391,23 @@ async fn version() -> Response {
     api::json_response(StatusCode::OK, &body)
 }
 
-/// Everything but health and version needs an identity: a verified client certificate or
-/// the admin bearer token.
+/// The identity of the admin credentials (token and client certificate alike).
+pub(crate) fn admin_identity() -> Identity {
+    Identity {
+        user: "kubernetes-admin".into(),
+        groups: vec!["system:masters".into(), "system:authenticated".into()],
+    }
+}
+
+/// Everything but health and version needs an identity: a verified client certificate, the
+/// admin bearer token or a service account token. Then RBAC decides (`system:masters` may do
+/// everything), with upstream's 403 for what it does not allow.
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    if matches!(path, "/healthz" | "/livez" | "/readyz" | "/version") {
+    let path = req.uri().path().to_owned();
+    if matches!(
+        path.as_str(),
+        "/healthz" | "/livez" | "/readyz" | "/version"
+    ) {
         return next.run(req).await;
     }
     if req.extensions().get::<Identity>().is_none() {
@@ -395,20 +417,34 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
-        match token {
+        let identity = match token {
             Some(t) if constant_time_eq(t.as_bytes(), state.admin_token.as_bytes()) => {
-                req.extensions_mut().insert(Identity {
-                    user: "kubernetes-admin".into(),
-                    groups: vec!["system:masters".into()],
-                });
+                Some(admin_identity())
             }
-            _ => return ApiError::unauthorized().into_response(),
+            Some(t) => auth::authenticate(&state.api, t).await,
+            None => None,
+        };
+        match identity {
+            Some(identity) => {
+                req.extensions_mut().insert(identity);
+            }
+            None => return ApiError::unauthorized().into_response(),
+        }
+    }
+    let identity = req.extensions().get::<Identity>().expect("set above");
+    if !identity.groups.iter().any(|g| g == "system:masters") {
+        let watch = api::Query::parse(req.uri().query()).flag("watch");
+        let attributes = rbac::Attributes::from_request(req.method().as_str(), &path, watch);
+        match rbac::authorize(&*state.api.store, identity, &attributes).await {
+            Ok(d) if d.allowed => {}
+            Ok(_) => return rbac::forbidden(identity, &attributes).into_response(),
+            Err(e) => return e.into_response(),
         }
     }
     next.run(req).await
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -445,6 +481,18 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let started = std::time::Instant::now();
     let method = parts.method.clone();
     let local = parts.extensions.get::<LocalCaller>().is_some();
+    if method == axum::http::Method::POST
+        && let Some(identity) = parts.extensions.get::<Identity>()
+        && let Some(result) = review(&state, identity, &segs, &parts.headers, &body).await
+    {
+        let response = result.unwrap_or_else(IntoResponse::into_response);
+        state.metrics.observe(
+            method.as_str(),
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        return response;
+    }
     let result = api::handle(
         state.api.clone(),
         parts.method,
@@ -463,4 +511,61 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     );
     debug!(%method, path, code = response.status().as_u16(), elapsed = ?started.elapsed(), "request");
     response
+}
+
+/// The reviews of `authentication.k8s.io/v1` and `authorization.k8s.io/v1`: create-only
+/// resources answered from the caller's identity and RBAC, never stored. `None` for any other
+/// path.
+async fn review(
+    state: &AppState,
+    identity: &Identity,
+    segs: &[&str],
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<Result<Response, ApiError>> {
+    let (kind, namespace) = match segs {
+        ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] => {
+            ("SelfSubjectReview", None)
+        }
+        ["apis", "authentication.k8s.io", "v1", "tokenreviews"] => ("TokenReview", None),
+        [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+        ] => ("SelfSubjectAccessReview", None),
+        ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"] => {
+            ("SubjectAccessReview", None)
+        }
+        [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectrulesreviews",
+        ] => ("SelfSubjectRulesReview", None),
+        [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            "namespaces",
+            ns,
+            "localsubjectaccessreviews",
+        ] => ("LocalSubjectAccessReview", Some(*ns)),
+        _ => return None,
+    };
+    let result = async {
+        let body = api::parse_body(headers, body)?;
+        let store = &*state.api.store;
+        let review = match kind {
+            "SelfSubjectReview" => auth::self_subject_review(identity),
+            "TokenReview" => {
+                return auth::token_review(&state.api, &state.admin_token, &body).await;
+            }
+            "SelfSubjectRulesReview" => rbac::rules_review(store, identity, &body).await?,
+            _ => rbac::access_review(store, identity, kind, namespace, &body).await?,
+        };
+        Ok(api::json_response(StatusCode::CREATED, &review))
+    }
+    .await;
+    Some(result)
 }

@@ -1,6 +1,6 @@
 //! The server's certificates and credentials: a CA, a serving certificate, an admin client
-//! certificate and an admin bearer token, created on first start under `DIR/pki` and reused
-//! after.
+//! certificate, an admin bearer token and the key that signs service account tokens, created
+//! on first start under `DIR/pki` and reused after.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +35,20 @@ pub struct Pki {
     pub admin_key: String,
     /// A bearer token that authenticates as the admin user.
     pub admin_token: String,
+    /// The ECDSA P-256 key (PKCS#8 PEM) that signs service account tokens; created on its
+    /// own when missing, so data directories from before it get one too.
+    pub service_account_key: String,
+}
+
+const SERVICE_ACCOUNT_KEY: &str = "sa.key";
+
+fn service_account_key() -> Result<String, PkiError> {
+    KeyPair::generate()
+        .map(|k| k.serialize_pem())
+        .map_err(|source| PkiError::Generate {
+            what: "service account key",
+            source,
+        })
 }
 
 const FILES: [&str; 6] = [
@@ -63,8 +77,9 @@ impl Pki {
                 &pki.admin_cert,
                 &pki.admin_key,
                 &pki.admin_token,
+                &pki.service_account_key,
             ];
-            for (name, content) in FILES.iter().zip(contents) {
+            for (name, content) in FILES.iter().chain([&SERVICE_ACCOUNT_KEY]).zip(contents) {
                 let path = dir.join(name);
                 write_private(&path, content).map_err(io(&path))?;
             }
@@ -74,7 +89,16 @@ impl Pki {
             let path = dir.join(name);
             std::fs::read_to_string(&path).map_err(io(&path))
         };
+        let sa_path = dir.join(SERVICE_ACCOUNT_KEY);
+        let service_account_key = if sa_path.exists() {
+            read(SERVICE_ACCOUNT_KEY)?
+        } else {
+            let key = service_account_key()?;
+            write_private(&sa_path, &key).map_err(io(&sa_path))?;
+            key
+        };
         Ok(Pki {
+            service_account_key,
             ca_cert: read("ca.crt")?,
             server_cert: read("server.crt")?,
             server_key: read("server.key")?,
@@ -143,7 +167,21 @@ impl Pki {
             admin_cert: admin_cert.pem(),
             admin_key: admin_key.serialize_pem(),
             admin_token,
+            service_account_key: service_account_key()?,
         })
+    }
+
+    /// The service account signing key as PKCS#8 DER.
+    pub fn service_account_key_der(&self) -> Result<Vec<u8>, PkiError> {
+        let bad = |source| PkiError::Io {
+            path: PathBuf::from(SERVICE_ACCOUNT_KEY),
+            source,
+        };
+        rustls_pemfile::pkcs8_private_keys(&mut self.service_account_key.as_bytes())
+            .next()
+            .ok_or_else(|| bad(std::io::Error::other("no PKCS#8 key in the file")))?
+            .map(|k| k.secret_pkcs8_der().to_vec())
+            .map_err(bad)
     }
 
     /// A kubeconfig for the admin user against `server` (an `https://` URL).
@@ -202,4 +240,26 @@ pub fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     f.write_all(content.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_account_key_is_kept_and_added_to_older_directories() {
+        let dir = std::env::temp_dir().join(format!("dao-pki-{}", uuid::Uuid::new_v4()));
+        let first = Pki::load_or_create(&dir).unwrap();
+        let again = Pki::load_or_create(&dir).unwrap();
+        assert_eq!(first.service_account_key, again.service_account_key);
+        assert_eq!(first.admin_token, again.admin_token);
+        assert!(!first.service_account_key_der().unwrap().is_empty());
+        // A data directory from before service account tokens: the rest stays, a key appears.
+        std::fs::remove_file(dir.join(SERVICE_ACCOUNT_KEY)).unwrap();
+        let upgraded = Pki::load_or_create(&dir).unwrap();
+        assert_eq!(upgraded.ca_cert, first.ca_cert);
+        assert_ne!(upgraded.service_account_key, first.service_account_key);
+        assert!(dir.join(SERVICE_ACCOUNT_KEY).exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -13,7 +13,7 @@ pub struct Resource {
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
-    /// Subresources served: "status", "scale", "binding", "eviction".
+    /// Subresources served: "status", "scale", "binding", "eviction", "token".
     pub subresources: &'static [&'static str],
 }
 
@@ -215,7 +215,7 @@ pub static RESOURCES: &[Resource] = &[
         true,
         ["sa"],
         [],
-        []
+        ["token"]
     ),
     r!(
         "",

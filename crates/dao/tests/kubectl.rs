@@ -1563,3 +1563,197 @@ fn server_side_apply() {
     assert_eq!(get("{.metadata.generation}"), generation);
     assert_eq!(get("{.spec.replicas}"), "3");
 }
+
+/// Service account tokens and RBAC as upstream: `kubectl create token` signs a token that
+/// authenticates as the service account, which may do exactly what its bindings grant
+/// (upstream's 403 messages otherwise); `auth whoami` and `auth can-i` answer from the same
+/// rules; TokenReview and SubjectAccessReview answer for others; a deleted service account's
+/// token stops working.
+#[test]
+fn service_account_tokens_and_rbac() {
+    let c = Cluster::start(false);
+    let who = c.ok(&["auth", "whoami"]);
+    assert!(
+        who.contains("kubernetes-admin") && who.contains("[system:masters system:authenticated]"),
+        "{who}"
+    );
+    assert_eq!(c.ok(&["auth", "can-i", "delete", "pods"]), "yes\n");
+    c.ok(&["create", "namespace", "team"]);
+    c.ok(&["-n", "team", "create", "serviceaccount", "builder"]);
+    let token = c.ok(&["-n", "team", "create", "token", "builder"]);
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+
+    // A kubeconfig that holds only the token.
+    let sa = c.dir.path().join("sa.kubeconfig");
+    std::fs::copy(&c.kubeconfig, &sa).unwrap();
+    let sa = sa.display().to_string();
+    c.ok(&[
+        "--kubeconfig",
+        &sa,
+        "config",
+        "set-credentials",
+        "builder",
+        "--token",
+        token,
+    ]);
+    c.ok(&[
+        "--kubeconfig",
+        &sa,
+        "config",
+        "set-context",
+        "--current",
+        "--user",
+        "builder",
+        "--namespace",
+        "team",
+    ]);
+    let as_sa = |args: &[&str]| -> Vec<String> {
+        ["--kubeconfig", sa.as_str()]
+            .iter()
+            .chain(args)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run_sa = |args: &[&str]| {
+        let args = as_sa(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        c.run(33, &args)
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let user = "system:serviceaccount:team:builder";
+
+    let who = text(&run_sa(&["auth", "whoami"]).stdout);
+    assert!(who.contains(user), "{who}");
+    assert!(
+        who.contains("[system:serviceaccounts system:serviceaccounts:team system:authenticated]"),
+        "{who}"
+    );
+    let denied = run_sa(&["get", "pods"]);
+    assert_eq!(
+        text(&denied.stderr),
+        format!(
+            "Error from server (Forbidden): pods is forbidden: User \"{user}\" cannot list resource \"pods\" in API group \"\" in the namespace \"team\"\n"
+        )
+    );
+    let no = run_sa(&["auth", "can-i", "list", "pods"]);
+    assert_eq!(
+        (text(&no.stdout), no.status.code()),
+        ("no\n".into(), Some(1))
+    );
+
+    // A Role and a RoleBinding grant reading pods in the namespace, and nothing more.
+    c.ok(&[
+        "-n",
+        "team",
+        "create",
+        "role",
+        "pod-reader",
+        "--verb=get,list,watch",
+        "--resource=pods",
+    ]);
+    c.ok(&[
+        "-n",
+        "team",
+        "create",
+        "rolebinding",
+        "builder-reads",
+        "--role=pod-reader",
+        "--serviceaccount=team:builder",
+    ]);
+    let allowed = run_sa(&["get", "pods"]);
+    assert!(allowed.status.success(), "{}", text(&allowed.stderr));
+    assert_eq!(
+        text(&allowed.stderr),
+        "No resources found in team namespace.\n"
+    );
+    assert_eq!(
+        text(&run_sa(&["auth", "can-i", "list", "pods"]).stdout),
+        "yes\n"
+    );
+    assert_eq!(
+        text(&run_sa(&["auth", "can-i", "delete", "pods"]).stdout),
+        "no\n"
+    );
+    assert_eq!(
+        text(&run_sa(&["-n", "default", "get", "pods"]).stderr),
+        format!(
+            "Error from server (Forbidden): pods is forbidden: User \"{user}\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"\n"
+        )
+    );
+    assert_eq!(
+        text(&run_sa(&["get", "nodes"]).stderr),
+        format!(
+            "Error from server (Forbidden): nodes is forbidden: User \"{user}\" cannot list resource \"nodes\" in API group \"\" at the cluster scope\n"
+        )
+    );
+    assert_eq!(
+        text(&run_sa(&["create", "configmap", "x"]).stderr),
+        format!(
+            "error: failed to create configmap: configmaps is forbidden: User \"{user}\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"team\"\n"
+        )
+    );
+    let rules = text(&run_sa(&["auth", "can-i", "--list"]).stdout);
+    assert!(
+        rules
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["pods", "[]", "[]", "[get", "list", "watch]"]),
+        "{rules}"
+    );
+    // Nothing was stored by the refused write.
+    assert!(
+        c.fails(&["-n", "team", "get", "configmap", "x"])
+            .contains("NotFound")
+    );
+
+    // The reviews, for callers that check others' tokens and rights.
+    let review = c.file(
+        "tokenreview.json",
+        &format!(r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{{"token":"{token}"}}}}"#),
+    );
+    let answer: serde_json::Value = serde_json::from_str(&c.ok(&[
+        "create",
+        "--raw",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        "-f",
+        &review,
+    ]))
+    .unwrap();
+    assert_eq!(answer["status"]["authenticated"], true, "{answer}");
+    assert_eq!(answer["status"]["user"]["username"], user);
+    let sar = c.file(
+        "sar.json",
+        &format!(r#"{{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{{"user":"{user}","groups":["system:serviceaccounts"],"resourceAttributes":{{"namespace":"team","verb":"watch","resource":"pods"}}}}}}"#),
+    );
+    let answer: serde_json::Value = serde_json::from_str(&c.ok(&[
+        "create",
+        "--raw",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        "-f",
+        &sar,
+    ]))
+    .unwrap();
+    assert_eq!(
+        answer["status"],
+        serde_json::json!({"allowed": true, "reason": "RBAC: allowed by RoleBinding \"builder-reads/team\" of Role \"pod-reader\" to ServiceAccount \"team/builder\""})
+    );
+
+    // Token requests that cannot be granted.
+    assert_eq!(
+        c.fails(&["-n", "team", "create", "token", "nobody"]),
+        "error: failed to create token: serviceaccounts \"nobody\" not found\n"
+    );
+    assert_eq!(
+        c.fails(&["-n", "team", "create", "token", "builder", "--duration=5m"]),
+        "error: failed to create token: TokenRequest.authentication.k8s.io \"builder\" is invalid: spec.expirationSeconds: Invalid value: 300: may not specify a duration less than 10 minutes\n"
+    );
+
+    // The token dies with its service account.
+    c.ok(&["-n", "team", "delete", "serviceaccount", "builder"]);
+    let gone = run_sa(&["get", "pods"]);
+    assert_eq!(
+        text(&gone.stderr),
+        "error: You must be logged in to the server (Unauthorized)\n"
+    );
+}

@@ -1,0 +1,428 @@
+//! Service account tokens and the identity reviews: `serviceaccounts/{name}/token`
+//! (TokenRequest, what `kubectl create token` asks for), bearer-token authentication with those
+//! tokens, `selfsubjectreviews` (`kubectl auth whoami`) and `tokenreviews`.
+//!
+//! Tokens are JWTs signed with ES256 by a key created on first start (`DIR/pki/sa.key`), with
+//! upstream's claims (`iss`, `sub` = `system:serviceaccount:NS:NAME`, `aud`, `exp`, `iat`,
+//! `nbf`, `jti` and the `kubernetes.io` claim naming the service account and its uid). A token
+//! authenticates while it has not expired, names this server's audience, and its service
+//! account still exists with the same uid, as upstream's bound tokens do.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::SystemRandom;
+use ring::signature::{self, EcdsaKeyPair, KeyPair};
+use serde_json::{Value, json};
+
+use crate::Identity;
+use crate::api::ApiState;
+use crate::registry;
+use crate::status::{ApiError, Cause};
+
+/// The issuer and the one audience of this server's tokens: upstream's default.
+pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// Upstream's bounds on `spec.expirationSeconds`.
+const MIN_EXPIRATION: i64 = 600;
+const DEFAULT_EXPIRATION: i64 = 3600;
+
+/// Signs and checks service account tokens.
+pub struct TokenSigner {
+    key: EcdsaKeyPair,
+    kid: String,
+    rng: SystemRandom,
+}
+
+/// What a valid token says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenClaims {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub audiences: Vec<String>,
+    pub expires: i64,
+    pub jti: String,
+}
+
+impl TokenClaims {
+    /// The service account's user name, as upstream writes it.
+    pub fn username(&self) -> String {
+        format!("system:serviceaccount:{}:{}", self.namespace, self.name)
+    }
+
+    pub fn identity(&self) -> Identity {
+        Identity {
+            user: self.username(),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{}", self.namespace),
+                "system:authenticated".into(),
+            ],
+        }
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl TokenSigner {
+    /// From a PKCS#8 ECDSA P-256 key (the DER bytes of `DIR/pki/sa.key`).
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, String> {
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)
+            .map_err(|e| format!("service account key: {e}"))?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, key.public_key().as_ref());
+        let kid = URL_SAFE_NO_PAD.encode(digest.as_ref());
+        Ok(TokenSigner { key, kid, rng })
+    }
+
+    /// A signed token for the service account, valid for `seconds` from now.
+    pub fn issue(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        audiences: &[String],
+        seconds: i64,
+    ) -> (String, i64) {
+        let iat = now();
+        let exp = iat + seconds;
+        let header = json!({"alg": "ES256", "kid": self.kid, "typ": "JWT"});
+        let claims = json!({
+            "aud": audiences,
+            "exp": exp,
+            "iat": iat,
+            "iss": ISSUER,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "kubernetes.io": {
+                "namespace": namespace,
+                "serviceaccount": {"name": name, "uid": uid},
+            },
+            "nbf": iat,
+            "sub": format!("system:serviceaccount:{namespace}:{name}"),
+        });
+        let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let sig = self
+            .key
+            .sign(&self.rng, token.as_bytes())
+            .expect("ECDSA signing works");
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(sig.as_ref()));
+        (token, exp)
+    }
+
+    /// The claims of a token this signer made that has not expired; `None` for anything else
+    /// (another issuer's token, a forged or altered one, an expired one). The service
+    /// account's existence is the caller's to check.
+    pub fn verify(&self, token: &str) -> Option<TokenClaims> {
+        let mut parts = token.split('.');
+        let (header, claims, sig) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
+        let signed = &token[..header.len() + 1 + claims.len()];
+        signature::UnparsedPublicKey::new(
+            &signature::ECDSA_P256_SHA256_FIXED,
+            self.key.public_key().as_ref(),
+        )
+        .verify(signed.as_bytes(), &sig)
+        .ok()?;
+        let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+        if header["alg"] != "ES256" {
+            return None;
+        }
+        let c: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
+        let t = now();
+        if c["iss"] != ISSUER || c["exp"].as_i64()? <= t || c["nbf"].as_i64()? > t + 60 {
+            return None;
+        }
+        let audiences = match &c["aud"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => return None,
+        };
+        let sa = &c["kubernetes.io"]["serviceaccount"];
+        Some(TokenClaims {
+            namespace: c["kubernetes.io"]["namespace"].as_str()?.to_owned(),
+            name: sa["name"].as_str()?.to_owned(),
+            uid: sa["uid"].as_str()?.to_owned(),
+            audiences,
+            expires: c["exp"].as_i64()?,
+            jti: c["jti"].as_str().unwrap_or("").to_owned(),
+        })
+    }
+}
+
+/// The service account a token names, if it still exists with the uid the token was issued
+/// for and is not being deleted.
+async fn service_account_alive(state: &ApiState, claims: &TokenClaims) -> bool {
+    let res = registry::find("", "v1", "serviceaccounts").expect("serviceaccounts registered");
+    let key = res.key(Some(&claims.namespace), &claims.name);
+    let Ok((Some(kv), _)) = state.store.get(&key, None).await else {
+        return false;
+    };
+    let Ok(sa) = serde_json::from_slice::<Value>(&kv.value) else {
+        return false;
+    };
+    sa["metadata"]["uid"] == claims.uid.as_str() && sa["metadata"]["deletionTimestamp"].is_null()
+}
+
+/// Who a bearer token (not the admin token) authenticates as: a live service account's token
+/// for this server's audience.
+pub async fn authenticate(state: &ApiState, token: &str) -> Option<Identity> {
+    let claims = state.tokens.as_ref()?.verify(token)?;
+    if !claims.audiences.iter().any(|a| a == ISSUER) {
+        return None;
+    }
+    service_account_alive(state, &claims)
+        .await
+        .then(|| claims.identity())
+}
+
+/// `POST .../namespaces/{ns}/serviceaccounts/{name}/token`: a TokenRequest answered with a
+/// signed token (upstream's 201 with the request's spec, defaulted, and `status`).
+pub async fn token_request(
+    state: &ApiState,
+    namespace: &str,
+    name: &str,
+    body: &Value,
+) -> Result<Value, ApiError> {
+    let res = registry::find("", "v1", "serviceaccounts").expect("serviceaccounts registered");
+    let signer = state
+        .tokens
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("service account tokens are not configured"))?;
+    if body["kind"] != "TokenRequest" && !body["kind"].is_null() {
+        return Err(ApiError::bad_request(format!(
+            "the body of a token request must be a TokenRequest, not {}",
+            body["kind"]
+        )));
+    }
+    let spec = &body["spec"];
+    let seconds = match &spec["expirationSeconds"] {
+        Value::Null => DEFAULT_EXPIRATION,
+        v => v.as_i64().unwrap_or(-1),
+    };
+    let mut causes = Vec::new();
+    if seconds < MIN_EXPIRATION {
+        causes.push(Cause {
+            reason: "FieldValueInvalid",
+            field: "spec.expirationSeconds".into(),
+            message: format!(
+                "Invalid value: {seconds}: may not specify a duration less than 10 minutes"
+            ),
+        });
+    } else if seconds > 1 << 32 {
+        causes.push(Cause {
+            reason: "FieldValueTooLong",
+            field: "spec.expirationSeconds".into(),
+            message: format!(
+                "Invalid value: {seconds}: may not specify a duration larger than 2^32 seconds"
+            ),
+        });
+    }
+    if !spec["boundObjectRef"].is_null() {
+        causes.push(Cause {
+            reason: "FieldValueNotSupported",
+            field: "spec.boundObjectRef".into(),
+            message: "Unsupported value: binding a token to an object is not supported by this server yet".into(),
+        });
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid_kind(
+            "TokenRequest",
+            "authentication.k8s.io",
+            name,
+            causes,
+        ));
+    }
+    let (kv, _) = state
+        .store
+        .get(&res.key(Some(namespace), name), None)
+        .await?;
+    let kv = kv.ok_or_else(|| ApiError::not_found(res, name))?;
+    let sa: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored service account is not JSON: {e}")))?;
+    let uid = sa["metadata"]["uid"].as_str().unwrap_or("");
+    let audiences: Vec<String> = match spec["audiences"].as_array() {
+        Some(a) if !a.is_empty() => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => vec![ISSUER.to_owned()],
+    };
+    let (token, exp) = signer.issue(namespace, name, uid, &audiences, seconds);
+    let expires = chrono::DateTime::from_timestamp(exp, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    Ok(json!({
+        "kind": "TokenRequest",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "creationTimestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        },
+        "spec": {
+            "audiences": audiences,
+            "expirationSeconds": seconds,
+            "boundObjectRef": null,
+        },
+        "status": {"token": token, "expirationTimestamp": expires},
+    }))
+}
+
+/// The user info object of upstream's reviews.
+pub fn user_info(identity: &Identity) -> Value {
+    json!({"username": identity.user, "groups": identity.groups})
+}
+
+/// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`: who the caller is.
+pub fn self_subject_review(identity: &Identity) -> Value {
+    json!({
+        "kind": "SelfSubjectReview",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"creationTimestamp": null},
+        "status": {"userInfo": user_info(identity)},
+    })
+}
+
+/// `POST /apis/authentication.k8s.io/v1/tokenreviews`: whether `spec.token` authenticates,
+/// and as whom, for the audiences asked about (this server's when none are).
+pub async fn token_review(state: &ApiState, admin_token: &str, body: &Value) -> ApiResult {
+    let token = body["spec"]["token"].as_str().unwrap_or("");
+    if token.is_empty() {
+        return Err(ApiError::invalid_kind(
+            "TokenReview",
+            "authentication.k8s.io",
+            "",
+            vec![Cause {
+                reason: "FieldValueRequired",
+                field: "spec.token".into(),
+                message: "Required value: token must be specified".into(),
+            }],
+        ));
+    }
+    let wanted: Vec<String> = body["spec"]["audiences"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut status = json!({"authenticated": false, "user": {}});
+    if crate::constant_time_eq(token.as_bytes(), admin_token.as_bytes()) {
+        if wanted.is_empty() || wanted.iter().any(|a| a == ISSUER) {
+            status = json!({
+                "authenticated": true,
+                "user": user_info(&crate::admin_identity()),
+                "audiences": [ISSUER],
+            });
+        }
+    } else if let Some(claims) = state.tokens.as_ref().and_then(|s| s.verify(token)) {
+        let wanted = if wanted.is_empty() {
+            vec![ISSUER.to_owned()]
+        } else {
+            wanted
+        };
+        let matched: Vec<&String> = wanted
+            .iter()
+            .filter(|a| claims.audiences.contains(a))
+            .collect();
+        if !matched.is_empty() && service_account_alive(state, &claims).await {
+            let identity = claims.identity();
+            let mut user = user_info(&identity);
+            user["uid"] = json!(claims.uid);
+            user["extra"] = json!({
+                "authentication.kubernetes.io/credential-id": [format!("JTI={}", claims.jti)],
+            });
+            status = json!({"authenticated": true, "user": user, "audiences": matched});
+        }
+    }
+    if status["authenticated"] == false {
+        status["error"] = json!("[invalid bearer token, token lookup failed]");
+    }
+    let mut review = json!({
+        "kind": "TokenReview",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"creationTimestamp": null},
+        "spec": body["spec"].clone(),
+        "status": status,
+    });
+    if let Some(spec) = review["spec"].as_object_mut() {
+        spec.remove("token");
+    }
+    Ok(crate::api::json_response(
+        axum::http::StatusCode::CREATED,
+        &review,
+    ))
+}
+
+type ApiResult<T = axum::response::Response> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> TokenSigner {
+        let key = rcgen::KeyPair::generate().unwrap();
+        TokenSigner::from_pkcs8(&key.serialize_der()).unwrap()
+    }
+
+    #[test]
+    fn tokens_verify_only_as_issued() {
+        let s = signer();
+        let aud = vec![ISSUER.to_owned()];
+        let (token, exp) = s.issue("team", "builder", "u-1", &aud, 3600);
+        let claims = s.verify(&token).expect("a fresh token verifies");
+        assert_eq!(
+            claims,
+            TokenClaims {
+                namespace: "team".into(),
+                name: "builder".into(),
+                uid: "u-1".into(),
+                audiences: aud.clone(),
+                expires: exp,
+                jti: claims.jti.clone(),
+            }
+        );
+        assert_eq!(claims.username(), "system:serviceaccount:team:builder");
+        assert_eq!(
+            claims.identity().groups,
+            [
+                "system:serviceaccounts",
+                "system:serviceaccounts:team",
+                "system:authenticated"
+            ]
+        );
+
+        // Another key's token, an altered payload, an expired token, garbage: all refused.
+        let (other, _) = signer().issue("team", "builder", "u-1", &aud, 3600);
+        assert!(s.verify(&other).is_none());
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let mut claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+        claims["sub"] = json!("system:serviceaccount:kube-system:admin");
+        parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
+        assert!(s.verify(&parts.join(".")).is_none());
+        let (expired, _) = s.issue("team", "builder", "u-1", &aud, -1);
+        assert!(s.verify(&expired).is_none());
+        for junk in ["", "a.b", "a.b.c", "a.b.c.d", &format!("{token}x")] {
+            assert!(s.verify(junk).is_none(), "{junk}");
+        }
+    }
+}

@@ -1,0 +1,1028 @@
+//! Authorization: upstream's RBAC over the stored Roles, ClusterRoles and their bindings, the
+//! bootstrap roles every cluster starts with, and the access reviews that ask it questions
+//! (`kubectl auth can-i`, `kubectl auth can-i --list`).
+//!
+//! Members of `system:masters` are allowed everything before RBAC is asked, as upstream's
+//! privileged-group authorizer does (the admin credentials and Dao's in-process components);
+//! everyone else gets exactly what their bindings grant. Roles and bindings are read from the
+//! store on each request that needs them: there is no cache yet, so a request by a non-admin
+//! costs a few range reads of the (in-memory) live keys.
+
+use dao_store::{Expect, RangeRequest, Store};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, Subject,
+};
+use serde_json::{Value, json};
+
+use crate::Identity;
+use crate::status::{ApiError, Cause};
+
+const PREFIX: &str = "/registry/rbac.authorization.k8s.io/";
+
+/// What a request asks to do, as upstream's request info describes it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attributes {
+    pub verb: String,
+    /// `None` for a non-resource request (discovery, `/metrics`, `/openapi/...`).
+    pub resource: Option<ResourceAttributes>,
+    /// The URL path (what non-resource rules match).
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceAttributes {
+    pub group: String,
+    pub resource: String,
+    pub subresource: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Attributes {
+    /// Parse a request the way upstream's request info factory does: `/api/v1/...` and
+    /// `/apis/{group}/{version}/...` with at least a resource are resource requests, anything
+    /// else is a non-resource path.
+    pub fn from_request(method: &str, path: &str, watch: bool) -> Attributes {
+        let segs: Vec<&str> = path
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let (group, rest) = match segs.as_slice() {
+            ["api", _version, rest @ ..] if !rest.is_empty() => ("", rest),
+            ["apis", group, _version, rest @ ..] if !rest.is_empty() => (*group, rest),
+            _ => {
+                return Attributes {
+                    verb: method.to_ascii_lowercase(),
+                    resource: None,
+                    path: path.to_owned(),
+                };
+            }
+        };
+        let mut r = ResourceAttributes {
+            group: group.to_owned(),
+            ..Default::default()
+        };
+        let mut parts = rest;
+        if parts[0] == "namespaces" && parts.len() > 1 {
+            r.namespace = parts[1].to_owned();
+            // `namespaces/{ns}/status` and `/finalize` are the namespace's own subresources.
+            if parts.len() > 2 && !matches!(parts[2], "status" | "finalize") {
+                parts = &parts[2..];
+            }
+        }
+        r.resource = parts[0].to_owned();
+        r.name = parts.get(1).map(|s| s.to_string()).unwrap_or_default();
+        r.subresource = parts.get(2).map(|s| s.to_string()).unwrap_or_default();
+        // A namespace's own requests are in that namespace (so a RoleBinding there can grant
+        // reading it).
+        if r.resource == "namespaces" && !r.name.is_empty() {
+            r.namespace = r.name.clone();
+        }
+        let verb = match (method, r.name.is_empty()) {
+            ("GET" | "HEAD", true) if watch => "watch",
+            ("GET" | "HEAD", true) => "list",
+            ("GET" | "HEAD", false) => "get",
+            ("POST", _) => "create",
+            ("PUT", _) => "update",
+            ("PATCH", _) => "patch",
+            ("DELETE", true) => "deletecollection",
+            ("DELETE", false) => "delete",
+            (other, _) => {
+                return Attributes {
+                    verb: other.to_ascii_lowercase(),
+                    resource: Some(r),
+                    path: path.to_owned(),
+                };
+            }
+        };
+        Attributes {
+            verb: verb.to_owned(),
+            resource: Some(r),
+            path: path.to_owned(),
+        }
+    }
+}
+
+/// RBAC's answer, with upstream's reason text when allowed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub reason: String,
+}
+
+fn verb_matches(rule: &PolicyRule, verb: &str) -> bool {
+    rule.verbs.iter().any(|v| v == "*" || v == verb)
+}
+
+fn rule_allows(rule: &PolicyRule, a: &Attributes) -> bool {
+    if !verb_matches(rule, &a.verb) {
+        return false;
+    }
+    match &a.resource {
+        Some(r) => {
+            let groups = rule.api_groups.as_deref().unwrap_or_default();
+            if !groups.iter().any(|g| g == "*" || *g == r.group) {
+                return false;
+            }
+            let combined = if r.subresource.is_empty() {
+                r.resource.clone()
+            } else {
+                format!("{}/{}", r.resource, r.subresource)
+            };
+            let resources = rule.resources.as_deref().unwrap_or_default();
+            let resource_ok = resources.iter().any(|res| {
+                res == "*"
+                    || *res == combined
+                    || (!r.subresource.is_empty()
+                        && res.strip_prefix("*/") == Some(r.subresource.as_str()))
+            });
+            if !resource_ok {
+                return false;
+            }
+            match rule.resource_names.as_deref() {
+                None | Some([]) => true,
+                Some(names) => !r.name.is_empty() && names.contains(&r.name),
+            }
+        }
+        None => rule
+            .non_resource_urls
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|u| {
+                u == "*"
+                    || *u == a.path
+                    || u.strip_suffix('*').is_some_and(|p| a.path.starts_with(p))
+            }),
+    }
+}
+
+/// The subject a binding names, in upstream's reason wording: `User "bob"`.
+fn subject_matches(s: &Subject, binding_ns: Option<&str>, who: &Identity) -> bool {
+    match s.kind.as_str() {
+        "User" => s.name == who.user,
+        "Group" => who.groups.contains(&s.name),
+        "ServiceAccount" => {
+            let ns = s
+                .namespace
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .or(binding_ns);
+            ns.is_some_and(|ns| who.user == format!("system:serviceaccount:{ns}:{}", s.name))
+        }
+        _ => false,
+    }
+}
+
+fn describe_subject(s: &Subject, binding_ns: Option<&str>) -> String {
+    match s.kind.as_str() {
+        "ServiceAccount" => format!(
+            "ServiceAccount \"{}/{}\"",
+            s.namespace
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .or(binding_ns)
+                .unwrap_or(""),
+            s.name
+        ),
+        kind => format!("{kind} \"{}\"", s.name),
+    }
+}
+
+async fn objects<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    prefix: String,
+) -> Result<Vec<T>, ApiError> {
+    let page = store.range(RangeRequest::prefix(prefix)).await?;
+    Ok(page
+        .kvs
+        .iter()
+        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+        .collect())
+}
+
+async fn object<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    key: String,
+) -> Result<Option<T>, ApiError> {
+    let (kv, _) = store.get(&key, None).await?;
+    Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+}
+
+/// One binding that applies to the subject, with the rules its role grants.
+struct Grant {
+    /// `ClusterRoleBinding "x" of ClusterRole "y" to Group "z"`.
+    how: String,
+    rules: Vec<PolicyRule>,
+}
+
+/// Every grant that applies to `who` in `namespace` ("" for cluster-wide only).
+async fn grants(
+    store: &dyn Store,
+    who: &Identity,
+    namespace: &str,
+) -> Result<Vec<Grant>, ApiError> {
+    let mut out = Vec::new();
+    let crbs: Vec<ClusterRoleBinding> =
+        objects(store, format!("{PREFIX}clusterrolebindings/")).await?;
+    for b in crbs {
+        let Some(subject) = b
+            .subjects
+            .iter()
+            .flatten()
+            .find(|s| subject_matches(s, None, who))
+        else {
+            continue;
+        };
+        if b.role_ref.kind != "ClusterRole" {
+            continue;
+        }
+        let role: Option<ClusterRole> =
+            object(store, format!("{PREFIX}clusterroles/{}", b.role_ref.name)).await?;
+        if let Some(role) = role {
+            out.push(Grant {
+                how: format!(
+                    "ClusterRoleBinding \"{}\" of ClusterRole \"{}\" to {}",
+                    b.metadata.name.as_deref().unwrap_or(""),
+                    b.role_ref.name,
+                    describe_subject(subject, None)
+                ),
+                rules: role.rules.unwrap_or_default(),
+            });
+        }
+    }
+    if namespace.is_empty() {
+        return Ok(out);
+    }
+    let rbs: Vec<RoleBinding> =
+        objects(store, format!("{PREFIX}rolebindings/{namespace}/")).await?;
+    for b in rbs {
+        let Some(subject) = b
+            .subjects
+            .iter()
+            .flatten()
+            .find(|s| subject_matches(s, Some(namespace), who))
+        else {
+            continue;
+        };
+        let (rules, kind) = match b.role_ref.kind.as_str() {
+            "ClusterRole" => (
+                object::<ClusterRole>(store, format!("{PREFIX}clusterroles/{}", b.role_ref.name))
+                    .await?
+                    .map(|r| r.rules.unwrap_or_default()),
+                "ClusterRole",
+            ),
+            "Role" => (
+                object::<Role>(
+                    store,
+                    format!("{PREFIX}roles/{namespace}/{}", b.role_ref.name),
+                )
+                .await?
+                .map(|r| r.rules.unwrap_or_default()),
+                "Role",
+            ),
+            _ => continue,
+        };
+        if let Some(rules) = rules {
+            out.push(Grant {
+                how: format!(
+                    "RoleBinding \"{}/{namespace}\" of {kind} \"{}\" to {}",
+                    b.metadata.name.as_deref().unwrap_or(""),
+                    b.role_ref.name,
+                    describe_subject(subject, Some(namespace))
+                ),
+                rules,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn is_master(who: &Identity) -> bool {
+    who.groups.iter().any(|g| g == "system:masters")
+}
+
+/// Whether `who` may do `a`.
+pub async fn authorize(
+    store: &dyn Store,
+    who: &Identity,
+    a: &Attributes,
+) -> Result<Decision, ApiError> {
+    if is_master(who) {
+        return Ok(Decision {
+            allowed: true,
+            reason: String::new(),
+        });
+    }
+    // Non-resource paths and cluster-scoped resources: only cluster-wide bindings count.
+    let namespace = a
+        .resource
+        .as_ref()
+        .map(|r| r.namespace.as_str())
+        .unwrap_or("");
+    for g in grants(store, who, namespace).await? {
+        if g.rules.iter().any(|rule| rule_allows(rule, a)) {
+            return Ok(Decision {
+                allowed: true,
+                reason: format!("RBAC: allowed by {}", g.how),
+            });
+        }
+    }
+    Ok(Decision {
+        allowed: false,
+        reason: String::new(),
+    })
+}
+
+/// Upstream's 403 for a request RBAC does not allow.
+pub fn forbidden(who: &Identity, a: &Attributes) -> ApiError {
+    let mut msg = format!("User \"{}\" cannot {}", who.user, a.verb);
+    let (qualified, name, details) = match &a.resource {
+        Some(r) => {
+            let resource = if r.subresource.is_empty() {
+                r.resource.clone()
+            } else {
+                format!("{}/{}", r.resource, r.subresource)
+            };
+            if r.namespace.is_empty() {
+                msg.push_str(&format!(
+                    " resource \"{resource}\" in API group \"{}\" at the cluster scope",
+                    r.group
+                ));
+            } else {
+                msg.push_str(&format!(
+                    " resource \"{resource}\" in API group \"{}\" in the namespace \"{}\"",
+                    r.group, r.namespace
+                ));
+            }
+            let qualified = if r.group.is_empty() {
+                r.resource.clone()
+            } else {
+                format!("{}.{}", r.resource, r.group)
+            };
+            let mut d = json!({"kind": r.resource});
+            if !r.group.is_empty() {
+                d["group"] = json!(r.group);
+            }
+            if !r.name.is_empty() {
+                d["name"] = json!(r.name);
+            }
+            (qualified, r.name.clone(), Some(d))
+        }
+        None => {
+            msg.push_str(&format!(" path \"{}\"", a.path));
+            (String::new(), String::new(), Some(json!({})))
+        }
+    };
+    let message = match (qualified.is_empty(), name.is_empty()) {
+        (true, _) => format!("forbidden: {msg}"),
+        (false, true) => format!("{qualified} is forbidden: {msg}"),
+        (false, false) => format!("{qualified} \"{name}\" is forbidden: {msg}"),
+    };
+    ApiError {
+        code: 403,
+        reason: "Forbidden",
+        message,
+        details,
+    }
+}
+
+/// The attributes a SubjectAccessReview-style spec asks about.
+fn review_attributes(kind: &str, spec: &Value) -> Result<Attributes, ApiError> {
+    let invalid = |field: &str, message: &str| {
+        ApiError::invalid_kind(
+            kind,
+            "authorization.k8s.io",
+            "",
+            vec![Cause {
+                reason: "FieldValueInvalid",
+                field: field.into(),
+                message: message.into(),
+            }],
+        )
+    };
+    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    match (
+        spec.get("resourceAttributes"),
+        spec.get("nonResourceAttributes"),
+    ) {
+        (Some(r), None) if r.is_object() => Ok(Attributes {
+            verb: s(&r["verb"]),
+            resource: Some(ResourceAttributes {
+                group: s(&r["group"]),
+                resource: s(&r["resource"]),
+                subresource: s(&r["subresource"]),
+                namespace: s(&r["namespace"]),
+                name: s(&r["name"]),
+            }),
+            path: String::new(),
+        }),
+        (None, Some(n)) if n.is_object() => Ok(Attributes {
+            verb: s(&n["verb"]),
+            resource: None,
+            path: s(&n["path"]),
+        }),
+        (Some(_), Some(_)) => Err(invalid(
+            "spec.nonResourceAttributes",
+            "Invalid value: \"null\": cannot be specified in combination with resourceAttributes",
+        )),
+        _ => Err(invalid(
+            "spec.resourceAttributes",
+            "Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified",
+        )),
+    }
+}
+
+/// `selfsubjectaccessreviews`, `subjectaccessreviews` and `localsubjectaccessreviews`
+/// (`namespace` is the local review's path namespace): the body with `status` answered.
+pub async fn access_review(
+    store: &dyn Store,
+    caller: &Identity,
+    kind: &str,
+    namespace: Option<&str>,
+    body: &Value,
+) -> Result<Value, ApiError> {
+    let spec = &body["spec"];
+    let a = review_attributes(kind, spec)?;
+    let subject = if kind == "SelfSubjectAccessReview" {
+        caller.clone()
+    } else {
+        let user = spec["user"].as_str().unwrap_or("").to_owned();
+        let groups: Vec<String> = spec["groups"]
+            .as_array()
+            .map(|g| {
+                g.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if user.is_empty() && groups.is_empty() {
+            return Err(ApiError::invalid_kind(
+                kind,
+                "authorization.k8s.io",
+                "",
+                vec![Cause {
+                    reason: "FieldValueRequired",
+                    field: "spec.user".into(),
+                    message: "Invalid value: \"\": at least one of user or group must be specified"
+                        .into(),
+                }],
+            ));
+        }
+        Identity { user, groups }
+    };
+    if let Some(ns) = namespace {
+        let asked = a.resource.as_ref().map(|r| r.namespace.as_str());
+        if asked != Some(ns) {
+            return Err(ApiError::invalid_kind(
+                kind,
+                "authorization.k8s.io",
+                "",
+                vec![Cause {
+                    reason: "FieldValueInvalid",
+                    field: "spec.resourceAttributes.namespace".into(),
+                    message: format!(
+                        "Invalid value: \"{}\": must match metadata.namespace",
+                        asked.unwrap_or("")
+                    ),
+                }],
+            ));
+        }
+    }
+    let decision = authorize(store, &subject, &a).await?;
+    let mut status = json!({"allowed": decision.allowed});
+    if !decision.reason.is_empty() {
+        status["reason"] = json!(decision.reason);
+    }
+    let mut review = body.clone();
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!(kind);
+    if review["metadata"].is_null() {
+        review["metadata"] = json!({"creationTimestamp": null});
+    }
+    review["status"] = status;
+    Ok(review)
+}
+
+/// `selfsubjectrulesreviews`: every rule the caller holds in `spec.namespace`.
+pub async fn rules_review(
+    store: &dyn Store,
+    caller: &Identity,
+    body: &Value,
+) -> Result<Value, ApiError> {
+    let namespace = body["spec"]["namespace"].as_str().unwrap_or("");
+    let mut resource_rules = Vec::new();
+    let mut non_resource_rules = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for g in grants(store, caller, namespace).await? {
+        for rule in g.rules {
+            let v = serde_json::to_value(&rule).expect("a rule serializes");
+            if !seen.insert(v.to_string()) {
+                continue;
+            }
+            if rule
+                .non_resource_urls
+                .as_ref()
+                .is_some_and(|u| !u.is_empty())
+            {
+                non_resource_rules
+                    .push(json!({"verbs": rule.verbs, "nonResourceURLs": rule.non_resource_urls}));
+            }
+            if rule.resources.as_ref().is_some_and(|r| !r.is_empty()) {
+                let mut r = json!({"verbs": rule.verbs, "apiGroups": rule.api_groups.unwrap_or_default(), "resources": rule.resources});
+                if let Some(names) = rule.resource_names.filter(|n| !n.is_empty()) {
+                    r["resourceNames"] = json!(names);
+                }
+                resource_rules.push(r);
+            }
+        }
+    }
+    Ok(json!({
+        "kind": "SelfSubjectRulesReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": {"creationTimestamp": null},
+        "spec": body["spec"].clone(),
+        "status": {
+            "resourceRules": resource_rules,
+            "nonResourceRules": non_resource_rules,
+            "incomplete": false,
+        },
+    }))
+}
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
+    json!({"apiGroups": groups, "resources": resources, "verbs": verbs})
+}
+
+const READ: [&str; 3] = ["get", "list", "watch"];
+const WRITE: [&str; 5] = ["create", "delete", "deletecollection", "patch", "update"];
+
+/// The rules of upstream's `view`, `edit` and `admin` roles for the resources Dao serves
+/// (upstream builds them by aggregation; Dao stores them expanded).
+fn view_rules() -> Vec<Value> {
+    vec![
+        rule(
+            &[""],
+            &[
+                "configmaps",
+                "endpoints",
+                "persistentvolumeclaims",
+                "persistentvolumeclaims/status",
+                "pods",
+                "replicationcontrollers",
+                "replicationcontrollers/scale",
+                "serviceaccounts",
+                "services",
+                "services/status",
+            ],
+            &READ,
+        ),
+        rule(
+            &[""],
+            &[
+                "bindings",
+                "events",
+                "limitranges",
+                "namespaces/status",
+                "pods/log",
+                "pods/status",
+                "replicationcontrollers/status",
+                "resourcequotas",
+                "resourcequotas/status",
+            ],
+            &READ,
+        ),
+        rule(&[""], &["namespaces"], &READ),
+        rule(&["discovery.k8s.io"], &["endpointslices"], &READ),
+        rule(
+            &["apps"],
+            &[
+                "controllerrevisions",
+                "daemonsets",
+                "daemonsets/status",
+                "deployments",
+                "deployments/scale",
+                "deployments/status",
+                "replicasets",
+                "replicasets/scale",
+                "replicasets/status",
+                "statefulsets",
+                "statefulsets/scale",
+                "statefulsets/status",
+            ],
+            &READ,
+        ),
+        rule(
+            &["autoscaling"],
+            &[
+                "horizontalpodautoscalers",
+                "horizontalpodautoscalers/status",
+            ],
+            &READ,
+        ),
+        rule(
+            &["batch"],
+            &["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
+            &READ,
+        ),
+        rule(
+            &["policy"],
+            &["poddisruptionbudgets", "poddisruptionbudgets/status"],
+            &READ,
+        ),
+        rule(
+            &["networking.k8s.io"],
+            &["ingresses", "ingresses/status", "networkpolicies"],
+            &READ,
+        ),
+    ]
+}
+
+fn edit_rules() -> Vec<Value> {
+    let mut rules = view_rules();
+    rules.extend([
+        rule(
+            &[""],
+            &[
+                "pods/attach",
+                "pods/exec",
+                "pods/portforward",
+                "pods/proxy",
+                "secrets",
+                "services/proxy",
+            ],
+            &READ,
+        ),
+        rule(&[""], &["serviceaccounts"], &["impersonate"]),
+        rule(
+            &[""],
+            &[
+                "pods",
+                "pods/attach",
+                "pods/exec",
+                "pods/portforward",
+                "pods/proxy",
+            ],
+            &WRITE,
+        ),
+        rule(&[""], &["pods/eviction"], &["create"]),
+        rule(
+            &[""],
+            &[
+                "configmaps",
+                "events",
+                "persistentvolumeclaims",
+                "replicationcontrollers",
+                "replicationcontrollers/scale",
+                "secrets",
+                "serviceaccounts",
+                "services",
+                "services/proxy",
+            ],
+            &WRITE,
+        ),
+        rule(&[""], &["serviceaccounts/token"], &["create"]),
+        rule(
+            &["apps"],
+            &[
+                "daemonsets",
+                "deployments",
+                "deployments/rollback",
+                "deployments/scale",
+                "replicasets",
+                "replicasets/scale",
+                "statefulsets",
+                "statefulsets/scale",
+            ],
+            &WRITE,
+        ),
+        rule(&["autoscaling"], &["horizontalpodautoscalers"], &WRITE),
+        rule(&["batch"], &["cronjobs", "jobs"], &WRITE),
+        rule(
+            &["networking.k8s.io"],
+            &["ingresses", "networkpolicies"],
+            &WRITE,
+        ),
+        rule(&["policy"], &["poddisruptionbudgets"], &WRITE),
+    ]);
+    rules
+}
+
+fn admin_rules() -> Vec<Value> {
+    let mut rules = edit_rules();
+    rules.extend([
+        rule(
+            &["authorization.k8s.io"],
+            &["localsubjectaccessreviews"],
+            &["create"],
+        ),
+        rule(
+            &["rbac.authorization.k8s.io"],
+            &["rolebindings", "roles"],
+            &[
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ],
+        ),
+    ]);
+    rules
+}
+
+/// Upstream's bootstrap ClusterRoles and ClusterRoleBindings, created on a fresh store (and
+/// re-created when deleted, at the next start).
+pub async fn seed(store: &dyn Store) -> dao_store::Result<()> {
+    let discovery = [
+        "/api",
+        "/api/*",
+        "/apis",
+        "/apis/*",
+        "/healthz",
+        "/livez",
+        "/openapi",
+        "/openapi/*",
+        "/readyz",
+        "/version",
+        "/version/",
+    ];
+    let public = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
+    let roles: Vec<(&str, Vec<Value>)> = vec![
+        (
+            "cluster-admin",
+            vec![
+                json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}),
+                json!({"nonResourceURLs": ["*"], "verbs": ["*"]}),
+            ],
+        ),
+        ("admin", admin_rules()),
+        ("edit", edit_rules()),
+        ("view", view_rules()),
+        (
+            "system:discovery",
+            vec![json!({"nonResourceURLs": discovery, "verbs": ["get"]})],
+        ),
+        (
+            "system:public-info-viewer",
+            vec![json!({"nonResourceURLs": public, "verbs": ["get"]})],
+        ),
+        (
+            "system:basic-user",
+            vec![
+                rule(
+                    &["authentication.k8s.io"],
+                    &["selfsubjectreviews"],
+                    &["create"],
+                ),
+                rule(
+                    &["authorization.k8s.io"],
+                    &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                    &["create"],
+                ),
+            ],
+        ),
+    ];
+    let bindings = [
+        ("cluster-admin", "cluster-admin", "system:masters"),
+        (
+            "system:discovery",
+            "system:discovery",
+            "system:authenticated",
+        ),
+        (
+            "system:public-info-viewer",
+            "system:public-info-viewer",
+            "system:authenticated",
+        ),
+        (
+            "system:basic-user",
+            "system:basic-user",
+            "system:authenticated",
+        ),
+    ];
+    let meta = |name: &str| {
+        json!({
+            "name": name,
+            "uid": uuid::Uuid::new_v4().to_string(),
+            "creationTimestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+        })
+    };
+    for (name, rules) in roles {
+        let obj = json!({
+            "kind": "ClusterRole",
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "metadata": meta(name),
+            "rules": rules,
+        });
+        store
+            .put(
+                &format!("{PREFIX}clusterroles/{name}"),
+                obj.to_string().into(),
+                Expect::Absent,
+            )
+            .await?;
+    }
+    for (name, role, group) in bindings {
+        let obj = json!({
+            "kind": "ClusterRoleBinding",
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "metadata": meta(name),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+        });
+        store
+            .put(
+                &format!("{PREFIX}clusterrolebindings/{name}"),
+                obj.to_string().into(),
+                Expect::Absent,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(method: &str, path: &str) -> Attributes {
+        Attributes::from_request(method, path, false)
+    }
+
+    #[test]
+    fn requests_parse_as_upstream_request_info() {
+        let r =
+            |verb: &str, group: &str, resource: &str, sub: &str, ns: &str, name: &str| Attributes {
+                verb: verb.into(),
+                resource: Some(ResourceAttributes {
+                    group: group.into(),
+                    resource: resource.into(),
+                    subresource: sub.into(),
+                    namespace: ns.into(),
+                    name: name.into(),
+                }),
+                path: String::new(),
+            };
+        let cases = [
+            (
+                attrs("GET", "/api/v1/namespaces/a/pods"),
+                r("list", "", "pods", "", "a", ""),
+            ),
+            (
+                Attributes::from_request("GET", "/api/v1/pods", true),
+                r("watch", "", "pods", "", "", ""),
+            ),
+            (
+                attrs("GET", "/api/v1/namespaces/a/pods/p/log"),
+                r("get", "", "pods", "log", "a", "p"),
+            ),
+            (
+                attrs("POST", "/api/v1/namespaces/a/pods/p/eviction"),
+                r("create", "", "pods", "eviction", "a", "p"),
+            ),
+            (
+                attrs("PATCH", "/apis/apps/v1/namespaces/a/deployments/d/scale"),
+                r("patch", "apps", "deployments", "scale", "a", "d"),
+            ),
+            (
+                attrs("DELETE", "/api/v1/namespaces/a/configmaps"),
+                r("deletecollection", "", "configmaps", "", "a", ""),
+            ),
+            (
+                attrs("DELETE", "/api/v1/nodes/n"),
+                r("delete", "", "nodes", "", "", "n"),
+            ),
+            (
+                attrs("GET", "/api/v1/namespaces/a"),
+                r("get", "", "namespaces", "", "a", "a"),
+            ),
+            (
+                attrs("PUT", "/api/v1/namespaces/a/finalize"),
+                r("update", "", "namespaces", "finalize", "a", "a"),
+            ),
+            (
+                attrs("GET", "/api/v1/namespaces"),
+                r("list", "", "namespaces", "", "", ""),
+            ),
+        ];
+        for (got, mut want) in cases {
+            want.path = got.path.clone();
+            assert_eq!(got, want, "{}", got.path);
+        }
+        for path in ["/api", "/apis/apps/v1", "/metrics", "/openapi/v3"] {
+            let a = attrs("GET", path);
+            assert_eq!(
+                (a.verb.as_str(), a.resource, a.path.as_str()),
+                ("get", None, path)
+            );
+        }
+    }
+
+    #[test]
+    fn rules_match_as_upstream_rbac() {
+        let rule =
+            |groups: &[&str], resources: &[&str], verbs: &[&str], names: &[&str]| PolicyRule {
+                api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
+                resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+                verbs: verbs.iter().map(|s| s.to_string()).collect(),
+                resource_names: (!names.is_empty())
+                    .then(|| names.iter().map(|s| s.to_string()).collect()),
+                non_resource_urls: None,
+            };
+        let pods_read = rule(&[""], &["pods"], &["get", "list"], &[]);
+        assert!(rule_allows(
+            &pods_read,
+            &attrs("GET", "/api/v1/namespaces/a/pods")
+        ));
+        assert!(!rule_allows(
+            &pods_read,
+            &attrs("DELETE", "/api/v1/namespaces/a/pods/p")
+        ));
+        // A subresource needs its own entry; `*/scale` covers every scale.
+        assert!(!rule_allows(
+            &pods_read,
+            &attrs("GET", "/api/v1/namespaces/a/pods/p/log")
+        ));
+        let scales = rule(&["apps"], &["*/scale"], &["*"], &[]);
+        assert!(rule_allows(
+            &scales,
+            &attrs("PUT", "/apis/apps/v1/namespaces/a/deployments/d/scale")
+        ));
+        assert!(!rule_allows(
+            &scales,
+            &attrs("PUT", "/apis/apps/v1/namespaces/a/deployments/d")
+        ));
+        // Groups must match; `*` matches every group and resource, subresources included.
+        assert!(!rule_allows(
+            &pods_read,
+            &attrs("GET", "/apis/apps/v1/namespaces/a/deployments")
+        ));
+        let all = rule(&["*"], &["*"], &["*"], &[]);
+        assert!(rule_allows(
+            &all,
+            &attrs("GET", "/api/v1/namespaces/a/pods/p/log")
+        ));
+        // resourceNames: only requests naming one of them.
+        let one = rule(
+            &[""],
+            &["configmaps"],
+            &["get", "list", "update"],
+            &["settings"],
+        );
+        assert!(rule_allows(
+            &one,
+            &attrs("GET", "/api/v1/namespaces/a/configmaps/settings")
+        ));
+        assert!(!rule_allows(
+            &one,
+            &attrs("GET", "/api/v1/namespaces/a/configmaps/other")
+        ));
+        assert!(!rule_allows(
+            &one,
+            &attrs("GET", "/api/v1/namespaces/a/configmaps")
+        ));
+        // Non-resource URLs: exact, or a prefix ending in `*`; resource rules never match them.
+        let urls = PolicyRule {
+            non_resource_urls: Some(vec!["/healthz".into(), "/apis/*".into()]),
+            verbs: vec!["get".into()],
+            ..Default::default()
+        };
+        assert!(rule_allows(&urls, &attrs("GET", "/healthz")));
+        assert!(rule_allows(&urls, &attrs("GET", "/apis/apps/v1")));
+        assert!(!rule_allows(&urls, &attrs("GET", "/metrics")));
+        assert!(!rule_allows(&urls, &attrs("POST", "/healthz")));
+        assert!(!rule_allows(&all, &attrs("GET", "/metrics")));
+    }
+
+    #[test]
+    fn forbidden_messages_read_as_upstream() {
+        let who = Identity {
+            user: "system:serviceaccount:a:builder".into(),
+            groups: vec![],
+        };
+        let m = |path: &str, method: &str| forbidden(&who, &attrs(method, path)).message;
+        assert_eq!(
+            m("/api/v1/namespaces/a/pods", "GET"),
+            "pods is forbidden: User \"system:serviceaccount:a:builder\" cannot list resource \"pods\" in API group \"\" in the namespace \"a\""
+        );
+        assert_eq!(
+            m("/apis/apps/v1/namespaces/a/deployments/web/scale", "PATCH"),
+            "deployments.apps \"web\" is forbidden: User \"system:serviceaccount:a:builder\" cannot patch resource \"deployments/scale\" in API group \"apps\" in the namespace \"a\""
+        );
+        assert_eq!(
+            m("/api/v1/nodes", "GET"),
+            "nodes is forbidden: User \"system:serviceaccount:a:builder\" cannot list resource \"nodes\" in API group \"\" at the cluster scope"
+        );
+        assert_eq!(
+            m("/metrics", "GET"),
+            "forbidden: User \"system:serviceaccount:a:builder\" cannot get path \"/metrics\""
+        );
+    }
+}
