@@ -979,6 +979,7 @@ pub(crate) async fn create(
     if !causes.is_empty() {
         return Err(ApiError::invalid(res, &name, causes));
     }
+    crate::rbac::check_escalation(&*state.store, res, target.namespace.as_deref(), &obj).await?;
     if let Track::Update(writer) = track {
         let scope = write_scope(res, None);
         crate::managed::record_update(None, &mut obj, &res.api_version(), scope, writer);
@@ -1161,6 +1162,8 @@ pub(crate) async fn update(
         if !causes.is_empty() {
             return Err(ApiError::invalid(res, name, causes));
         }
+        crate::rbac::check_escalation(&*state.store, res, target.namespace.as_deref(), &obj)
+            .await?;
     }
     if let Track::Update(writer) = track {
         let scope = write_scope(res, sub);

@@ -493,7 +493,7 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
         );
         return response;
     }
-    let result = api::handle(
+    let handled = api::handle(
         state.api.clone(),
         parts.method,
         &path,
@@ -501,8 +501,11 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
         &parts.headers,
         body,
         local,
-    )
-    .await;
+    );
+    let result = match parts.extensions.get::<Identity>() {
+        Some(identity) => rbac::REQUESTER.scope(identity.clone(), handled).await,
+        None => handled.await,
+    };
     let response = result.unwrap_or_else(IntoResponse::into_response);
     state.metrics.observe(
         method.as_str(),

@@ -388,6 +388,199 @@ pub fn forbidden(who: &Identity, a: &Attributes) -> ApiError {
     }
 }
 
+tokio::task_local! {
+    /// Who made the request being handled: set by the router around the generic handlers,
+    /// for the one check that depends on the writer rather than the request's path, RBAC's
+    /// escalation rules ([`check_escalation`]). Unset (Dao's own internal writes): no check.
+    pub static REQUESTER: Identity;
+}
+
+/// Whether `have` grants everything the single permission (one verb, group, resource and
+/// name; `name` "" for "any name") asks for. Wildcards asked for need wildcards held.
+fn covers_resource(have: &PolicyRule, verb: &str, group: &str, resource: &str, name: &str) -> bool {
+    verb_matches(have, verb)
+        && have
+            .api_groups
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|g| g == "*" || g == group)
+        && have
+            .resources
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|r| {
+                r == "*"
+                    || r == resource
+                    || r.strip_prefix("*/")
+                        .is_some_and(|sub| resource.split_once('/').is_some_and(|(_, s)| s == sub))
+            })
+        && match have.resource_names.as_deref() {
+            None | Some([]) => true,
+            Some(names) => !name.is_empty() && names.iter().any(|n| n == name),
+        }
+}
+
+fn covers_url(have: &PolicyRule, verb: &str, url: &str) -> bool {
+    verb_matches(have, verb)
+        && have
+            .non_resource_urls
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|u| {
+                u == "*" || u == url || u.strip_suffix('*').is_some_and(|p| url.starts_with(p))
+            })
+}
+
+/// The parts of `wanted` that none of `held` grants, one line each in upstream's wording.
+fn not_held(wanted: &[PolicyRule], held: &[PolicyRule]) -> Vec<String> {
+    let mut missing = Vec::new();
+    let q = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for rule in wanted {
+        for verb in &rule.verbs {
+            for url in rule.non_resource_urls.iter().flatten() {
+                if !held.iter().any(|h| covers_url(h, verb, url)) {
+                    missing.push(format!("{{NonResourceURLs:[{url:?}], Verbs:[{verb:?}]}}"));
+                }
+            }
+            for group in rule.api_groups.iter().flatten() {
+                for resource in rule.resources.iter().flatten() {
+                    let names = rule.resource_names.clone().filter(|n| !n.is_empty());
+                    let names = names.unwrap_or_else(|| vec![String::new()]);
+                    for name in &names {
+                        if held
+                            .iter()
+                            .any(|h| covers_resource(h, verb, group, resource, name))
+                        {
+                            continue;
+                        }
+                        let mut line = format!(
+                            "{{APIGroups:[{}], Resources:[{}]",
+                            q(std::slice::from_ref(group)),
+                            q(std::slice::from_ref(resource))
+                        );
+                        if !name.is_empty() {
+                            line.push_str(&format!(", ResourceNames:[{name:?}]"));
+                        }
+                        line.push_str(&format!(", Verbs:[{verb:?}]}}"));
+                        missing.push(line);
+                    }
+                }
+            }
+        }
+    }
+    missing
+}
+
+/// Upstream's escalation prevention, for a Role, ClusterRole, RoleBinding or
+/// ClusterRoleBinding about to be written by [`REQUESTER`]: a role may only hold rules its
+/// writer holds (or the writer may `escalate` it), a binding may only grant a role whose rules
+/// its writer holds (or the writer may `bind` it). Without it, anyone allowed to write
+/// RoleBindings could bind themselves `cluster-admin`.
+pub async fn check_escalation(
+    store: &dyn Store,
+    res: &crate::registry::Resource,
+    namespace: Option<&str>,
+    obj: &Value,
+) -> Result<(), ApiError> {
+    if res.group != "rbac.authorization.k8s.io" {
+        return Ok(());
+    }
+    let Ok(who) = REQUESTER.try_with(Identity::clone) else {
+        return Ok(());
+    };
+    if is_master(&who) {
+        return Ok(());
+    }
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
+    let namespace = match namespace {
+        Some(ns) if res.namespaced => ns.to_owned(),
+        _ => String::new(),
+    };
+    let may = |verb: &str, resource: &str, name: &str| Attributes {
+        verb: verb.into(),
+        resource: Some(ResourceAttributes {
+            group: "rbac.authorization.k8s.io".into(),
+            resource: resource.into(),
+            subresource: String::new(),
+            namespace: namespace.clone(),
+            name: name.into(),
+        }),
+        path: String::new(),
+    };
+    let wanted: Vec<PolicyRule> = match res.kind {
+        "Role" | "ClusterRole" => {
+            if authorize(store, &who, &may("escalate", res.plural, &name))
+                .await?
+                .allowed
+            {
+                return Ok(());
+            }
+            serde_json::from_value(obj["rules"].clone()).unwrap_or_default()
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            let role_ref = &obj["roleRef"];
+            let (kind, role) = (
+                role_ref["kind"].as_str().unwrap_or(""),
+                role_ref["name"].as_str().unwrap_or(""),
+            );
+            let plural = if kind == "Role" {
+                "roles"
+            } else {
+                "clusterroles"
+            };
+            if authorize(store, &who, &may("bind", plural, role))
+                .await?
+                .allowed
+            {
+                return Ok(());
+            }
+            let rules = if kind == "Role" {
+                object::<Role>(store, format!("{PREFIX}roles/{namespace}/{role}"))
+                    .await?
+                    .and_then(|r| r.rules)
+            } else {
+                object::<ClusterRole>(store, format!("{PREFIX}clusterroles/{role}"))
+                    .await?
+                    .and_then(|r| r.rules)
+            };
+            rules.unwrap_or_default()
+        }
+        _ => return Ok(()),
+    };
+    let held: Vec<PolicyRule> = grants(store, &who, &namespace)
+        .await?
+        .into_iter()
+        .flat_map(|g| g.rules)
+        .collect();
+    let missing = not_held(&wanted, &held);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let groups = who
+        .groups
+        .iter()
+        .map(|g| format!("{g:?}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut why = format!(
+        "user {:?} (groups=[{groups}]) is attempting to grant RBAC permissions not currently held:",
+        who.user
+    );
+    for line in missing {
+        why.push('\n');
+        why.push_str(&line);
+    }
+    Err(ApiError::forbidden(&res.qualified_plural(), &name, &why))
+}
+
 /// The attributes a SubjectAccessReview-style spec asks about.
 fn review_attributes(kind: &str, spec: &Value) -> Result<Attributes, ApiError> {
     let invalid = |field: &str, message: &str| {
@@ -1023,6 +1216,65 @@ mod tests {
         assert_eq!(
             m("/metrics", "GET"),
             "forbidden: User \"system:serviceaccount:a:builder\" cannot get path \"/metrics\""
+        );
+    }
+
+    #[test]
+    fn only_held_permissions_may_be_granted() {
+        let rule = |groups: &[&str], resources: &[&str], verbs: &[&str]| PolicyRule {
+            api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
+            resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+            verbs: verbs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let held = [
+            rule(&[""], &["pods", "configmaps"], &["get", "list"]),
+            rule(&["apps"], &["*"], &["*"]),
+        ];
+        assert!(not_held(&[rule(&[""], &["pods"], &["get"])], &held).is_empty());
+        assert!(
+            not_held(
+                &[rule(&["apps"], &["deployments/scale"], &["update"])],
+                &held
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            not_held(
+                &[rule(&[""], &["pods", "secrets"], &["get", "delete"])],
+                &held
+            ),
+            [
+                "{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}",
+                "{APIGroups:[\"\"], Resources:[\"pods\"], Verbs:[\"delete\"]}",
+                "{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"delete\"]}",
+            ]
+        );
+        // A wildcard asked for needs a wildcard held.
+        assert_eq!(not_held(&[rule(&[""], &["*"], &["get"])], &held).len(), 1);
+        assert!(
+            not_held(
+                &[rule(&["*"], &["*"], &["*"])],
+                &[rule(&["*"], &["*"], &["*"])]
+            )
+            .is_empty()
+        );
+        let urls = PolicyRule {
+            non_resource_urls: Some(vec!["/metrics".into()]),
+            verbs: vec!["get".into()],
+            ..Default::default()
+        };
+        assert_eq!(not_held(std::slice::from_ref(&urls), &held).len(), 1);
+        assert!(
+            not_held(
+                std::slice::from_ref(&urls),
+                &[PolicyRule {
+                    non_resource_urls: Some(vec!["/*".into()]),
+                    verbs: vec!["*".into()],
+                    ..Default::default()
+                }]
+            )
+            .is_empty()
         );
     }
 }

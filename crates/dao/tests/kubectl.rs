@@ -1739,6 +1739,67 @@ fn service_account_tokens_and_rbac() {
         serde_json::json!({"allowed": true, "reason": "RBAC: allowed by RoleBinding \"builder-reads/team\" of Role \"pod-reader\" to ServiceAccount \"team/builder\""})
     );
 
+    // Escalation: with `admin` in the namespace the service account may hand out what it
+    // holds (`view`), not what it does not (`cluster-admin`, nodes); nothing refused is stored.
+    c.ok(&[
+        "-n",
+        "team",
+        "create",
+        "rolebinding",
+        "builder-admin",
+        "--clusterrole=admin",
+        "--serviceaccount=team:builder",
+    ]);
+    let granted = run_sa(&[
+        "create",
+        "rolebinding",
+        "viewers",
+        "--clusterrole=view",
+        "--user=carol",
+    ]);
+    assert!(granted.status.success(), "{}", text(&granted.stderr));
+    let held_by = format!(
+        "user \"{user}\" (groups=[\"system:serviceaccounts\" \"system:serviceaccounts:team\" \"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:"
+    );
+    let takeover = text(
+        &run_sa(&[
+            "create",
+            "rolebinding",
+            "takeover",
+            "--clusterrole=cluster-admin",
+            "--serviceaccount=team:builder",
+        ])
+        .stderr,
+    );
+    assert!(
+        takeover.starts_with(&format!("error: failed to create rolebinding: rolebindings.rbac.authorization.k8s.io \"takeover\" is forbidden: {held_by}\n{{APIGroups:[\"*\"], Resources:[\"*\"], Verbs:[\"*\"]}}")),
+        "{takeover}"
+    );
+    let role = text(
+        &run_sa(&[
+            "create",
+            "role",
+            "node-reader",
+            "--verb=get",
+            "--resource=nodes",
+        ])
+        .stderr,
+    );
+    assert_eq!(
+        role,
+        format!(
+            "Error from server (Forbidden): roles.rbac.authorization.k8s.io \"node-reader\" is forbidden: {held_by}\n{{APIGroups:[\"\"], Resources:[\"nodes\"], Verbs:[\"get\"]}}\n"
+        )
+    );
+    assert!(
+        c.fails(&["-n", "team", "get", "rolebinding", "takeover"])
+            .contains("NotFound")
+    );
+    assert!(
+        c.fails(&["-n", "team", "get", "role", "node-reader"])
+            .contains("NotFound")
+    );
+
     // Token requests that cannot be granted.
     assert_eq!(
         c.fails(&["-n", "team", "create", "token", "nobody"]),
