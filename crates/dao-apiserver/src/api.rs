@@ -497,12 +497,19 @@ impl ListItems {
         &mut self,
         kvs: &[KeyValue],
         out: &mut Vec<u8>,
-        table: &mut Vec<Value>,
+        table: &mut Vec<table::ListRow>,
     ) -> ApiResult<Option<String>> {
         let output = self.output;
         for kv in kvs {
             if self.limit > 0 && self.count == self.limit {
                 return Ok(Some(kv.key.clone()));
+            }
+            if output == Output::Table {
+                if let Some(row) = self.table_row(kv)? {
+                    self.count += 1;
+                    table.push(row);
+                }
+                continue;
             }
             // JSON out: select and copy on the stored bytes (see `raw_list_item`).
             if output != Output::Table
@@ -531,11 +538,6 @@ impl ListItems {
             if !self.selectors.matches(&obj) {
                 continue;
             }
-            if output == Output::Table {
-                self.count += 1;
-                table.push(obj);
-                continue;
-            }
             if self.count > 0 {
                 out.push(b',');
             }
@@ -554,6 +556,32 @@ impl ListItems {
             }
         }
         Ok(None)
+    }
+}
+
+impl ListItems {
+    /// A table row for a stored object, when the selectors take it. The columns never read
+    /// managedFields (most of a pod's bytes), so the object is decoded without them, and the
+    /// row's metadata is copied from the stored bytes.
+    fn table_row(&self, kv: &KeyValue) -> ApiResult<Option<table::ListRow>> {
+        let mut trimmed = Vec::with_capacity(kv.value.len());
+        let mut partial = Vec::with_capacity(kv.value.len().min(8192) + 128);
+        let fast = raw_object(&mut trimmed, &kv.value, kv.mod_revision, false, true)
+            && raw_metadata(&mut partial, &kv.value, kv.mod_revision);
+        let object = match fast.then(|| serde_json::from_slice::<Value>(&trimmed).ok()) {
+            Some(Some(object)) => object,
+            _ => {
+                let object = decode(kv)?;
+                partial.clear();
+                serde_json::to_writer(&mut partial, &crate::api::partial(&object))
+                    .expect("a JSON value serializes");
+                object
+            }
+        };
+        Ok(self
+            .selectors
+            .matches(&object)
+            .then_some(table::ListRow { object, partial }))
     }
 }
 
@@ -639,8 +667,11 @@ async fn list(state: &ApiState, target: &Target, query: &Query, output: Output) 
                 json!(encode_continue(served_at, next.trim_start_matches(&prefix)));
         }
         if table {
-            let t = table::for_objects(target.res, &table_items, Some(metadata), true);
-            return Ok(json_response(StatusCode::OK, &t));
+            return Ok(ok_json(table::encode_list(
+                target.res,
+                &table_items,
+                &metadata,
+            )));
         }
         let head = head(&metadata);
         let mut body = Vec::with_capacity(head.len() + out.len() + 2);
@@ -2275,6 +2306,57 @@ mod tests {
         ));
         assert!(!raw_list_item(&mut out, br#"{"spec":{}}"#, 5, false));
         assert!(out.is_empty());
+    }
+
+    /// A listed Table (objects decoded without managedFields, row metadata copied from the
+    /// stored bytes) is the document the decoded path builds, and selectors still apply.
+    #[test]
+    fn listed_tables_match_the_decoded_tables() {
+        let pod = |name: &str, app: &str| {
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "d", "labels": {"app": app},
+                    "creationTimestamp": "2020-01-01T00:00:00Z",
+                    "managedFields": [{"manager": "m", "operation": "Update", "fieldsType": "FieldsV1",
+                        "fieldsV1": {"f:spec": {"f:nodeName": {}}}}]},
+                "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
+                "status": {"phase": "Running", "podIP": "10.0.0.1",
+                    "containerStatuses": [{"name": "c", "ready": true, "restartCount": 2}]}})
+        };
+        let objects = [pod("a", "web"), pod("b", "db"), pod("c", "web")];
+        let kvs: Vec<KeyValue> = objects
+            .iter()
+            .enumerate()
+            .map(|(i, o)| KeyValue {
+                key: format!(
+                    "/registry/pods/d/{}",
+                    o["metadata"]["name"].as_str().unwrap()
+                ),
+                value: encode(o),
+                create_revision: 10 + i as i64,
+                mod_revision: 10 + i as i64,
+                version: 1,
+            })
+            .collect();
+        let res = registry::find("", "v1", "pods").unwrap();
+        let query = Query::parse(Some("labelSelector=app%3Dweb"));
+        let selectors = Selectors::from_query(&query).unwrap();
+        let mut items = ListItems {
+            paths: selectors.paths(),
+            selectors,
+            output: Output::Table,
+            limit: 0,
+            count: 0,
+        };
+        let mut rows = Vec::new();
+        items.encode(&kvs, &mut Vec::new(), &mut rows).unwrap();
+        let metadata = json!({"resourceVersion": "12"});
+        let listed: Value =
+            serde_json::from_slice(&table::encode_list(res, &rows, &metadata)).unwrap();
+        let decoded: Vec<Value> = [0, 2].iter().map(|&i| decode(&kvs[i]).unwrap()).collect();
+        let want = table::for_objects(res, &decoded, Some(metadata), true);
+        assert_eq!(listed, want);
+        assert_eq!(listed["rows"].as_array().unwrap().len(), 2);
+        assert!(listed["rows"][0]["object"]["metadata"]["managedFields"].is_array());
     }
 
     #[test]

@@ -1643,6 +1643,44 @@ pub fn for_objects(
     table
 }
 
+/// One row of a listed table: the object (decoded without its managedFields, which no
+/// column reads) and its row object, a `PartialObjectMetadata` already encoded.
+pub struct ListRow {
+    pub object: Value,
+    pub partial: Vec<u8>,
+}
+
+/// A LIST as a Table, encoded straight to bytes: the same document as [`for_objects`], but
+/// each row's metadata is copied as encoded instead of cloned and re-encoded (for pods,
+/// managedFields make up most of it).
+pub fn encode_list(res: &Resource, rows: &[ListRow], list_metadata: &Value) -> Vec<u8> {
+    let now = Utc::now();
+    let definitions: Vec<Value> = columns(res)
+        .iter()
+        .map(|c| json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority}))
+        .collect();
+    let mut out =
+        Vec::with_capacity(rows.iter().map(|r| r.partial.len() + 160).sum::<usize>() + 4096);
+    out.extend_from_slice(b"{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":");
+    serde_json::to_writer(&mut out, list_metadata).expect("a JSON value serializes");
+    out.extend_from_slice(b",\"columnDefinitions\":");
+    serde_json::to_writer(&mut out, &definitions).expect("a JSON value serializes");
+    out.extend_from_slice(b",\"rows\":[");
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"cells\":");
+        serde_json::to_writer(&mut out, &cells(res, &row.object, now))
+            .expect("a JSON value serializes");
+        out.extend_from_slice(b",\"object\":");
+        out.extend_from_slice(&row.partial);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

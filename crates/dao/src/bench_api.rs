@@ -32,6 +32,10 @@ pub struct ApiBench {
     /// Starts measured for start-to-ready.
     #[arg(long, default_value_t = 5)]
     pub starts: usize,
+    /// ConfigMaps created on a fresh server before its memory is read (the upstream
+    /// yardstick's 13k objects); 0 skips it.
+    #[arg(long, default_value_t = 13_000)]
+    pub memory_objects: usize,
 }
 
 fn progress(msg: &str) {
@@ -230,6 +234,22 @@ pub async fn run(args: ApiBench) -> Result<()> {
     starts.sort_by(f64::total_cmp);
     progress(&format!("start to ready: {starts:?} ms"));
 
+    // Memory with the yardstick's object count, like for like: a fresh server, 512-byte
+    // ConfigMaps created through kube-rs, RSS a second after the last create.
+    let mut memory = None;
+    if args.memory_objects > 0 {
+        let (server, _) = ServerProcess::start(&dir.path().join("memory")).await?;
+        let client = server.client().await?;
+        namespace(&client, "memory").await?;
+        progress(&format!(
+            "memory: filling a fresh server with {} ConfigMaps",
+            args.memory_objects
+        ));
+        fill(&server, "memory", args.memory_objects, &value).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        memory = Some(server.memory_kib());
+    }
+
     let (server, _) = ServerProcess::start(&dir.path().join("main")).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (idle_rss, _) = server.memory_kib();
@@ -307,6 +327,14 @@ pub async fn run(args: ApiBench) -> Result<()> {
             "| {size} | {ms:.1} | {received:.1} | {:.1} MiB | {:.1} MiB |",
             *rss as f64 / 1024.0,
             *peak as f64 / 1024.0
+        );
+    }
+    if let Some((rss, peak)) = memory {
+        println!(
+            "\nMemory after {} ConfigMaps (512 B) created on a fresh server: RSS {:.1} MiB, peak {:.1} MiB.",
+            args.memory_objects,
+            rss as f64 / 1024.0,
+            peak as f64 / 1024.0
         );
     }
     println!(
