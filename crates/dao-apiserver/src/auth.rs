@@ -24,6 +24,9 @@ use crate::status::{ApiError, Cause};
 /// The issuer and the one audience of this server's tokens: upstream's default.
 pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
+/// The kinds a token can be bound to (core/v1), as upstream.
+const BOUND_KINDS: [&str; 3] = ["Pod", "Secret", "Node"];
+
 /// Upstream's bounds on `spec.expirationSeconds`.
 const MIN_EXPIRATION: i64 = 600;
 const DEFAULT_EXPIRATION: i64 = 3600;
@@ -44,6 +47,9 @@ pub struct TokenClaims {
     pub audiences: Vec<String>,
     pub expires: i64,
     pub jti: String,
+    /// The object the token is bound to (`kind`, `name`, `uid`): the token authenticates only
+    /// while that object exists.
+    pub bound: Option<(String, String, String)>,
 }
 
 impl TokenClaims {
@@ -90,6 +96,7 @@ impl TokenSigner {
         uid: &str,
         audiences: &[String],
         seconds: i64,
+        bound: Option<(&str, &str, &str)>,
     ) -> (String, i64) {
         let iat = now();
         let exp = iat + seconds;
@@ -107,6 +114,10 @@ impl TokenSigner {
             "nbf": iat,
             "sub": format!("system:serviceaccount:{namespace}:{name}"),
         });
+        let mut claims = claims;
+        if let Some((kind, name, uid)) = bound {
+            claims["kubernetes.io"][kind.to_ascii_lowercase()] = json!({"name": name, "uid": uid});
+        }
         let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
         token.push('.');
         token.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
@@ -154,7 +165,16 @@ impl TokenSigner {
             _ => return None,
         };
         let sa = &c["kubernetes.io"]["serviceaccount"];
+        let bound = BOUND_KINDS.iter().find_map(|kind| {
+            let o = &c["kubernetes.io"][kind.to_ascii_lowercase()];
+            Some((
+                kind.to_string(),
+                o["name"].as_str()?.to_owned(),
+                o["uid"].as_str()?.to_owned(),
+            ))
+        });
         Some(TokenClaims {
+            bound,
             namespace: c["kubernetes.io"]["namespace"].as_str()?.to_owned(),
             name: sa["name"].as_str()?.to_owned(),
             uid: sa["uid"].as_str()?.to_owned(),
@@ -176,7 +196,41 @@ async fn service_account_alive(state: &ApiState, claims: &TokenClaims) -> bool {
     let Ok(sa) = serde_json::from_slice::<Value>(&kv.value) else {
         return false;
     };
-    sa["metadata"]["uid"] == claims.uid.as_str() && sa["metadata"]["deletionTimestamp"].is_null()
+    if sa["metadata"]["uid"] != claims.uid.as_str()
+        || !sa["metadata"]["deletionTimestamp"].is_null()
+    {
+        return false;
+    }
+    match &claims.bound {
+        None => true,
+        Some((kind, name, uid)) => bound_object(state, kind, &claims.namespace, name)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|o| {
+                o["metadata"]["uid"] == uid.as_str() && o["metadata"]["deletionTimestamp"].is_null()
+            }),
+    }
+}
+
+/// A Pod, Secret (in `namespace`) or Node a token may be bound to, if it exists.
+async fn bound_object(
+    state: &ApiState,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Value>, ApiError> {
+    let plural = match kind {
+        "Pod" => "pods",
+        "Secret" => "secrets",
+        _ => "nodes",
+    };
+    let res = registry::find("", "v1", plural).expect("core kinds registered");
+    let (kv, _) = state
+        .store
+        .get(&res.key(Some(namespace), name), None)
+        .await?;
+    Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
 }
 
 /// Who a bearer token (not the admin token) authenticates as: a live service account's token
@@ -233,12 +287,26 @@ pub async fn token_request(
             ),
         });
     }
-    if !spec["boundObjectRef"].is_null() {
-        causes.push(Cause {
-            reason: "FieldValueNotSupported",
-            field: "spec.boundObjectRef".into(),
-            message: "Unsupported value: binding a token to an object is not supported by this server yet".into(),
-        });
+    let bound_ref = &spec["boundObjectRef"];
+    let bound_kind = bound_ref["kind"].as_str().unwrap_or("");
+    if !bound_ref.is_null() {
+        if !BOUND_KINDS.contains(&bound_kind) {
+            causes.push(Cause {
+                reason: "FieldValueNotSupported",
+                field: "spec.boundObjectRef.kind".into(),
+                message: format!(
+                    "Unsupported value: \"{bound_kind}\": supported values: \"Pod\", \"Secret\", \"Node\""
+                ),
+            });
+        }
+        let api_version = bound_ref["apiVersion"].as_str().unwrap_or("");
+        if api_version != "v1" {
+            causes.push(Cause {
+                reason: "FieldValueInvalid",
+                field: "spec.boundObjectRef.apiVersion".into(),
+                message: format!("Invalid value: \"{api_version}\": must be v1"),
+            });
+        }
     }
     if !causes.is_empty() {
         return Err(ApiError::invalid_kind(
@@ -263,7 +331,59 @@ pub async fn token_request(
             .collect(),
         _ => vec![ISSUER.to_owned()],
     };
-    let (token, exp) = signer.issue(namespace, name, uid, &audiences, seconds);
+    let mut bound = None;
+    let mut echoed_ref = Value::Null;
+    if !bound_ref.is_null() {
+        let object_name = bound_ref["name"].as_str().unwrap_or("");
+        let plural = match bound_kind {
+            "Pod" => "pods",
+            "Secret" => "secrets",
+            _ => "nodes",
+        };
+        let object = bound_object(state, bound_kind, namespace, object_name)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    registry::find("", "v1", plural).expect("core kinds registered"),
+                    object_name,
+                )
+            })?;
+        if bound_kind == "Pod"
+            && object["spec"]["serviceAccountName"]
+                .as_str()
+                .unwrap_or("default")
+                != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "cannot bind token for serviceaccount \"{name}\" to pod running with different serviceaccount name."
+            )));
+        }
+        let object_uid = object["metadata"]["uid"].as_str().unwrap_or("").to_owned();
+        if let Some(want) = bound_ref["uid"].as_str().filter(|u| !u.is_empty())
+            && want != object_uid
+        {
+            return Err(ApiError::conflict_with(
+                bound_kind,
+                object_name,
+                &format!(
+                    "the UID in the bound object reference ({want}) does not match the UID in record. The object might have been deleted and then recreated"
+                ),
+            ));
+        }
+        echoed_ref =
+            json!({"kind": bound_kind, "apiVersion": "v1", "name": object_name, "uid": object_uid});
+        bound = Some((bound_kind.to_owned(), object_name.to_owned(), object_uid));
+    }
+    let (token, exp) = signer.issue(
+        namespace,
+        name,
+        uid,
+        &audiences,
+        seconds,
+        bound
+            .as_ref()
+            .map(|(k, n, u)| (k.as_str(), n.as_str(), u.as_str())),
+    );
     let expires = chrono::DateTime::from_timestamp(exp, 0)
         .unwrap_or_default()
         .format("%Y-%m-%dT%H:%M:%SZ")
@@ -279,7 +399,7 @@ pub async fn token_request(
         "spec": {
             "audiences": audiences,
             "expirationSeconds": seconds,
-            "boundObjectRef": null,
+            "boundObjectRef": echoed_ref,
         },
         "status": {"token": token, "expirationTimestamp": expires},
     }))
@@ -387,7 +507,7 @@ mod tests {
     fn tokens_verify_only_as_issued() {
         let s = signer();
         let aud = vec![ISSUER.to_owned()];
-        let (token, exp) = s.issue("team", "builder", "u-1", &aud, 3600);
+        let (token, exp) = s.issue("team", "builder", "u-1", &aud, 3600, None);
         let claims = s.verify(&token).expect("a fresh token verifies");
         assert_eq!(
             claims,
@@ -398,6 +518,7 @@ mod tests {
                 audiences: aud.clone(),
                 expires: exp,
                 jti: claims.jti.clone(),
+                bound: None,
             }
         );
         assert_eq!(claims.username(), "system:serviceaccount:team:builder");
@@ -411,7 +532,7 @@ mod tests {
         );
 
         // Another key's token, an altered payload, an expired token, garbage: all refused.
-        let (other, _) = signer().issue("team", "builder", "u-1", &aud, 3600);
+        let (other, _) = signer().issue("team", "builder", "u-1", &aud, 3600, None);
         assert!(s.verify(&other).is_none());
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         let mut claims: Value =
@@ -419,7 +540,19 @@ mod tests {
         claims["sub"] = json!("system:serviceaccount:kube-system:admin");
         parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
         assert!(s.verify(&parts.join(".")).is_none());
-        let (expired, _) = s.issue("team", "builder", "u-1", &aud, -1);
+        let (expired, _) = s.issue("team", "builder", "u-1", &aud, -1, None);
+        let (pod_bound, _) = s.issue(
+            "team",
+            "builder",
+            "u-1",
+            &aud,
+            600,
+            Some(("Pod", "web-0", "p-9")),
+        );
+        assert_eq!(
+            s.verify(&pod_bound).unwrap().bound,
+            Some(("Pod".to_owned(), "web-0".to_owned(), "p-9".to_owned()))
+        );
         assert!(s.verify(&expired).is_none());
         for junk in ["", "a.b", "a.b.c", "a.b.c.d", &format!("{token}x")] {
             assert!(s.verify(junk).is_none(), "{junk}");

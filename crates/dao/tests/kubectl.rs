@@ -1810,6 +1810,67 @@ fn service_account_tokens_and_rbac() {
         "error: failed to create token: TokenRequest.authentication.k8s.io \"builder\" is invalid: spec.expirationSeconds: Invalid value: 300: may not specify a duration less than 10 minutes\n"
     );
 
+    // A token bound to a pod lives as long as the pod (and fails to bind to a pod that runs
+    // as another service account, or does not exist).
+    c.ok(&[
+        "-n",
+        "team",
+        "run",
+        "bound",
+        "--image=nginx:1",
+        "--overrides={\"spec\":{\"serviceAccountName\":\"builder\"}}",
+    ]);
+    let pod_token = c.ok(&[
+        "-n",
+        "team",
+        "create",
+        "token",
+        "builder",
+        "--bound-object-kind=Pod",
+        "--bound-object-name=bound",
+    ]);
+    let with_pod_token = format!("--token={}", pod_token.trim());
+    let listed = run_sa(&[&with_pod_token, "get", "pods", "-o", "name"]);
+    assert_eq!(
+        text(&listed.stdout),
+        "pod/bound\n",
+        "{}",
+        text(&listed.stderr)
+    );
+    assert_eq!(
+        c.fails(&[
+            "-n",
+            "team",
+            "create",
+            "token",
+            "default",
+            "--bound-object-kind=Pod",
+            "--bound-object-name=bound",
+        ]),
+        "error: failed to create token: cannot bind token for serviceaccount \"default\" to pod running with different serviceaccount name.\n"
+    );
+    assert_eq!(
+        c.fails(&[
+            "-n",
+            "team",
+            "create",
+            "token",
+            "builder",
+            "--bound-object-kind=Pod",
+            "--bound-object-name=nope",
+        ]),
+        "error: failed to create token: pods \"nope\" not found\n"
+    );
+    c.ok(&["-n", "team", "delete", "pod", "bound"]);
+    assert_eq!(
+        text(&run_sa(&[&with_pod_token, "get", "pods"]).stderr),
+        "error: You must be logged in to the server (Unauthorized)\n"
+    );
+    assert!(
+        run_sa(&["get", "pods"]).status.success(),
+        "the unbound token still works"
+    );
+
     // The token dies with its service account.
     c.ok(&["-n", "team", "delete", "serviceaccount", "builder"]);
     let gone = run_sa(&["get", "pods"]);
