@@ -1000,6 +1000,9 @@ pub(crate) async fn create(
     {
         namespace_must_exist(state, ns).await?;
     }
+    if res.group.is_empty() && res.plural == "pods" {
+        crate::pods::admit_priority(state, &name, &mut obj).await?;
+    }
     crate::defaults::apply(res, &mut obj);
     crate::defaults::on_create(res, &mut obj);
     if res.plural == "services" {

@@ -218,6 +218,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     })?;
     namespaces::seed(&*config.store).await?;
     rbac::seed(&*config.store).await?;
+    pods::seed_priority_classes(&*config.store).await?;
     services::bootstrap(&*config.store, local_addr.port()).await?;
 
     let tls = tls_config(&pki)?;

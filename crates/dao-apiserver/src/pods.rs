@@ -1,5 +1,6 @@
-//! Pod-specific server behaviour: the `binding` subresource the scheduler uses, and graceful
-//! deletion (a bound pod is marked with a deletion time and left for its node to stop).
+//! Pod-specific server behaviour: the `binding` subresource the scheduler uses, graceful
+//! deletion (a bound pod is marked with a deletion time and left for its node to stop), and
+//! upstream's Priority admission (a new pod's priority comes from its PriorityClass).
 
 use chrono::{SecondsFormat, Utc};
 use dao_store::{Expect, Outcome};
@@ -151,6 +152,122 @@ pub fn grace_period(pod: &Value, options: &Value) -> i64 {
 /// The deletion timestamp for a grace period starting now.
 pub fn deletion_time(grace: i64) -> String {
     (Utc::now() + chrono::Duration::seconds(grace)).to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The PriorityClasses every upstream cluster has, for the pods that keep it running.
+const SYSTEM_PRIORITY_CLASSES: [(&str, i64, &str); 2] = [
+    (
+        "system-node-critical",
+        2_000_001_000,
+        "Used for system critical pods that must not be moved from their current node.",
+    ),
+    (
+        "system-cluster-critical",
+        2_000_000_000,
+        "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+    ),
+];
+
+/// Create the system PriorityClasses if they are missing.
+pub async fn seed_priority_classes(store: &dyn dao_store::Store) -> dao_store::Result<()> {
+    let res = crate::registry::find("scheduling.k8s.io", "v1", "priorityclasses")
+        .expect("priorityclasses registered");
+    for (name, value, description) in SYSTEM_PRIORITY_CLASSES {
+        let obj = json!({
+            "kind": "PriorityClass",
+            "apiVersion": "scheduling.k8s.io/v1",
+            "metadata": {
+                "name": name,
+                "uid": uuid::Uuid::new_v4().to_string(),
+                "creationTimestamp": Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            },
+            "value": value,
+            "globalDefault": false,
+            "description": description,
+            "preemptionPolicy": "PreemptLowerPriority",
+        });
+        store
+            .put(&res.key(None, name), encode(&obj), Expect::Absent)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Upstream's Priority admission for a new pod: `spec.priority` (and `preemptionPolicy`) from
+/// the PriorityClass it names, or from the cluster's `globalDefault` class when it names none
+/// (0 without one). A class that does not exist, or a priority or policy in the pod that
+/// disagrees with its class, is refused with upstream's 403.
+pub async fn admit_priority(state: &ApiState, name: &str, pod: &mut Value) -> ApiResult<()> {
+    let pods = crate::registry::find("", "v1", "pods").expect("pods registered");
+    let classes = crate::registry::find("scheduling.k8s.io", "v1", "priorityclasses")
+        .expect("priorityclasses registered");
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    let forbidden = |why: String| ApiError::forbidden(&pods.qualified_plural(), name, &why);
+    let class_name = spec
+        .get("priorityClassName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let class = if class_name.is_empty() {
+        // The global default, the lowest-valued one if several claim it.
+        let page = state
+            .store
+            .range(dao_store::RangeRequest::prefix(classes.key_prefix()))
+            .await?;
+        page.kvs
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+            .filter(|c| c["globalDefault"] == true)
+            .min_by_key(|c| c["value"].as_i64().unwrap_or(0))
+    } else {
+        match state
+            .store
+            .get(&classes.key(None, &class_name), None)
+            .await?
+            .0
+        {
+            Some(kv) => Some(decode(&kv)?),
+            None => {
+                return Err(forbidden(format!(
+                    "no PriorityClass with name {class_name} was found"
+                )));
+            }
+        }
+    };
+    let priority = class
+        .as_ref()
+        .and_then(|c| c["value"].as_i64())
+        .unwrap_or(0);
+    let policy = class
+        .as_ref()
+        .and_then(|c| c["preemptionPolicy"].as_str())
+        .unwrap_or("PreemptLowerPriority")
+        .to_owned();
+    if let Some(given) = spec.get("priority").and_then(Value::as_i64)
+        && given != priority
+    {
+        return Err(forbidden(format!(
+            "the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {priority} from the given PriorityClass name"
+        )));
+    }
+    if let Some(given) = spec.get("preemptionPolicy").and_then(Value::as_str)
+        && given != policy
+    {
+        return Err(forbidden(format!(
+            "the string value of PreemptionPolicy ({given}) must not be provided in pod spec; priority admission controller computed {policy} from the given PriorityClass name"
+        )));
+    }
+    if let Some(class) = &class {
+        spec.insert(
+            "priorityClassName".into(),
+            class["metadata"]["name"].clone(),
+        );
+    }
+    spec.insert("priority".into(), json!(priority));
+    spec.insert("preemptionPolicy".into(), json!(policy));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -154,6 +154,18 @@ pub struct Cache {
     /// Image id -> number of present nodes that have it.
     pub(crate) image_nodes: Vec<u32>,
     namespaces: HashMap<String, Labels>,
+    /// PodDisruptionBudgets by namespace and name: what preemption weighs its victims with.
+    pub(crate) pdbs: std::collections::BTreeMap<(String, String), PdbInfo>,
+}
+
+/// What preemption needs of a PodDisruptionBudget.
+#[derive(Debug, Clone)]
+pub(crate) struct PdbInfo {
+    pub selector: crate::selector::Selector,
+    /// `status.disruptionsAllowed`.
+    pub allowed: i32,
+    /// `status.disruptedPods`: evictions already counted against the budget.
+    pub disrupted: std::collections::BTreeSet<String>,
 }
 
 impl Cache {
@@ -313,6 +325,40 @@ impl Cache {
     /// Forgets a namespace's labels.
     pub fn remove_namespace(&mut self, name: &str) {
         self.namespaces.remove(name);
+    }
+
+    /// Records a PodDisruptionBudget. One with an empty selector protects no pod here, as
+    /// upstream's preemption reads it.
+    pub fn upsert_pdb(&mut self, pdb: &k8s_openapi::api::policy::v1::PodDisruptionBudget) {
+        let namespace = pdb.metadata.namespace.clone().unwrap_or_default();
+        let name = pdb.metadata.name.clone().unwrap_or_default();
+        let api_selector = pdb.spec.as_ref().and_then(|s| s.selector.as_ref());
+        let empty = api_selector.is_none_or(|s| {
+            s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+                && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+        });
+        let selector = if empty {
+            crate::selector::Selector::nothing()
+        } else {
+            crate::selector::Selector::from_api(api_selector)
+        };
+        let status = pdb.status.as_ref();
+        self.pdbs.insert(
+            (namespace, name),
+            PdbInfo {
+                selector,
+                allowed: status.map_or(0, |s| s.disruptions_allowed),
+                disrupted: status
+                    .and_then(|s| s.disrupted_pods.as_ref())
+                    .map(|d| d.keys().cloned().collect())
+                    .unwrap_or_default(),
+            },
+        );
+    }
+
+    /// Forgets a PodDisruptionBudget.
+    pub fn remove_pdb(&mut self, namespace: &str, name: &str) {
+        self.pdbs.remove(&(namespace.to_owned(), name.to_owned()));
     }
 
     /// The number of nodes that can be scheduled on (ghosts excluded).

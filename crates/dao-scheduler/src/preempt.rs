@@ -1,6 +1,7 @@
-//! Preemption (upstream's DefaultPreemption, without PodDisruptionBudgets): find the node where
-//! evicting pods of lower priority than the incoming pod makes it fit, evicting as few and as
-//! unimportant pods as possible.
+//! Preemption (upstream's DefaultPreemption): find the node where evicting pods of lower
+//! priority than the incoming pod makes it fit, evicting as few and as unimportant pods as
+//! possible, and breaking as few PodDisruptionBudgets as it can (budgets are respected where
+//! possible, never guaranteed, as upstream).
 //!
 //! 1. A pod with `preemptionPolicy: Never` never preempts; nor does one whose nominated node
 //!    still has a lower-priority pod terminating (an earlier preemption is in progress).
@@ -8,11 +9,13 @@
 //!    are skipped.
 //! 3. On each remaining node (up to upstream's candidate count: 10% of the nodes, at least 100)
 //!    every lower-priority pod is removed in a dry run; if the pod then fits, the victims are
-//!    added back one by one from the most important (priority, then earliest start), keeping
-//!    each one that still leaves room. Inter-pod affinity and spread counts are adjusted along
+//!    added back one by one, first those whose eviction would exceed a PodDisruptionBudget's
+//!    `disruptionsAllowed`, then the others, each group from the most important (priority,
+//!    then earliest start), keeping each one that still leaves room. Inter-pod affinity and spread counts are adjusted along
 //!    the way, so evicting an anti-affine pod or a skewing pod is understood.
-//! 4. Among the candidates the node is picked by: lowest highest-victim priority, lowest sum of
-//!    victim priorities, fewest victims, latest start of its most important victims, first.
+//! 4. Among the candidates the node is picked by: fewest budget violations, lowest
+//!    highest-victim priority, lowest sum of victim priorities, fewest victims, latest start of
+//!    its most important victims, first.
 
 use std::collections::HashMap;
 
@@ -49,6 +52,8 @@ const MIN_CANDIDATE_NODES_ABSOLUTE: usize = 100;
 struct Candidate {
     node: NodeId,
     victims: Vec<PodId>,
+    /// Victims whose eviction exceeds a PodDisruptionBudget.
+    violations: usize,
 }
 
 impl Scheduler {
@@ -123,7 +128,11 @@ impl Scheduler {
             }
             let id = potential[(offset + i) % potential.len()];
             match select_victims(&mut cycle, id) {
-                Ok(victims) => candidates.push(Candidate { node: id, victims }),
+                Ok((victims, violations)) => candidates.push(Candidate {
+                    node: id,
+                    victims,
+                    violations,
+                }),
                 Err(reasons) => {
                     for r in reasons {
                         *notes.entry(r).or_insert(0) += 1;
@@ -152,9 +161,38 @@ impl Scheduler {
     }
 }
 
+/// Splits pods (in order) into those whose eviction would take a PodDisruptionBudget below
+/// zero disruptions allowed and the others, as upstream counts them: each evicted pod a budget
+/// selects uses one of its allowed disruptions, unless the budget already counts it.
+fn split_by_budget(cache: &Cache, pods: &[PodId]) -> (Vec<PodId>, Vec<PodId>) {
+    let mut allowed: Vec<i32> = cache.pdbs.values().map(|b| b.allowed).collect();
+    let (mut violating, mut other) = (Vec::new(), Vec::new());
+    for &p in pods {
+        let info = cache.pod(p);
+        let mut violates = false;
+        for (i, ((namespace, _), budget)) in cache.pdbs.iter().enumerate() {
+            if *namespace != info.namespace
+                || !budget.selector.matches(&info.labels)
+                || budget.disrupted.contains(&info.name)
+            {
+                continue;
+            }
+            allowed[i] -= 1;
+            violates |= allowed[i] < 0;
+        }
+        if violates {
+            violating.push(p);
+        } else {
+            other.push(p);
+        }
+    }
+    (violating, other)
+}
+
 /// Dry run on one node: the fewest, least important lower-priority pods whose removal lets the
-/// pod fit, or the reasons it cannot. Leaves `cycle` as it found it.
-fn select_victims(cycle: &mut Cycle<'_>, id: NodeId) -> Result<Vec<PodId>, Vec<String>> {
+/// pod fit (sparing first those protected by a PodDisruptionBudget), with how many of them
+/// exceed a budget; or the reasons it cannot. Leaves `cycle` as it found it.
+fn select_victims(cycle: &mut Cycle<'_>, id: NodeId) -> Result<(Vec<PodId>, usize), Vec<String>> {
     let cache = cycle.cache;
     let node = &cache.nodes[id];
     let priority = cycle.pod.info.priority;
@@ -185,21 +223,26 @@ fn select_victims(cycle: &mut Cycle<'_>, id: NodeId) -> Result<Vec<PodId>, Vec<S
             .cmp(&a.priority)
             .then_with(|| start_key(&a.start_time).cmp(&start_key(&b.start_time)))
     });
+    let (violating, other) = split_by_budget(cache, &potential);
     let mut victims = Vec::new();
-    for p in potential {
-        let info = cache.pod(p);
-        sim.add_pod(p, info);
-        cycle.update_for_pod(info, node, 1);
-        if cycle.filter(&sim).is_err() {
-            sim.remove_pod(p, info);
-            cycle.update_for_pod(info, node, -1);
-            victims.push(p);
+    let mut violations = 0;
+    for (group, counts) in [(violating, true), (other, false)] {
+        for p in group {
+            let info = cache.pod(p);
+            sim.add_pod(p, info);
+            cycle.update_for_pod(info, node, 1);
+            if cycle.filter(&sim).is_err() {
+                sim.remove_pod(p, info);
+                cycle.update_for_pod(info, node, -1);
+                victims.push(p);
+                violations += usize::from(counts);
+            }
         }
     }
     for &p in &victims {
         cycle.update_for_pod(cache.pod(p), node, 1);
     }
-    Ok(victims)
+    Ok((victims, violations))
 }
 
 /// Start times for ordering; a pod that has not started counts as the newest.
@@ -209,7 +252,7 @@ fn start_key(t: &Option<Time>) -> (bool, Option<&Time>) {
 
 /// Upstream's order of preference between candidate nodes.
 fn pick<'c>(cache: &Cache, candidates: &'c [Candidate]) -> Option<&'c Candidate> {
-    type Summary = (i64, i64, usize, Option<Time>);
+    type Summary = (usize, i64, i64, usize, Option<Time>);
     let summary = |c: &Candidate| -> Summary {
         let priorities: Vec<i64> = c
             .victims
@@ -227,16 +270,16 @@ fn pick<'c>(cache: &Cache, candidates: &'c [Candidate]) -> Option<&'c Candidate>
             .filter(|p| i64::from(p.priority) == highest)
             .filter_map(|p| p.start_time.clone())
             .min();
-        (highest, sum, c.victims.len(), earliest)
+        (c.violations, highest, sum, c.victims.len(), earliest)
     };
     let mut best: Option<(&Candidate, Summary)> = None;
     for c in candidates {
         let s = summary(c);
         let better = match &best {
             None => true,
-            Some((_, b)) => (s.0, s.1, s.2)
-                .cmp(&(b.0, b.1, b.2))
-                .then_with(|| b.3.cmp(&s.3))
+            Some((_, b)) => (s.0, s.1, s.2, s.3)
+                .cmp(&(b.0, b.1, b.2, b.3))
+                .then_with(|| b.4.cmp(&s.4))
                 .is_lt(),
         };
         if better {

@@ -1,4 +1,4 @@
-//! The scheduler's runtime: watches pods, nodes and namespaces through the API, keeps the
+//! The scheduler's runtime: watches pods, nodes, namespaces and PodDisruptionBudgets through the API, keeps the
 //! [`Cache`] and [`SchedulingQueue`], binds through `pods/binding`, and records `Scheduled` and
 //! `FailedScheduling` events, as upstream's kube-scheduler.
 //!
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -52,6 +53,7 @@ enum Event {
     Pod(Box<watcher::Event<Pod>>),
     Node(Box<watcher::Event<Node>>),
     Namespace(Box<watcher::Event<Namespace>>),
+    Pdb(Box<watcher::Event<PodDisruptionBudget>>),
     Bound {
         pod: QueuedPod,
         node: String,
@@ -100,6 +102,7 @@ enum Unboxed {
     Pod(watcher::Event<Pod>),
     Node(watcher::Event<Node>),
     Namespace(watcher::Event<Namespace>),
+    Pdb(watcher::Event<PodDisruptionBudget>),
 }
 
 struct State {
@@ -132,6 +135,12 @@ pub async fn run(client: Client, cfg: RunConfig) {
         Api::<Namespace>::all(client.clone()),
         tx.clone(),
         Event::Namespace,
+    ));
+    // Budgets weigh preemption's choice of victims.
+    watches.spawn(forward(
+        Api::<PodDisruptionBudget>::all(client.clone()),
+        tx.clone(),
+        Event::Pdb,
     ));
     let mut state = State {
         recorder: Recorder::new(client.clone()),
@@ -192,6 +201,7 @@ impl State {
             Event::Pod(e) => Unboxed::Pod(*e),
             Event::Node(e) => Unboxed::Node(*e),
             Event::Namespace(e) => Unboxed::Namespace(*e),
+            Event::Pdb(e) => Unboxed::Pdb(*e),
             Event::Bound { pod, node, result } => return self.bound(pod, node, result, now),
         };
         match ev {
@@ -224,6 +234,15 @@ impl State {
                 self.cache.remove_namespace(&ns.name_any())
             }
             Unboxed::Namespace(_) => {}
+            // A relist starts from scratch: budgets deleted while the watch was down go too.
+            Unboxed::Pdb(watcher::Event::Init) => self.cache.pdbs.clear(),
+            Unboxed::Pdb(watcher::Event::Apply(pdb) | watcher::Event::InitApply(pdb)) => {
+                self.cache.upsert_pdb(&pdb)
+            }
+            Unboxed::Pdb(watcher::Event::Delete(pdb)) => self
+                .cache
+                .remove_pdb(&pdb.namespace().unwrap_or_default(), &pdb.name_any()),
+            Unboxed::Pdb(_) => {}
         }
     }
 

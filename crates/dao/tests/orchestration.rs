@@ -843,3 +843,89 @@ async fn controllers_adopt_orphans_and_release_strays() {
         "the Deployment went before its dependents"
     );
 }
+
+/// Priority as upstream: a pod's priority comes from its PriorityClass (the admission refuses
+/// an unknown class), and a pod that fits nowhere preempts lower-priority pods, choosing the
+/// node whose victim no PodDisruptionBudget protects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preemption_follows_priority_classes_and_spares_budgets() {
+    let mut c = Cluster::start();
+    c.agent(&["--simulate", "2", "--cpu", "1"]);
+    c.eventually("2 Ready nodes", 30, || {
+        c.ok(&["get", "nodes"]).matches(" Ready ").count() == 2
+    });
+    c.ok(&["create", "priorityclass", "low", "--value=10"]);
+    c.ok(&["create", "priorityclass", "high", "--value=1000"]);
+    let pod = |name: &str, app: &str, class: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: {app}}}\nspec:\n  priorityClassName: {class}\n  containers:\n  - name: main\n    image: nginx\n    resources:\n      requests: {{cpu: \"1\"}}\n"
+        )
+    };
+    // The class sets the priority; an unknown class is refused and nothing is stored.
+    let path = c.dir.path().join("ghost.yaml");
+    std::fs::write(&path, pod("ghost", "x", "nope")).unwrap();
+    let out = c.run(&["create", "-f", path.to_str().unwrap()]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "Error from server (Forbidden): error when creating \"{}\": pods \"ghost\" is forbidden: no PriorityClass with name nope was found\n",
+            path.display()
+        )
+    );
+    let path = c.dir.path().join("forced.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: forced\nspec:\n  priority: 5\n  containers:\n  - {name: main, image: nginx}\n",
+    )
+    .unwrap();
+    let out = c.run(&["create", "-f", path.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).ends_with("pods \"forced\" is forbidden: the integer value of priority (5) must not be provided in pod spec; priority admission controller computed 0 from the given PriorityClass name\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !c.run(&["get", "pod", "ghost"]).status.success()
+            && !c.run(&["get", "pod", "forced"]).status.success(),
+        "refused pods are not stored"
+    );
+    // web starts first, db a second later: all else equal, preemption prefers the victim
+    // that started last (db), so only the budget below sends it to web.
+    c.apply(&pod("web", "web", "low"));
+    c.eventually("web Running", 30, || {
+        c.pods("app=web")
+            .get("web")
+            .is_some_and(|(_, phase, ..)| phase == "Running")
+    });
+    std::thread::sleep(Duration::from_millis(1100));
+    c.apply(&pod("db", "db", "low"));
+    let db = c.json(&["get", "pod", "db"]);
+    assert_eq!(db["spec"]["priority"], 10);
+    assert_eq!(db["spec"]["preemptionPolicy"], "PreemptLowerPriority");
+    c.eventually("db Running", 30, || {
+        c.pods("app=db")
+            .get("db")
+            .is_some_and(|(_, phase, ..)| phase == "Running")
+    });
+    let web_node = c.pods("app=web")["web"].0.clone();
+    let db_node = c.pods("app=db")["db"].0.clone();
+    assert_ne!(web_node, db_node, "one pod per node");
+
+    // db may not be disrupted; web may.
+    c.apply(
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: db\nspec:\n  minAvailable: 1\n  selector:\n    matchLabels: {app: db}\n",
+    );
+    c.eventually("the budget allows no disruption", 30, || {
+        pdb_row(&c, "db") == ["db", "1", "N/A", "0"]
+    });
+    c.apply(&pod("vip", "vip", "high"));
+    c.eventually("vip Running where web was", 60, || {
+        c.pods("app=vip")
+            .get("vip")
+            .is_some_and(|(node, phase, ..)| *node == web_node && phase == "Running")
+    });
+    assert!(c.pods("app=web").is_empty(), "web was preempted");
+    let db_now = c.pods("app=db");
+    assert_eq!(db_now["db"].0, db_node);
+    assert_eq!(db_now["db"].1, "Running", "the budget's pod was spared");
+}

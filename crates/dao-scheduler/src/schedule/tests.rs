@@ -485,6 +485,122 @@ fn preemption_table() {
     check_preempt(&[one("n1")], &[], &incoming("1"), Some(("n1", &[])));
 }
 
+/// A PodDisruptionBudget in namespace `d` over `app=<app>` with `allowed` disruptions left.
+fn budget(
+    name: &str,
+    app: &str,
+    allowed: i32,
+    disrupted: &[&str],
+) -> k8s_openapi::api::policy::v1::PodDisruptionBudget {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": "d"},
+        "spec": {"selector": {"matchLabels": {"app": app}}},
+        "status": {
+            "disruptionsAllowed": allowed, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1,
+            "disruptedPods": disrupted.iter().map(|p| (p.to_string(), "2024-01-01T00:00:00Z")).collect::<std::collections::BTreeMap<_, _>>(),
+        },
+    }))
+    .unwrap()
+}
+
+fn check_preempt_with_budgets(
+    nodes: &[Node],
+    existing: &[Pod],
+    budgets: &[k8s_openapi::api::policy::v1::PodDisruptionBudget],
+    p: &Pod,
+    expected: (&str, &[&str]),
+) {
+    let mut cache = cache_with(nodes, existing);
+    for b in budgets {
+        cache.upsert_pdb(b);
+    }
+    let got = scheduler().preempt(&cache, p).map(|pr| {
+        let mut victims: Vec<String> = pr.victims.into_iter().map(|(_, name)| name).collect();
+        victims.sort();
+        (pr.node, victims)
+    });
+    let want = (
+        expected.0.to_owned(),
+        expected.1.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    );
+    assert_eq!(got, Some(want), "{budgets:?}");
+}
+
+#[test]
+fn preemption_spares_pods_protected_by_disruption_budgets() {
+    let one = |name: &str| node(name, "1", "8Gi", 110);
+    let two = |name: &str| node(name, "2", "8Gi", 110);
+    let app = |name: &str, node: &str, priority: i32, app: &str| {
+        running(name, node, priority, "1").label("app", app)
+    };
+    let incoming = pod("d", "p", "1", "").priority(100);
+    // Without budgets n1's lower-priority victim wins; a budget with no disruptions left
+    // protecting it sends preemption to n2, even at a higher priority.
+    let pods = [app("a", "n1", 1, "db"), app("b", "n2", 5, "web")];
+    check_preempt_with_budgets(
+        &[one("n1"), one("n2")],
+        &pods,
+        &[],
+        &incoming,
+        ("n1", &["a"]),
+    );
+    check_preempt_with_budgets(
+        &[one("n1"), one("n2")],
+        &pods,
+        &[budget("db", "db", 0, &[])],
+        &incoming,
+        ("n2", &["b"]),
+    );
+    // Disruptions still allowed, or the pod already counted as disrupted: no violation.
+    check_preempt_with_budgets(
+        &[one("n1"), one("n2")],
+        &pods,
+        &[budget("db", "db", 1, &[])],
+        &incoming,
+        ("n1", &["a"]),
+    );
+    check_preempt_with_budgets(
+        &[one("n1"), one("n2")],
+        &pods,
+        &[budget("db", "db", 0, &["a"])],
+        &incoming,
+        ("n1", &["a"]),
+    );
+    // A budget's selector must select the pod; an empty selector protects nothing.
+    check_preempt_with_budgets(
+        &[one("n1"), one("n2")],
+        &pods,
+        &[budget("other", "cache", 0, &[])],
+        &incoming,
+        ("n1", &["a"]),
+    );
+    let mut empty = budget("all", "db", 0, &[]);
+    empty.spec.as_mut().unwrap().selector = Some(Default::default());
+    check_preempt_with_budgets(
+        &[one("n1"), one("n2")],
+        &pods,
+        &[empty],
+        &incoming,
+        ("n1", &["a"]),
+    );
+    // On one node, the protected pod is spared when evicting another pod is enough.
+    check_preempt_with_budgets(
+        &[two("n1")],
+        &[app("a", "n1", 1, "db"), app("b", "n1", 5, "web")],
+        &[budget("db", "db", 0, &[])],
+        &incoming,
+        ("n1", &["b"]),
+    );
+    // Violating is still allowed when nothing else makes room (budgets are best effort).
+    check_preempt_with_budgets(
+        &[one("n1")],
+        &[app("a", "n1", 1, "db")],
+        &[budget("db", "db", 0, &[])],
+        &incoming,
+        ("n1", &["a"]),
+    );
+}
+
 #[test]
 fn preemption_resolves_anti_affinity() {
     let web = |name: &str, node: &str, priority: i32| {
