@@ -199,6 +199,21 @@ pub fn json_response(code: StatusCode, value: &Value) -> Response {
         .into_response()
 }
 
+/// Create the objects a server starts with (namespaces, bootstrap roles, system priority
+/// classes), each only if missing, all at once so the store commits them together.
+pub(crate) async fn seed(
+    store: &dyn Store,
+    objects: Vec<(String, Value)>,
+) -> dao_store::Result<()> {
+    futures::future::try_join_all(
+        objects
+            .into_iter()
+            .map(|(key, obj)| async move { store.put(&key, encode(&obj), Expect::Absent).await }),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Decode a stored value and stamp its resourceVersion.
 pub(crate) fn decode(kv: &KeyValue) -> ApiResult<Value> {
     let mut obj: Value = serde_json::from_slice(&kv.value)

@@ -216,9 +216,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         path: kubeconfig.clone(),
         source,
     })?;
-    namespaces::seed(&*config.store).await?;
-    rbac::seed(&*config.store).await?;
-    pods::seed_priority_classes(&*config.store).await?;
+    let initial = [
+        namespaces::initial(),
+        rbac::bootstrap(),
+        pods::system_priority_classes(),
+    ]
+    .concat();
+    api::seed(&*config.store, initial).await?;
     services::bootstrap(&*config.store, local_addr.port()).await?;
 
     let tls = tls_config(&pki)?;

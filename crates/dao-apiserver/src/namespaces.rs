@@ -11,27 +11,27 @@ use crate::registry::{self, RESOURCES};
 
 pub const INITIAL: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Create the initial namespaces if they are missing.
-pub async fn seed(store: &dyn Store) -> dao_store::Result<()> {
+/// The initial namespaces, as (key, object) for [`crate::api::seed`].
+pub fn initial() -> Vec<(String, Value)> {
     let res = registry::find("", "v1", "namespaces").expect("namespaces registered");
-    for name in INITIAL {
-        let obj = json!({
-            "kind": "Namespace",
-            "apiVersion": "v1",
-            "metadata": {
-                "name": name,
-                "uid": uuid::Uuid::new_v4().to_string(),
-                "creationTimestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                "labels": {"kubernetes.io/metadata.name": name},
-            },
-            "spec": {"finalizers": ["kubernetes"]},
-            "status": {"phase": "Active"},
-        });
-        store
-            .put(&res.key(None, name), obj.to_string().into(), Expect::Absent)
-            .await?;
-    }
-    Ok(())
+    INITIAL
+        .iter()
+        .map(|name| {
+            let obj = json!({
+                "kind": "Namespace",
+                "apiVersion": "v1",
+                "metadata": {
+                    "name": name,
+                    "uid": uuid::Uuid::new_v4().to_string(),
+                    "creationTimestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    "labels": {"kubernetes.io/metadata.name": name},
+                },
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"},
+            });
+            (res.key(None, name), obj)
+        })
+        .collect()
 }
 
 /// Empty a terminating namespace, then delete it. Objects with finalizers are marked for

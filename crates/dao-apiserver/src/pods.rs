@@ -168,10 +168,11 @@ const SYSTEM_PRIORITY_CLASSES: [(&str, i64, &str); 2] = [
     ),
 ];
 
-/// Create the system PriorityClasses if they are missing.
-pub async fn seed_priority_classes(store: &dyn dao_store::Store) -> dao_store::Result<()> {
+/// The system PriorityClasses, as (key, object) for [`crate::api::seed`].
+pub fn system_priority_classes() -> Vec<(String, Value)> {
     let res = crate::registry::find("scheduling.k8s.io", "v1", "priorityclasses")
         .expect("priorityclasses registered");
+    let mut out = Vec::new();
     for (name, value, description) in SYSTEM_PRIORITY_CLASSES {
         let obj = json!({
             "kind": "PriorityClass",
@@ -186,11 +187,9 @@ pub async fn seed_priority_classes(store: &dyn dao_store::Store) -> dao_store::R
             "description": description,
             "preemptionPolicy": "PreemptLowerPriority",
         });
-        store
-            .put(&res.key(None, name), encode(&obj), Expect::Absent)
-            .await?;
+        out.push((res.key(None, name), obj));
     }
-    Ok(())
+    out
 }
 
 /// Upstream's Priority admission for a new pod: `spec.priority` (and `preemptionPolicy`) from

@@ -8,7 +8,7 @@
 //! store on each request that needs them: there is no cache yet, so a request by a non-admin
 //! costs a few range reads of the (in-memory) live keys.
 
-use dao_store::{Expect, RangeRequest, Store};
+use dao_store::{RangeRequest, Store};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, Subject,
 };
@@ -913,24 +913,16 @@ fn admin_rules() -> Vec<Value> {
         rule(
             &["rbac.authorization.k8s.io"],
             &["rolebindings", "roles"],
-            &[
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch",
-            ],
+            &crate::registry::VERBS,
         ),
     ]);
     rules
 }
 
-/// Upstream's bootstrap ClusterRoles and ClusterRoleBindings, created on a fresh store (and
-/// re-created when deleted, at the next start).
-pub async fn seed(store: &dyn Store) -> dao_store::Result<()> {
+/// Upstream's bootstrap ClusterRoles and ClusterRoleBindings, as (key, object) for
+/// [`crate::api::seed`]: created on a fresh store (and re-created when deleted, at the next
+/// start).
+pub fn bootstrap() -> Vec<(String, Value)> {
     let discovery = [
         "/api",
         "/api/*",
@@ -1007,6 +999,7 @@ pub async fn seed(store: &dyn Store) -> dao_store::Result<()> {
             "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
         })
     };
+    let mut out = Vec::new();
     for (name, rules) in roles {
         let obj = json!({
             "kind": "ClusterRole",
@@ -1014,13 +1007,7 @@ pub async fn seed(store: &dyn Store) -> dao_store::Result<()> {
             "metadata": meta(name),
             "rules": rules,
         });
-        store
-            .put(
-                &format!("{PREFIX}clusterroles/{name}"),
-                obj.to_string().into(),
-                Expect::Absent,
-            )
-            .await?;
+        out.push((format!("{PREFIX}clusterroles/{name}"), obj));
     }
     for (name, role, group) in bindings {
         let obj = json!({
@@ -1030,15 +1017,9 @@ pub async fn seed(store: &dyn Store) -> dao_store::Result<()> {
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
         });
-        store
-            .put(
-                &format!("{PREFIX}clusterrolebindings/{name}"),
-                obj.to_string().into(),
-                Expect::Absent,
-            )
-            .await?;
+        out.push((format!("{PREFIX}clusterrolebindings/{name}"), obj));
     }
-    Ok(())
+    out
 }
 
 #[cfg(test)]
