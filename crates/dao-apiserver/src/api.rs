@@ -200,18 +200,30 @@ pub fn json_response(code: StatusCode, value: &Value) -> Response {
 }
 
 /// Create the objects a server starts with (namespaces, bootstrap roles, system priority
-/// classes), each only if missing, all at once so the store commits them together.
+/// classes), each only if missing, all at once so the store commits them together. Each gets
+/// its uid and creationTimestamp here.
 pub(crate) async fn seed(
     store: &dyn Store,
     objects: Vec<(String, Value)>,
 ) -> dao_store::Result<()> {
-    futures::future::try_join_all(
-        objects
-            .into_iter()
-            .map(|(key, obj)| async move { store.put(&key, encode(&obj), Expect::Absent).await }),
-    )
+    futures::future::try_join_all(objects.into_iter().map(|(key, mut obj)| async move {
+        obj["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        obj["metadata"]["creationTimestamp"] = json!(crate::managed::now());
+        store.put(&key, encode(&obj), Expect::Absent).await
+    }))
     .await?;
     Ok(())
+}
+
+/// The strings of a JSON array (anything else: none), as the specs' lists of names read.
+pub(crate) fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Decode a stored value and stamp its resourceVersion.
@@ -527,9 +539,7 @@ impl ListItems {
                 continue;
             }
             // JSON out: select and copy on the stored bytes (see `raw_list_item`).
-            if output != Output::Table
-                && let Some(selected) = selected(&self.selectors, &self.paths, &kv.value)
-            {
+            if let Some(selected) = selected(&self.selectors, &self.paths, &kv.value) {
                 if !selected {
                     continue;
                 }
@@ -572,31 +582,29 @@ impl ListItems {
         }
         Ok(None)
     }
-}
 
-impl ListItems {
     /// A table row for a stored object, when the selectors take it. The columns never read
     /// managedFields (most of a pod's bytes), so the object is decoded without them, and the
     /// row's metadata is copied from the stored bytes.
     fn table_row(&self, kv: &KeyValue) -> ApiResult<Option<table::ListRow>> {
         let mut trimmed = Vec::with_capacity(kv.value.len());
-        let mut partial = Vec::with_capacity(kv.value.len().min(8192) + 128);
+        let mut row_object = Vec::with_capacity(kv.value.len().min(8192) + 128);
         let fast = raw_object(&mut trimmed, &kv.value, kv.mod_revision, false, true)
-            && raw_metadata(&mut partial, &kv.value, kv.mod_revision);
+            && raw_metadata(&mut row_object, &kv.value, kv.mod_revision);
         let object = match fast.then(|| serde_json::from_slice::<Value>(&trimmed).ok()) {
             Some(Some(object)) => object,
             _ => {
                 let object = decode(kv)?;
-                partial.clear();
-                serde_json::to_writer(&mut partial, &crate::api::partial(&object))
+                row_object.clear();
+                serde_json::to_writer(&mut row_object, &partial(&object))
                     .expect("a JSON value serializes");
                 object
             }
         };
-        Ok(self
-            .selectors
-            .matches(&object)
-            .then_some(table::ListRow { object, partial }))
+        Ok(self.selectors.matches(&object).then_some(table::ListRow {
+            object,
+            partial: row_object,
+        }))
     }
 }
 
@@ -749,10 +757,6 @@ fn ok_json(body: Vec<u8>) -> Response {
         body,
     )
         .into_response()
-}
-
-fn now_rfc3339() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn random_suffix() -> String {
@@ -987,7 +991,7 @@ pub(crate) async fn create(
         meta.remove("namespace");
     }
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-    meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+    meta.insert("creationTimestamp".into(), json!(crate::managed::now()));
     meta.remove("deletionTimestamp");
     meta.remove("resourceVersion");
     if tracks_generation(res) {

@@ -55,7 +55,7 @@ pub struct TokenClaims {
 impl TokenClaims {
     /// The service account's user name, as upstream writes it.
     pub fn username(&self) -> String {
-        format!("system:serviceaccount:{}:{}", self.namespace, self.name)
+        service_account_user(&self.namespace, &self.name)
     }
 
     pub fn identity(&self) -> Identity {
@@ -68,6 +68,11 @@ impl TokenClaims {
             ],
         }
     }
+}
+
+/// A service account's user name: `system:serviceaccount:NS:NAME`.
+pub fn service_account_user(namespace: &str, name: &str) -> String {
+    format!("system:serviceaccount:{namespace}:{name}")
 }
 
 fn now() -> i64 {
@@ -112,7 +117,7 @@ impl TokenSigner {
                 "serviceaccount": {"name": name, "uid": uid},
             },
             "nbf": iat,
-            "sub": format!("system:serviceaccount:{namespace}:{name}"),
+            "sub": service_account_user(namespace, name),
         });
         let mut claims = claims;
         if let Some((kind, name, uid)) = bound {
@@ -158,10 +163,7 @@ impl TokenSigner {
         }
         let audiences = match &c["aud"] {
             Value::String(a) => vec![a.clone()],
-            Value::Array(a) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
+            aud @ Value::Array(_) => crate::api::strings(aud),
             _ => return None,
         };
         let sa = &c["kubernetes.io"]["serviceaccount"];
@@ -189,48 +191,49 @@ impl TokenSigner {
 /// for and is not being deleted.
 async fn service_account_alive(state: &ApiState, claims: &TokenClaims) -> bool {
     let res = registry::find("", "v1", "serviceaccounts").expect("serviceaccounts registered");
-    let key = res.key(Some(&claims.namespace), &claims.name);
-    let Ok((Some(kv), _)) = state.store.get(&key, None).await else {
-        return false;
+    let alive = |object: Option<Value>, uid: &str| {
+        object.is_some_and(|o| {
+            o["metadata"]["uid"] == uid && o["metadata"]["deletionTimestamp"].is_null()
+        })
     };
-    let Ok(sa) = serde_json::from_slice::<Value>(&kv.value) else {
-        return false;
-    };
-    if sa["metadata"]["uid"] != claims.uid.as_str()
-        || !sa["metadata"]["deletionTimestamp"].is_null()
-    {
+    let sa = stored(state, res, &claims.namespace, &claims.name).await;
+    if !alive(sa.ok().flatten(), &claims.uid) {
         return false;
     }
     match &claims.bound {
         None => true,
-        Some((kind, name, uid)) => bound_object(state, kind, &claims.namespace, name)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|o| {
-                o["metadata"]["uid"] == uid.as_str() && o["metadata"]["deletionTimestamp"].is_null()
-            }),
+        Some((kind, name, uid)) => alive(
+            stored(state, bound_resource(kind), &claims.namespace, name)
+                .await
+                .ok()
+                .flatten(),
+            uid,
+        ),
     }
 }
 
-/// A Pod, Secret (in `namespace`) or Node a token may be bound to, if it exists.
-async fn bound_object(
-    state: &ApiState,
-    kind: &str,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<Value>, ApiError> {
+/// The core/v1 resource of a kind a token may be bound to (Pod, Secret or Node).
+fn bound_resource(kind: &str) -> &'static registry::Resource {
     let plural = match kind {
         "Pod" => "pods",
         "Secret" => "secrets",
         _ => "nodes",
     };
-    let res = registry::find("", "v1", plural).expect("core kinds registered");
+    registry::find("", "v1", plural).expect("core kinds registered")
+}
+
+/// The stored object `name` of `res` (in `namespace` when namespaced), if it exists.
+async fn stored(
+    state: &ApiState,
+    res: &registry::Resource,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Value>, ApiError> {
     let (kv, _) = state
         .store
         .get(&res.key(Some(namespace), name), None)
         .await?;
-    Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+    kv.map(|kv| crate::api::decode(&kv)).transpose()
 }
 
 /// Who a bearer token (not the admin token) authenticates as: a live service account's token
@@ -316,38 +319,22 @@ pub async fn token_request(
             causes,
         ));
     }
-    let (kv, _) = state
-        .store
-        .get(&res.key(Some(namespace), name), None)
-        .await?;
-    let kv = kv.ok_or_else(|| ApiError::not_found(res, name))?;
-    let sa: Value = serde_json::from_slice(&kv.value)
-        .map_err(|e| ApiError::internal(format!("stored service account is not JSON: {e}")))?;
+    let sa = stored(state, res, namespace, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(res, name))?;
     let uid = sa["metadata"]["uid"].as_str().unwrap_or("");
-    let audiences: Vec<String> = match spec["audiences"].as_array() {
-        Some(a) if !a.is_empty() => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
-        _ => vec![ISSUER.to_owned()],
-    };
+    let mut audiences = crate::api::strings(&spec["audiences"]);
+    if audiences.is_empty() {
+        audiences.push(ISSUER.to_owned());
+    }
     let mut bound = None;
     let mut echoed_ref = Value::Null;
     if !bound_ref.is_null() {
         let object_name = bound_ref["name"].as_str().unwrap_or("");
-        let plural = match bound_kind {
-            "Pod" => "pods",
-            "Secret" => "secrets",
-            _ => "nodes",
-        };
-        let object = bound_object(state, bound_kind, namespace, object_name)
+        let object_res = bound_resource(bound_kind);
+        let object = stored(state, object_res, namespace, object_name)
             .await?
-            .ok_or_else(|| {
-                ApiError::not_found(
-                    registry::find("", "v1", plural).expect("core kinds registered"),
-                    object_name,
-                )
-            })?;
+            .ok_or_else(|| ApiError::not_found(object_res, object_name))?;
         if bound_kind == "Pod"
             && object["spec"]["serviceAccountName"]
                 .as_str()
@@ -394,7 +381,7 @@ pub async fn token_request(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "creationTimestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "creationTimestamp": crate::managed::now(),
         },
         "spec": {
             "audiences": audiences,
@@ -422,7 +409,11 @@ pub fn self_subject_review(identity: &Identity) -> Value {
 
 /// `POST /apis/authentication.k8s.io/v1/tokenreviews`: whether `spec.token` authenticates,
 /// and as whom, for the audiences asked about (this server's when none are).
-pub async fn token_review(state: &ApiState, admin_token: &str, body: &Value) -> ApiResult {
+pub async fn token_review(
+    state: &ApiState,
+    admin_token: &str,
+    body: &Value,
+) -> Result<Value, ApiError> {
     let token = body["spec"]["token"].as_str().unwrap_or("");
     if token.is_empty() {
         return Err(ApiError::invalid_kind(
@@ -436,14 +427,7 @@ pub async fn token_review(state: &ApiState, admin_token: &str, body: &Value) -> 
             }],
         ));
     }
-    let wanted: Vec<String> = body["spec"]["audiences"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let wanted = crate::api::strings(&body["spec"]["audiences"]);
     let mut status = json!({"authenticated": false, "user": {}});
     if crate::constant_time_eq(token.as_bytes(), admin_token.as_bytes()) {
         if wanted.is_empty() || wanted.iter().any(|a| a == ISSUER) {
@@ -486,13 +470,8 @@ pub async fn token_review(state: &ApiState, admin_token: &str, body: &Value) -> 
     if let Some(spec) = review["spec"].as_object_mut() {
         spec.remove("token");
     }
-    Ok(crate::api::json_response(
-        axum::http::StatusCode::CREATED,
-        &review,
-    ))
+    Ok(review)
 }
-
-type ApiResult<T = axum::response::Response> = Result<T, ApiError>;
 
 #[cfg(test)]
 mod tests {

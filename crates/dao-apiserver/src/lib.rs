@@ -94,10 +94,7 @@ impl RunningServer {
     /// events through it leave out managedFields, which none of those components reads.
     pub fn local_client(&self, user: &str, user_agent: &str) -> kube::Client {
         let app = self.app.clone();
-        let identity = Identity {
-            user: user.to_owned(),
-            groups: vec!["system:masters".into(), "system:authenticated".into()],
-        };
+        let identity = Identity::master(user);
         let agent = header::HeaderValue::from_str(user_agent)
             .unwrap_or_else(|_| header::HeaderValue::from_static("dao"));
         let service = tower::service_fn(move |mut req: Request<kube::client::Body>| {
@@ -128,6 +125,16 @@ pub struct LocalCaller;
 pub struct Identity {
     pub user: String,
     pub groups: Vec<String>,
+}
+
+impl Identity {
+    /// A member of `system:masters` (the admin credentials, Dao's in-process components).
+    pub(crate) fn master(user: &str) -> Identity {
+        Identity {
+            user: user.to_owned(),
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -398,10 +405,7 @@ async fn version() -> Response {
 
 /// The identity of the admin credentials (token and client certificate alike).
 pub(crate) fn admin_identity() -> Identity {
-    Identity {
-        user: "kubernetes-admin".into(),
-        groups: vec!["system:masters".into(), "system:authenticated".into()],
-    }
+    Identity::master("kubernetes-admin")
 }
 
 /// Everything but health and version needs an identity: a verified client certificate, the
@@ -437,7 +441,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         }
     }
     let identity = req.extensions().get::<Identity>().expect("set above");
-    if !identity.groups.iter().any(|g| g == "system:masters") {
+    if !rbac::is_master(identity) {
         let watch = api::Query::parse(req.uri().query()).flag("watch");
         let attributes = rbac::Attributes::from_request(req.method().as_str(), &path, watch);
         match rbac::authorize(&*state.api.store, identity, &attributes).await {
@@ -486,30 +490,30 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let started = std::time::Instant::now();
     let method = parts.method.clone();
     let local = parts.extensions.get::<LocalCaller>().is_some();
-    if method == axum::http::Method::POST
-        && let Some(identity) = parts.extensions.get::<Identity>()
-        && let Some(result) = review(&state, identity, &segs, &parts.headers, &body).await
-    {
-        let response = result.unwrap_or_else(IntoResponse::into_response);
-        state.metrics.observe(
-            method.as_str(),
-            response.status().as_u16(),
-            started.elapsed(),
-        );
-        return response;
-    }
-    let handled = api::handle(
-        state.api.clone(),
-        parts.method,
-        &path,
-        query,
-        &parts.headers,
-        body,
-        local,
-    );
-    let result = match parts.extensions.get::<Identity>() {
-        Some(identity) => rbac::REQUESTER.scope(identity.clone(), handled).await,
-        None => handled.await,
+    let identity = parts.extensions.get::<Identity>();
+    let reviewed = match identity {
+        Some(identity) if method == axum::http::Method::POST => {
+            review(&state, identity, &segs, &parts.headers, &body).await
+        }
+        _ => None,
+    };
+    let result = match (reviewed, identity) {
+        (Some(result), _) => result,
+        (None, identity) => {
+            let handled = api::handle(
+                state.api.clone(),
+                parts.method.clone(),
+                &path,
+                query,
+                &parts.headers,
+                body,
+                local,
+            );
+            match identity {
+                Some(identity) => rbac::REQUESTER.scope(identity.clone(), handled).await,
+                None => handled.await,
+            }
+        }
     };
     let response = result.unwrap_or_else(IntoResponse::into_response);
     state.metrics.observe(
@@ -566,9 +570,7 @@ async fn review(
         let store = &*state.api.store;
         let review = match kind {
             "SelfSubjectReview" => auth::self_subject_review(identity),
-            "TokenReview" => {
-                return auth::token_review(&state.api, &state.admin_token, &body).await;
-            }
+            "TokenReview" => auth::token_review(&state.api, &state.admin_token, &body).await?,
             "SelfSubjectRulesReview" => rbac::rules_review(store, identity, &body).await?,
             _ => rbac::access_review(store, identity, kind, namespace, &body).await?,
         };

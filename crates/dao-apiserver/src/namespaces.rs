@@ -22,8 +22,6 @@ pub fn initial() -> Vec<(String, Value)> {
                 "apiVersion": "v1",
                 "metadata": {
                     "name": name,
-                    "uid": uuid::Uuid::new_v4().to_string(),
-                    "creationTimestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
                     "labels": {"kubernetes.io/metadata.name": name},
                 },
                 "spec": {"finalizers": ["kubernetes"]},
@@ -71,8 +69,7 @@ async fn finalize_once(store: &dyn Store, namespace: &str) -> dao_store::Result<
             if has_finalizers {
                 remaining += 1;
                 if obj.pointer("/metadata/deletionTimestamp").is_none() {
-                    obj["metadata"]["deletionTimestamp"] =
-                        json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+                    obj["metadata"]["deletionTimestamp"] = json!(crate::managed::now());
                     store
                         .put(
                             &kv.key,

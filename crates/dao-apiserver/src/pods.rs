@@ -179,8 +179,6 @@ pub fn system_priority_classes() -> Vec<(String, Value)> {
             "apiVersion": "scheduling.k8s.io/v1",
             "metadata": {
                 "name": name,
-                "uid": uuid::Uuid::new_v4().to_string(),
-                "creationTimestamp": Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             },
             "value": value,
             "globalDefault": false,

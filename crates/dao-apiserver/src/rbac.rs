@@ -38,6 +38,17 @@ pub struct ResourceAttributes {
     pub name: String,
 }
 
+impl ResourceAttributes {
+    /// The resource as rules and messages name it: `pods`, or `pods/log` for a subresource.
+    fn combined(&self) -> String {
+        if self.subresource.is_empty() {
+            self.resource.clone()
+        } else {
+            format!("{}/{}", self.resource, self.subresource)
+        }
+    }
+}
+
 impl Attributes {
     /// Parse a request the way upstream's request info factory does: `/api/v1/...` and
     /// `/apis/{group}/{version}/...` with at least a resource are resource requests, anything
@@ -116,74 +127,37 @@ fn verb_matches(rule: &PolicyRule, verb: &str) -> bool {
 }
 
 fn rule_allows(rule: &PolicyRule, a: &Attributes) -> bool {
-    if !verb_matches(rule, &a.verb) {
-        return false;
-    }
     match &a.resource {
-        Some(r) => {
-            let groups = rule.api_groups.as_deref().unwrap_or_default();
-            if !groups.iter().any(|g| g == "*" || *g == r.group) {
-                return false;
-            }
-            let combined = if r.subresource.is_empty() {
-                r.resource.clone()
-            } else {
-                format!("{}/{}", r.resource, r.subresource)
-            };
-            let resources = rule.resources.as_deref().unwrap_or_default();
-            let resource_ok = resources.iter().any(|res| {
-                res == "*"
-                    || *res == combined
-                    || (!r.subresource.is_empty()
-                        && res.strip_prefix("*/") == Some(r.subresource.as_str()))
-            });
-            if !resource_ok {
-                return false;
-            }
-            match rule.resource_names.as_deref() {
-                None | Some([]) => true,
-                Some(names) => !r.name.is_empty() && names.contains(&r.name),
-            }
-        }
-        None => rule
-            .non_resource_urls
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .any(|u| {
-                u == "*"
-                    || *u == a.path
-                    || u.strip_suffix('*').is_some_and(|p| a.path.starts_with(p))
-            }),
+        Some(r) => covers_resource(rule, &a.verb, &r.group, &r.combined(), &r.name),
+        None => covers_url(rule, &a.verb, &a.path),
     }
 }
 
-/// The subject a binding names, in upstream's reason wording: `User "bob"`.
+/// A ServiceAccount subject's namespace: its own, or the binding's when it names none.
+fn subject_namespace<'a>(s: &'a Subject, binding_ns: Option<&'a str>) -> Option<&'a str> {
+    s.namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .or(binding_ns)
+}
+
+/// Whether a binding's subject is `who`.
 fn subject_matches(s: &Subject, binding_ns: Option<&str>, who: &Identity) -> bool {
     match s.kind.as_str() {
         "User" => s.name == who.user,
         "Group" => who.groups.contains(&s.name),
-        "ServiceAccount" => {
-            let ns = s
-                .namespace
-                .as_deref()
-                .filter(|n| !n.is_empty())
-                .or(binding_ns);
-            ns.is_some_and(|ns| who.user == format!("system:serviceaccount:{ns}:{}", s.name))
-        }
+        "ServiceAccount" => subject_namespace(s, binding_ns)
+            .is_some_and(|ns| who.user == crate::auth::service_account_user(ns, &s.name)),
         _ => false,
     }
 }
 
+/// The subject in upstream's reason wording: `User "bob"`, `ServiceAccount "ns/name"`.
 fn describe_subject(s: &Subject, binding_ns: Option<&str>) -> String {
     match s.kind.as_str() {
         "ServiceAccount" => format!(
             "ServiceAccount \"{}/{}\"",
-            s.namespace
-                .as_deref()
-                .filter(|n| !n.is_empty())
-                .or(binding_ns)
-                .unwrap_or(""),
+            subject_namespace(s, binding_ns).unwrap_or(""),
             s.name
         ),
         kind => format!("{kind} \"{}\"", s.name),
@@ -208,6 +182,25 @@ async fn object<T: serde::de::DeserializeOwned>(
 ) -> Result<Option<T>, ApiError> {
     let (kv, _) = store.get(&key, None).await?;
     Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+}
+
+/// The rules of the role a binding refers to (`Role` in `namespace`, or `ClusterRole`);
+/// `None` when it does not exist or is of another kind.
+async fn role_rules(
+    store: &dyn Store,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Vec<PolicyRule>>, ApiError> {
+    Ok(match kind {
+        "ClusterRole" => object::<ClusterRole>(store, format!("{PREFIX}clusterroles/{name}"))
+            .await?
+            .map(|r| r.rules.unwrap_or_default()),
+        "Role" => object::<Role>(store, format!("{PREFIX}roles/{namespace}/{name}"))
+            .await?
+            .map(|r| r.rules.unwrap_or_default()),
+        _ => None,
+    })
 }
 
 /// One binding that applies to the subject, with the rules its role grants.
@@ -235,12 +228,11 @@ async fn grants(
         else {
             continue;
         };
+        // A ClusterRoleBinding can only refer to a ClusterRole.
         if b.role_ref.kind != "ClusterRole" {
             continue;
         }
-        let role: Option<ClusterRole> =
-            object(store, format!("{PREFIX}clusterroles/{}", b.role_ref.name)).await?;
-        if let Some(role) = role {
+        if let Some(rules) = role_rules(store, "ClusterRole", "", &b.role_ref.name).await? {
             out.push(Grant {
                 how: format!(
                     "ClusterRoleBinding \"{}\" of ClusterRole \"{}\" to {}",
@@ -248,7 +240,7 @@ async fn grants(
                     b.role_ref.name,
                     describe_subject(subject, None)
                 ),
-                rules: role.rules.unwrap_or_default(),
+                rules,
             });
         }
     }
@@ -266,25 +258,8 @@ async fn grants(
         else {
             continue;
         };
-        let (rules, kind) = match b.role_ref.kind.as_str() {
-            "ClusterRole" => (
-                object::<ClusterRole>(store, format!("{PREFIX}clusterroles/{}", b.role_ref.name))
-                    .await?
-                    .map(|r| r.rules.unwrap_or_default()),
-                "ClusterRole",
-            ),
-            "Role" => (
-                object::<Role>(
-                    store,
-                    format!("{PREFIX}roles/{namespace}/{}", b.role_ref.name),
-                )
-                .await?
-                .map(|r| r.rules.unwrap_or_default()),
-                "Role",
-            ),
-            _ => continue,
-        };
-        if let Some(rules) = rules {
+        let kind = b.role_ref.kind.as_str();
+        if let Some(rules) = role_rules(store, kind, namespace, &b.role_ref.name).await? {
             out.push(Grant {
                 how: format!(
                     "RoleBinding \"{}/{namespace}\" of {kind} \"{}\" to {}",
@@ -299,7 +274,8 @@ async fn grants(
     Ok(out)
 }
 
-fn is_master(who: &Identity) -> bool {
+/// Whether `who` is in `system:masters`, which may do everything.
+pub(crate) fn is_master(who: &Identity) -> bool {
     who.groups.iter().any(|g| g == "system:masters")
 }
 
@@ -340,11 +316,7 @@ pub fn forbidden(who: &Identity, a: &Attributes) -> ApiError {
     let mut msg = format!("User \"{}\" cannot {}", who.user, a.verb);
     let (qualified, name, details) = match &a.resource {
         Some(r) => {
-            let resource = if r.subresource.is_empty() {
-                r.resource.clone()
-            } else {
-                format!("{}/{}", r.resource, r.subresource)
-            };
+            let resource = r.combined();
             if r.namespace.is_empty() {
                 msg.push_str(&format!(
                     " resource \"{resource}\" in API group \"{}\" at the cluster scope",
@@ -395,8 +367,10 @@ tokio::task_local! {
     pub static REQUESTER: Identity;
 }
 
-/// Whether `have` grants everything the single permission (one verb, group, resource and
-/// name; `name` "" for "any name") asks for. Wildcards asked for need wildcards held.
+/// Whether `have` grants everything the single permission (one verb, group, resource or
+/// `resource/subresource`, and name; `name` "" for "any name") asks for: what a request asks,
+/// and what escalation checks a granted rule for (where wildcards asked for need wildcards
+/// held).
 fn covers_resource(have: &PolicyRule, verb: &str, group: &str, resource: &str, name: &str) -> bool {
     verb_matches(have, verb)
         && have
@@ -542,16 +516,14 @@ pub async fn check_escalation(
             {
                 return Ok(());
             }
-            let rules = if kind == "Role" {
-                object::<Role>(store, format!("{PREFIX}roles/{namespace}/{role}"))
-                    .await?
-                    .and_then(|r| r.rules)
+            let kind = if kind == "Role" {
+                "Role"
             } else {
-                object::<ClusterRole>(store, format!("{PREFIX}clusterroles/{role}"))
-                    .await?
-                    .and_then(|r| r.rules)
+                "ClusterRole"
             };
-            rules.unwrap_or_default()
+            role_rules(store, kind, &namespace, role)
+                .await?
+                .unwrap_or_default()
         }
         _ => return Ok(()),
     };
@@ -642,14 +614,7 @@ pub async fn access_review(
         caller.clone()
     } else {
         let user = spec["user"].as_str().unwrap_or("").to_owned();
-        let groups: Vec<String> = spec["groups"]
-            .as_array()
-            .map(|g| {
-                g.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let groups = crate::api::strings(&spec["groups"]);
         if user.is_empty() && groups.is_empty() {
             return Err(ApiError::invalid_kind(
                 kind,
@@ -993,8 +958,6 @@ pub fn bootstrap() -> Vec<(String, Value)> {
     let meta = |name: &str| {
         json!({
             "name": name,
-            "uid": uuid::Uuid::new_v4().to_string(),
-            "creationTimestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
             "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
         })

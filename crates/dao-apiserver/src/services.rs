@@ -307,7 +307,7 @@ pub async fn bootstrap(store: &dyn Store, api_port: u16) -> dao_store::Result<()
             "name": "kubernetes",
             "namespace": "default",
             "uid": uuid::Uuid::new_v4().to_string(),
-            "creationTimestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "creationTimestamp": crate::managed::now(),
             "labels": {"component": "apiserver", "provider": "kubernetes"},
         },
         "spec": {

@@ -1601,6 +1601,14 @@ fn resource_quota_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
+/// A Table's `columnDefinitions` for the kind.
+fn column_definitions(res: &Resource) -> Vec<Value> {
+    columns(res)
+        .iter()
+        .map(|c| json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority}))
+        .collect()
+}
+
 /// A `meta.k8s.io/v1` Table of `objects`; rows carry the objects' metadata as
 /// PartialObjectMetadata (upstream's default `includeObject=Metadata`).
 pub fn for_objects(
@@ -1611,10 +1619,7 @@ pub fn for_objects(
 ) -> Value {
     let now = Utc::now();
     let definitions: Vec<Value> = if include_columns {
-        columns(res)
-            .iter()
-            .map(|c| json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority}))
-            .collect()
+        column_definitions(res)
     } else {
         Vec::new()
     };
@@ -1655,10 +1660,7 @@ pub struct ListRow {
 /// managedFields make up most of it).
 pub fn encode_list(res: &Resource, rows: &[ListRow], list_metadata: &Value) -> Vec<u8> {
     let now = Utc::now();
-    let definitions: Vec<Value> = columns(res)
-        .iter()
-        .map(|c| json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority}))
-        .collect();
+    let definitions = column_definitions(res);
     let mut out =
         Vec::with_capacity(rows.iter().map(|r| r.partial.len() + 160).sum::<usize>() + 4096);
     out.extend_from_slice(b"{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":");
