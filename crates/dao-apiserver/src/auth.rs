@@ -58,16 +58,49 @@ impl TokenClaims {
         service_account_user(&self.namespace, &self.name)
     }
 
+    /// The user a token authenticates as: the service account (its uid too), its groups, and
+    /// upstream's extras naming the credential and the object it is bound to.
     pub fn identity(&self) -> Identity {
+        let mut extra = std::collections::BTreeMap::new();
+        if !self.jti.is_empty() {
+            extra.insert(
+                "authentication.kubernetes.io/credential-id".to_owned(),
+                vec![format!("JTI={}", self.jti)],
+            );
+        }
+        if let Some((kind, name, uid)) = &self.bound {
+            let prefix = match kind.as_str() {
+                "Pod" => Some("pod"),
+                "Node" => Some("node"),
+                _ => None,
+            };
+            if let Some(p) = prefix {
+                extra.insert(
+                    format!("authentication.kubernetes.io/{p}-name"),
+                    vec![name.clone()],
+                );
+                extra.insert(
+                    format!("authentication.kubernetes.io/{p}-uid"),
+                    vec![uid.clone()],
+                );
+            }
+        }
         Identity {
             user: self.username(),
-            groups: vec![
-                "system:serviceaccounts".into(),
-                format!("system:serviceaccounts:{}", self.namespace),
-                "system:authenticated".into(),
-            ],
+            uid: self.uid.clone(),
+            groups: service_account_groups(&self.namespace),
+            extra,
         }
     }
+}
+
+/// The groups of every service account in `namespace`, as upstream lists them.
+pub fn service_account_groups(namespace: &str) -> Vec<String> {
+    vec![
+        "system:serviceaccounts".into(),
+        format!("system:serviceaccounts:{namespace}"),
+        "system:authenticated".into(),
+    ]
 }
 
 /// A service account's user name: `system:serviceaccount:NS:NAME`.
@@ -393,8 +426,16 @@ pub async fn token_request(
 }
 
 /// The user info object of upstream's reviews.
+/// Upstream's `UserInfo`: `uid` and `extra` only when there are some.
 pub fn user_info(identity: &Identity) -> Value {
-    json!({"username": identity.user, "groups": identity.groups})
+    let mut info = json!({"username": identity.user, "groups": identity.groups});
+    if !identity.uid.is_empty() {
+        info["uid"] = json!(identity.uid);
+    }
+    if !identity.extra.is_empty() {
+        info["extra"] = json!(identity.extra);
+    }
+    info
 }
 
 /// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`: who the caller is.
@@ -448,12 +489,7 @@ pub async fn token_review(
             .filter(|a| claims.audiences.contains(a))
             .collect();
         if !matched.is_empty() && service_account_alive(state, &claims).await {
-            let identity = claims.identity();
-            let mut user = user_info(&identity);
-            user["uid"] = json!(claims.uid);
-            user["extra"] = json!({
-                "authentication.kubernetes.io/credential-id": [format!("JTI={}", claims.jti)],
-            });
+            let user = user_info(&claims.identity());
             status = json!({"authenticated": true, "user": user, "audiences": matched});
         }
     }

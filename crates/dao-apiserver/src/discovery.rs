@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::registry::{self, RESOURCES, Resource, VERBS};
+use crate::registry::{self, Resource};
 
 const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
@@ -64,7 +64,7 @@ fn aggregated_resource(r: &Resource) -> Value {
         "responseKind": {"group": "", "version": "", "kind": r.kind},
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": r.singular,
-        "verbs": VERBS,
+        "verbs": r.verbs,
     });
     if !r.short_names.is_empty() {
         v["shortNames"] = json!(r.short_names);
@@ -88,8 +88,7 @@ fn aggregated_group(group: &str, versions: &[&str]) -> Value {
     let versions: Vec<Value> = versions
         .iter()
         .map(|v| {
-            let resources: Vec<Value> = RESOURCES
-                .iter()
+            let resources: Vec<Value> = registry::discoverable()
                 .filter(|r| r.group == group && r.version == *v)
                 .map(aggregated_resource)
                 .collect();
@@ -164,16 +163,13 @@ pub fn group(name: &str) -> Option<Response> {
 /// `GET /api/v1` or `/apis/{group}/{version}`: None if there is no such group-version.
 pub fn resources(group: &str, version: &str) -> Option<Response> {
     let mut list = Vec::new();
-    for r in RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-    {
+    for r in registry::discoverable().filter(|r| r.group == group && r.version == version) {
         let mut v = json!({
             "name": r.plural,
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": r.verbs,
         });
         if !r.short_names.is_empty() {
             v["shortNames"] = json!(r.short_names);

@@ -26,6 +26,7 @@ mod auth;
 mod defaults;
 mod discovery;
 mod eviction;
+mod impersonation;
 mod managed;
 mod namespaces;
 mod openapi;
@@ -120,11 +121,15 @@ impl RunningServer {
 #[derive(Clone, Copy, Debug)]
 pub struct LocalCaller;
 
-/// Who made a request, as established by the TLS client certificate or a bearer token.
-#[derive(Clone, Debug)]
+/// Who made a request, as established by the TLS client certificate or a bearer token (and
+/// then, perhaps, impersonation headers): upstream's `UserInfo`.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Identity {
     pub user: String,
+    /// Empty when the authenticator knows none (certificates, the admin token).
+    pub uid: String,
     pub groups: Vec<String>,
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Identity {
@@ -133,6 +138,7 @@ impl Identity {
         Identity {
             user: user.to_owned(),
             groups: vec!["system:masters".into(), "system:authenticated".into()],
+            ..Identity::default()
         }
     }
 }
@@ -347,7 +353,11 @@ fn identity_from_cert(der: &[u8]) -> Option<Identity> {
         .filter_map(|o| o.as_str().ok().map(str::to_owned))
         .collect();
     groups.push("system:authenticated".into());
-    Some(Identity { user, groups })
+    Some(Identity {
+        user,
+        groups,
+        ..Identity::default()
+    })
 }
 
 fn router(state: AppState) -> Router {
@@ -440,6 +450,14 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             None => return ApiError::unauthorized().into_response(),
         }
     }
+    let requester = req.extensions().get::<Identity>().expect("set above");
+    match impersonation::resolve(&*state.api.store, requester, req.headers()).await {
+        Ok(Some(acting)) => {
+            req.extensions_mut().insert(acting);
+        }
+        Ok(None) => {}
+        Err(e) => return e.into_response(),
+    }
     let identity = req.extensions().get::<Identity>().expect("set above");
     if !rbac::is_master(identity) {
         let watch = api::Query::parse(req.uri().query()).flag("watch");
@@ -492,10 +510,8 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let local = parts.extensions.get::<LocalCaller>().is_some();
     let identity = parts.extensions.get::<Identity>();
     let reviewed = match identity {
-        Some(identity) if method == axum::http::Method::POST => {
-            review(&state, identity, &segs, &parts.headers, &body).await
-        }
-        _ => None,
+        Some(identity) => review(&state, identity, &method, &segs, &parts.headers, &body).await,
+        None => None,
     };
     let result = match (reviewed, identity) {
         (Some(result), _) => result,
@@ -531,40 +547,27 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
 async fn review(
     state: &AppState,
     identity: &Identity,
+    method: &axum::http::Method,
     segs: &[&str],
     headers: &HeaderMap,
     body: &[u8],
 ) -> Option<Result<Response, ApiError>> {
-    let (kind, namespace) = match segs {
-        ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] => {
-            ("SelfSubjectReview", None)
+    let (review, namespace) = match segs {
+        ["apis", group, version, plural] => (registry::find_review(group, version, plural)?, None),
+        ["apis", group, version, "namespaces", ns, plural] => {
+            (registry::find_review(group, version, plural)?, Some(*ns))
         }
-        ["apis", "authentication.k8s.io", "v1", "tokenreviews"] => ("TokenReview", None),
-        [
-            "apis",
-            "authorization.k8s.io",
-            "v1",
-            "selfsubjectaccessreviews",
-        ] => ("SelfSubjectAccessReview", None),
-        ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"] => {
-            ("SubjectAccessReview", None)
-        }
-        [
-            "apis",
-            "authorization.k8s.io",
-            "v1",
-            "selfsubjectrulesreviews",
-        ] => ("SelfSubjectRulesReview", None),
-        [
-            "apis",
-            "authorization.k8s.io",
-            "v1",
-            "namespaces",
-            ns,
-            "localsubjectaccessreviews",
-        ] => ("LocalSubjectAccessReview", Some(*ns)),
         _ => return None,
     };
+    if review.namespaced != namespace.is_some() {
+        return None;
+    }
+    if *method != axum::http::Method::POST {
+        return Some(Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )));
+    }
+    let kind = review.kind;
     let result = async {
         let body = api::parse_body(headers, body)?;
         let store = &*state.api.store;

@@ -37,7 +37,7 @@ use k8s_openapi::schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
 
 use crate::openapi_pb;
-use crate::registry::{self, RESOURCES, Resource};
+use crate::registry::{self, Resource};
 
 const TITLE: &str = "Kubernetes";
 const VERSION: &str = "v1.33.0";
@@ -108,6 +108,10 @@ fn definitions(
             debug_assert!(false, "no k8s-openapi type for {}", r.kind);
             continue;
         };
+        names.push((r, name.clone()));
+        if !lists_items(r) {
+            continue;
+        }
         let mut meta = generator.subschema_for::<ListMeta>();
         meta.insert(
             "description".into(),
@@ -125,7 +129,6 @@ fn definitions(
             "required": ["items"],
         });
         lists.push((format!("{name}List"), list));
-        names.push((r, name));
     }
     for (name, list) in lists {
         let previous = generator.definitions_mut().insert(name.clone(), list);
@@ -152,6 +155,9 @@ fn definitions(
             }
         };
         tag(&mut defs, name, r.kind);
+        if !lists_items(r) {
+            continue;
+        }
         tag(
             &mut defs,
             &format!("{name}List"),
@@ -159,6 +165,11 @@ fn definitions(
         );
     }
     (defs, names)
+}
+
+/// Whether `r` is a stored resource with lists, not a create-only review.
+fn lists_items(r: &Resource) -> bool {
+    r.verbs.contains(&"list")
 }
 
 fn gv_path(group: &str, version: &str) -> String {
@@ -227,6 +238,14 @@ fn add_paths(flavor: Flavor, resources: &[(&Resource, String)], paths: &mut Map<
         } else {
             format!("{base}/{}", r.plural)
         };
+        if !lists_items(r) {
+            // A review: POST to the collection is all there is.
+            paths.insert(
+                collection,
+                json!({"post": operation(flavor, r, "post", &write_params, def)}),
+            );
+            continue;
+        }
         let list_params = [
             "labelSelector",
             "fieldSelector",
@@ -271,8 +290,7 @@ fn add_paths(flavor: Flavor, resources: &[(&Resource, String)], paths: &mut Map<
 
 /// The v3 document of one group-version.
 fn v3_document(group: &str, version: &str) -> Option<Value> {
-    let resources: Vec<&'static Resource> = RESOURCES
-        .iter()
+    let resources: Vec<&'static Resource> = registry::discoverable()
         .filter(|r| r.group == group && r.version == version)
         .collect();
     if resources.is_empty() {
@@ -291,7 +309,7 @@ fn v3_document(group: &str, version: &str) -> Option<Value> {
 
 /// The Swagger 2.0 document of every group-version.
 pub(crate) fn v2_document() -> Value {
-    let resources: Vec<&'static Resource> = RESOURCES.iter().collect();
+    let resources: Vec<&'static Resource> = registry::discoverable().collect();
     let (definitions, names) = definitions(Flavor::V2, &resources);
     let mut paths = Map::new();
     add_paths(Flavor::V2, &names, &mut paths);
@@ -428,10 +446,7 @@ pub async fn index() -> Response {
 /// `GET /openapi/v3/api/v1` or `/openapi/v3/apis/{group}/{version}`; `None` for a
 /// group-version Dao does not serve. A request naming the current hash may be cached forever.
 pub async fn group_version(group: &str, version: &str, query: Option<&str>) -> Option<Response> {
-    if !RESOURCES
-        .iter()
-        .any(|r| r.group == group && r.version == version)
-    {
+    if !registry::discoverable().any(|r| r.group == group && r.version == version) {
         return None;
     }
     let doc = built(&V3_DOCS).await.docs.get(&gv_path(group, version))?;
@@ -577,7 +592,7 @@ mod tests {
     #[test]
     fn every_resource_has_a_type() {
         let mut generator = Flavor::V3.generator();
-        for r in RESOURCES {
+        for r in registry::discoverable() {
             assert!(add_kind(&mut generator, r).is_some(), "{}", r.kind);
         }
     }
@@ -697,7 +712,7 @@ mod tests {
             let name = r.strip_prefix("#/definitions/").unwrap();
             assert!(defs.contains_key(name), "{r} does not resolve");
         }
-        for r in RESOURCES {
+        for r in registry::discoverable() {
             assert!(
                 defs.values().any(|d| d["x-kubernetes-group-version-kind"]
                     .as_array()

@@ -628,7 +628,21 @@ pub async fn access_review(
                 }],
             ));
         }
-        Identity { user, groups }
+        let uid = spec["uid"].as_str().unwrap_or("").to_owned();
+        let extra = spec["extra"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), crate::api::strings(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Identity {
+            user,
+            uid,
+            groups,
+            extra,
+        }
     };
     if let Some(ns) = namespace {
         let asked = a.resource.as_ref().map(|r| r.namespace.as_str());
@@ -797,9 +811,9 @@ fn view_rules() -> Vec<Value> {
     ]
 }
 
-fn edit_rules() -> Vec<Value> {
-    let mut rules = view_rules();
-    rules.extend([
+/// What `edit` holds beyond `view` (upstream's `system:aggregate-to-edit`).
+fn edit_only_rules() -> Vec<Value> {
+    vec![
         rule(
             &[""],
             &[
@@ -863,13 +877,12 @@ fn edit_rules() -> Vec<Value> {
             &WRITE,
         ),
         rule(&["policy"], &["poddisruptionbudgets"], &WRITE),
-    ]);
-    rules
+    ]
 }
 
-fn admin_rules() -> Vec<Value> {
-    let mut rules = edit_rules();
-    rules.extend([
+/// What `admin` holds beyond `edit` (upstream's `system:aggregate-to-admin`).
+fn admin_only_rules() -> Vec<Value> {
+    vec![
         rule(
             &["authorization.k8s.io"],
             &["localsubjectaccessreviews"],
@@ -880,9 +893,11 @@ fn admin_rules() -> Vec<Value> {
             &["rolebindings", "roles"],
             &crate::registry::VERBS,
         ),
-    ]);
-    rules
+    ]
 }
+
+/// The label through which a ClusterRole adds its rules to `admin`, `edit` or `view`.
+const AGGREGATE_TO: &str = "rbac.authorization.k8s.io/aggregate-to-";
 
 /// Upstream's bootstrap ClusterRoles and ClusterRoleBindings, as (key, object) for
 /// [`crate::api::seed`]: created on a fresh store (and re-created when deleted, at the next
@@ -910,9 +925,9 @@ pub fn bootstrap() -> Vec<(String, Value)> {
                 json!({"nonResourceURLs": ["*"], "verbs": ["*"]}),
             ],
         ),
-        ("admin", admin_rules()),
-        ("edit", edit_rules()),
-        ("view", view_rules()),
+        ("system:aggregate-to-admin", admin_only_rules()),
+        ("system:aggregate-to-edit", edit_only_rules()),
+        ("system:aggregate-to-view", view_rules()),
         (
             "system:discovery",
             vec![json!({"nonResourceURLs": discovery, "verbs": ["get"]})],
@@ -964,12 +979,39 @@ pub fn bootstrap() -> Vec<(String, Value)> {
     };
     let mut out = Vec::new();
     for (name, rules) in roles {
-        let obj = json!({
+        let mut obj = json!({
             "kind": "ClusterRole",
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "metadata": meta(name),
             "rules": rules,
         });
+        if let Some(to) = name.strip_prefix("system:aggregate-to-") {
+            obj["metadata"]["labels"][format!("{AGGREGATE_TO}{to}")] = json!("true");
+        }
+        out.push((format!("{PREFIX}clusterroles/{name}"), obj));
+    }
+    // The user-facing roles aggregate (the controller manager keeps their rules current);
+    // seeded with what aggregation gives them, so they work before it runs. `view` is
+    // part of `edit`, `edit` of `admin`, as upstream labels them.
+    let edit: Vec<Value> = edit_only_rules().into_iter().chain(view_rules()).collect();
+    let admin: Vec<Value> = edit.iter().cloned().chain(admin_only_rules()).collect();
+    for (name, rules, part_of) in [
+        ("admin", admin, None),
+        ("edit", edit, Some("admin")),
+        ("view", view_rules(), Some("edit")),
+    ] {
+        let mut obj = json!({
+            "kind": "ClusterRole",
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "metadata": meta(name),
+            "aggregationRule": {"clusterRoleSelectors": [
+                {"matchLabels": {format!("{AGGREGATE_TO}{name}"): "true"}},
+            ]},
+            "rules": rules,
+        });
+        if let Some(to) = part_of {
+            obj["metadata"]["labels"][format!("{AGGREGATE_TO}{to}")] = json!("true");
+        }
         out.push((format!("{PREFIX}clusterroles/{name}"), obj));
     }
     for (name, role, group) in bindings {
@@ -1142,7 +1184,7 @@ mod tests {
     fn forbidden_messages_read_as_upstream() {
         let who = Identity {
             user: "system:serviceaccount:a:builder".into(),
-            groups: vec![],
+            ..Identity::default()
         };
         let m = |path: &str, method: &str| forbidden(&who, &attrs(method, path)).message;
         assert_eq!(

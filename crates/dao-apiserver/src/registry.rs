@@ -15,6 +15,8 @@ pub struct Resource {
     pub categories: &'static [&'static str],
     /// Subresources served: "status", "scale", "binding", "eviction", "token".
     pub subresources: &'static [&'static str],
+    /// The verbs discovery lists: [`VERBS`] for stored resources, `create` alone for reviews.
+    pub verbs: &'static [&'static str],
 }
 
 impl Resource {
@@ -77,6 +79,7 @@ macro_rules! r {
             short_names: &[$($short),*],
             categories: &[$($cat),*],
             subresources: &[$($sub),*],
+            verbs: &VERBS,
         }
     };
 }
@@ -505,6 +508,88 @@ pub static RESOURCES: &[Resource] = &[
     ),
 ];
 
+/// A create-only resource that is answered, never stored: the reviews of
+/// `authentication.k8s.io` and `authorization.k8s.io`.
+const fn review(
+    group: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    namespaced: bool,
+) -> Resource {
+    Resource {
+        group,
+        version: "v1",
+        kind,
+        plural,
+        singular,
+        namespaced,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        verbs: &["create"],
+    }
+}
+
+/// The reviews (answered in `lib.rs`, not by the generic handlers): listed by discovery and
+/// OpenAPI beside [`RESOURCES`], never routed to storage.
+pub static REVIEWS: &[Resource] = &[
+    review(
+        "authentication.k8s.io",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        false,
+    ),
+    review(
+        "authentication.k8s.io",
+        "TokenReview",
+        "tokenreviews",
+        "tokenreview",
+        false,
+    ),
+    review(
+        "authorization.k8s.io",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        true,
+    ),
+    review(
+        "authorization.k8s.io",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        false,
+    ),
+    review(
+        "authorization.k8s.io",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        false,
+    ),
+    review(
+        "authorization.k8s.io",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        false,
+    ),
+];
+
+/// Everything discovery and OpenAPI describe: the stored resources, then the reviews.
+pub fn discoverable() -> impl Iterator<Item = &'static Resource> {
+    RESOURCES.iter().chain(REVIEWS)
+}
+
+/// The review answered at `group`/`version` under `plural`.
+pub fn find_review(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    REVIEWS
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
 /// The resource served at `group`/`version` under `plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
     RESOURCES
@@ -515,7 +600,7 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
 /// Group-versions in upstream's discovery order (preferred version first within a group).
 pub fn group_versions() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for r in RESOURCES {
+    for r in discoverable() {
         match out.iter_mut().find(|(g, _)| *g == r.group) {
             Some((_, versions)) => {
                 if !versions.contains(&r.version) {
@@ -549,6 +634,12 @@ macro_rules! kind_types {
             "" "v1" "Secret" => k8s_openapi::api::core::v1::Secret,
             "" "v1" "ServiceAccount" => k8s_openapi::api::core::v1::ServiceAccount,
             "" "v1" "Service" => k8s_openapi::api::core::v1::Service,
+            "authentication.k8s.io" "v1" "SelfSubjectReview" => k8s_openapi::api::authentication::v1::SelfSubjectReview,
+            "authentication.k8s.io" "v1" "TokenReview" => k8s_openapi::api::authentication::v1::TokenReview,
+            "authorization.k8s.io" "v1" "LocalSubjectAccessReview" => k8s_openapi::api::authorization::v1::LocalSubjectAccessReview,
+            "authorization.k8s.io" "v1" "SelfSubjectAccessReview" => k8s_openapi::api::authorization::v1::SelfSubjectAccessReview,
+            "authorization.k8s.io" "v1" "SelfSubjectRulesReview" => k8s_openapi::api::authorization::v1::SelfSubjectRulesReview,
+            "authorization.k8s.io" "v1" "SubjectAccessReview" => k8s_openapi::api::authorization::v1::SubjectAccessReview,
             "apps" "v1" "ControllerRevision" => k8s_openapi::api::apps::v1::ControllerRevision,
             "apps" "v1" "DaemonSet" => k8s_openapi::api::apps::v1::DaemonSet,
             "apps" "v1" "Deployment" => k8s_openapi::api::apps::v1::Deployment,

@@ -40,6 +40,9 @@ struct Meta {
     finalizers: Vec<String>,
 }
 
+/// How soon a dependent that changed under a write is looked at again.
+const RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 fn meta_of<K: Resource>(o: &K) -> Meta {
     Meta {
         namespace: o.meta().namespace.clone().unwrap_or_default(),
@@ -288,6 +291,20 @@ impl GarbageCollector {
         }
     }
 
+    /// Splits owner references into those whose owner may exist and the count of those whose
+    /// owner is certainly gone.
+    async fn classify(&self, ns: &str, owners: &[OwnerReference]) -> (Vec<OwnerReference>, usize) {
+        let mut alive = Vec::new();
+        let mut dangling = 0;
+        for r in owners {
+            match self.owner_exists(ns, r).await {
+                Some(false) => dangling += 1,
+                _ => alive.push(r.clone()),
+            }
+        }
+        (alive, dangling)
+    }
+
     async fn check_dependent(&self, key: &str) -> Result<Action, Error> {
         let (kind, ns, name) = split(key);
         let (meta, resource, namespaced) = {
@@ -303,20 +320,31 @@ impl GarbageCollector {
         if meta.owners.is_empty() {
             return Ok(Action::Done);
         }
-        let mut alive = Vec::new();
-        let mut dangling = 0;
-        for r in &meta.owners {
-            match self.owner_exists(ns, r).await {
-                Some(false) => dangling += 1,
-                _ => alive.push(r.clone()),
-            }
-        }
+        let (alive, dangling) = self.classify(ns, &meta.owners).await;
         if dangling == 0 {
             return Ok(Action::Done);
         }
+        // The cache may lag (an orphaning owner's patch may not have reached it yet): decide
+        // on the live object's references, as upstream's collector does, and act only on the
+        // version read, so a concurrent change makes the write fail instead of undoing it.
         let api = self.dynamic(&resource, namespaced, ns);
+        let Some(live) = api.get_opt(name).await? else {
+            return Ok(Action::Done);
+        };
+        if live.uid().as_deref() != Some(meta.uid.as_str()) {
+            return Ok(Action::Done);
+        }
+        let (alive, dangling) = if live.owner_references() == meta.owners.as_slice() {
+            (alive, dangling)
+        } else {
+            self.classify(ns, live.owner_references()).await
+        };
+        if dangling == 0 {
+            return Ok(Action::Done);
+        }
+        let version = live.resource_version();
         if alive.is_empty() {
-            if meta.deleting {
+            if live.metadata.deletion_timestamp.is_some() {
                 return Ok(Action::Done);
             }
             debug!(object = %key, "owner gone: deleting");
@@ -324,24 +352,32 @@ impl GarbageCollector {
                 propagation_policy: Some(PropagationPolicy::Background),
                 preconditions: Some(kube::api::Preconditions {
                     uid: Some(meta.uid.clone()),
-                    resource_version: None,
+                    resource_version: version,
                 }),
                 ..DeleteParams::default()
             };
             match api.delete(name, &params).await {
                 Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                // Changed since it was read: look again.
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    return Ok(Action::RequeueAfter(RETRY));
+                }
                 Err(e) => return Err(e.into()),
             }
         } else {
             // Some owners remain: drop the references to the ones that are gone.
-            let patch = json!({"metadata": {"ownerReferences": alive}});
+            let patch = json!({"metadata": {"ownerReferences": alive, "resourceVersion": version}});
             match api
                 .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
                 Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                // Changed since it was read: look again.
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    return Ok(Action::RequeueAfter(RETRY));
+                }
                 Err(e) => return Err(e.into()),
             }
         }

@@ -4,6 +4,7 @@
 //! `run` starts one informer per kind and every controller on top of them; `dao server` runs it
 //! in-process (behind a Lease), `dao controller-manager` runs it against any API server.
 
+pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -33,6 +34,7 @@ use k8s_openapi::api::core::v1::{Endpoints, PersistentVolumeClaim, Service};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::watcher;
@@ -226,6 +228,17 @@ pub async fn run(client: Client, config: Config) {
             .clone()
             .run(Api::all(client.clone()), watcher::Config::default()),
     );
+    let clusterroles = Informer::<ClusterRole>::new();
+    let aggregation = clusterrole_aggregation::ClusterRoleAggregationController::new(
+        client.clone(),
+        clusterroles.clone(),
+    );
+    tasks.spawn(
+        clusterroles
+            .clone()
+            .run(Api::all(client.clone()), watcher::Config::default()),
+    );
+    tasks.spawn(aggregation.run());
     tasks.spawn(job.run(config.workers));
     tasks.spawn(cronjob.run(config.workers));
     tasks.spawn(rs.run(config.workers));

@@ -156,6 +156,37 @@ pub struct Cache {
     namespaces: HashMap<String, Labels>,
     /// PodDisruptionBudgets by namespace and name: what preemption weighs its victims with.
     pub(crate) pdbs: std::collections::BTreeMap<(String, String), PdbInfo>,
+    /// The selectors of Services, ReplicationControllers, ReplicaSets and StatefulSets, by
+    /// kind, namespace and name: what upstream's default spread constraints select by.
+    spreaders: std::collections::BTreeMap<(SpreaderKind, String, String), SpreadSelector>,
+}
+
+/// The kinds whose selectors make a pod's default spread selector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SpreaderKind {
+    Service,
+    ReplicationController,
+    ReplicaSet,
+    StatefulSet,
+}
+
+impl SpreaderKind {
+    /// The kind a controller owner reference names, if it is one of these.
+    fn of_owner(api_version: &str, kind: &str) -> Option<Self> {
+        match (api_version, kind) {
+            ("v1", "ReplicationController") => Some(SpreaderKind::ReplicationController),
+            ("apps/v1", "ReplicaSet") => Some(SpreaderKind::ReplicaSet),
+            ("apps/v1", "StatefulSet") => Some(SpreaderKind::StatefulSet),
+            _ => None,
+        }
+    }
+}
+
+/// A Service's or ReplicationController's label map, or a set's label selector.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpreadSelector {
+    Labels(std::collections::BTreeMap<String, String>),
+    Selector(crate::selector::Selector),
 }
 
 /// What preemption needs of a PodDisruptionBudget.
@@ -359,6 +390,78 @@ impl Cache {
     /// Forgets a PodDisruptionBudget.
     pub fn remove_pdb(&mut self, namespace: &str, name: &str) {
         self.pdbs.remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Records the selector of a Service, ReplicationController, ReplicaSet or StatefulSet.
+    pub fn upsert_spreader(
+        &mut self,
+        kind: SpreaderKind,
+        namespace: &str,
+        name: &str,
+        selector: SpreadSelector,
+    ) {
+        self.spreaders
+            .insert((kind, namespace.to_owned(), name.to_owned()), selector);
+    }
+
+    pub fn remove_spreader(&mut self, kind: SpreaderKind, namespace: &str, name: &str) {
+        self.spreaders
+            .remove(&(kind, namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Forgets every object of one kind (a relist starts again).
+    pub fn clear_spreaders(&mut self, kind: SpreaderKind) {
+        self.spreaders.retain(|(k, _, _), _| *k != kind);
+    }
+
+    /// Upstream's default spread selector for `pod`: the union of the selectors of the
+    /// Services in its namespace that select it and of its controlling ReplicationController,
+    /// ReplicaSet or StatefulSet. Empty when there are none.
+    pub fn default_spread_selector(&self, pod: &Pod, labels: &Labels) -> crate::selector::Selector {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let mut set = std::collections::BTreeMap::new();
+        let services = self
+            .spreaders
+            .range((SpreaderKind::Service, ns.clone(), String::new())..)
+            .take_while(|((k, n, _), _)| *k == SpreaderKind::Service && *n == ns);
+        for (_, selector) in services {
+            if let SpreadSelector::Labels(m) = selector
+                && !m.is_empty()
+                && m.iter().all(|(k, v)| labels.get(k) == Some(v))
+            {
+                set.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        let owner = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .and_then(|o| {
+                Some((
+                    SpreaderKind::of_owner(&o.api_version, &o.kind)?,
+                    o.name.clone(),
+                ))
+            });
+        let mut from_set = None;
+        if let Some(key) = owner.map(|(kind, name)| (kind, ns.clone(), name)) {
+            match self.spreaders.get(&key) {
+                Some(SpreadSelector::Labels(m)) => {
+                    set.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                Some(SpreadSelector::Selector(s)) if !s.selects_nothing() => from_set = Some(s),
+                _ => {}
+            }
+        }
+        let mut selector = crate::selector::Selector::everything();
+        for (k, v) in &set {
+            selector.require_equal(k, v);
+        }
+        if let Some(s) = from_set {
+            selector.and(s);
+        }
+        selector
     }
 
     /// The number of nodes that can be scheduled on (ghosts excluded).

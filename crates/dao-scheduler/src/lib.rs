@@ -26,7 +26,7 @@ mod schedule;
 pub mod selector;
 pub mod testing;
 
-pub use cache::Cache;
+pub use cache::{Cache, SpreadSelector, SpreaderKind};
 pub use preempt::{NoPreemption, Preemption};
 pub use queue::{QueuedPod, SchedulingQueue};
 pub use schedule::{Config, FitError, ScheduleResult, Scheduler};

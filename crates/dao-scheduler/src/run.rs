@@ -1,6 +1,8 @@
-//! The scheduler's runtime: watches pods, nodes, namespaces and PodDisruptionBudgets through the API, keeps the
-//! [`Cache`] and [`SchedulingQueue`], binds through `pods/binding`, and records `Scheduled` and
-//! `FailedScheduling` events, as upstream's kube-scheduler.
+//! The scheduler's runtime: watches pods, nodes, namespaces and PodDisruptionBudgets through the
+//! API, and the selectors of Services, ReplicationControllers, ReplicaSets and StatefulSets (for
+//! default topology spread); keeps the [`Cache`] and [`SchedulingQueue`], binds through
+//! `pods/binding`, and records `Scheduled` and `FailedScheduling` events, as upstream's
+//! kube-scheduler.
 //!
 //! One task owns all state and runs an explicit event loop ([`Event`]): watch events update the
 //! cache and the queue; between events it pops pods and schedules them one at a time; each bind
@@ -12,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::watcher;
@@ -21,6 +24,8 @@ use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
+use crate::cache::{SpreadSelector, SpreaderKind};
+use crate::selector::Selector;
 use crate::{Cache, Config, QueuedPod, Scheduler, SchedulingQueue};
 
 /// The scheduler name pods ask for by default.
@@ -54,6 +59,9 @@ enum Event {
     Node(Box<watcher::Event<Node>>),
     Namespace(Box<watcher::Event<Namespace>>),
     Pdb(Box<watcher::Event<PodDisruptionBudget>>),
+    /// A Service, ReplicationController, ReplicaSet or StatefulSet changed; only its selector
+    /// is kept (default topology spread).
+    Spreader(SpreaderKind, SpreaderChange),
     Bound {
         pod: QueuedPod,
         node: String,
@@ -80,6 +88,55 @@ where
             }
         }
     }
+}
+
+enum SpreaderChange {
+    /// A relist begins: forget every object of the kind.
+    Clear,
+    /// An object's selector; `None` when it selects nothing and so spreads nothing.
+    Set(String, String, Option<SpreadSelector>),
+    Remove(String, String),
+    /// The relist is complete; nothing to do.
+    Listed,
+}
+
+/// Maps the watch events of a spreading kind to [`Event::Spreader`], keeping just the selector.
+fn spreader<K: ResourceExt>(
+    kind: SpreaderKind,
+    selector: fn(&K) -> Option<SpreadSelector>,
+) -> impl Fn(Box<watcher::Event<K>>) -> Event {
+    move |ev| {
+        let key = |o: &K| (o.namespace().unwrap_or_default(), o.name_any());
+        let change = match *ev {
+            watcher::Event::Init => SpreaderChange::Clear,
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                let (ns, name) = key(&o);
+                SpreaderChange::Set(ns, name, selector(&o))
+            }
+            watcher::Event::Delete(o) => {
+                let (ns, name) = key(&o);
+                SpreaderChange::Remove(ns, name)
+            }
+            watcher::Event::InitDone => SpreaderChange::Listed,
+        };
+        Event::Spreader(kind, change)
+    }
+}
+
+/// A label map as a spread selector. A Service without a selector selects nothing (upstream
+/// skips it), and so does an empty one here.
+fn labels_selector(
+    map: Option<&std::collections::BTreeMap<String, String>>,
+) -> Option<SpreadSelector> {
+    map.filter(|m| !m.is_empty())
+        .map(|m| SpreadSelector::Labels(m.clone()))
+}
+
+fn set_selector(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+) -> Option<SpreadSelector> {
+    let s = Selector::from_api(Some(selector));
+    (!s.selects_nothing()).then_some(SpreadSelector::Selector(s))
 }
 
 fn is_bound(pod: &Pod) -> bool {
@@ -142,6 +199,38 @@ pub async fn run(client: Client, cfg: RunConfig) {
         tx.clone(),
         Event::Pdb,
     ));
+    // What upstream's default topology spread constraints select pods by.
+    watches.spawn(forward(
+        Api::<Service>::all(client.clone()),
+        tx.clone(),
+        spreader(SpreaderKind::Service, |s: &Service| {
+            labels_selector(s.spec.as_ref().and_then(|s| s.selector.as_ref()))
+        }),
+    ));
+    watches.spawn(forward(
+        Api::<ReplicationController>::all(client.clone()),
+        tx.clone(),
+        spreader(
+            SpreaderKind::ReplicationController,
+            |rc: &ReplicationController| {
+                labels_selector(rc.spec.as_ref().and_then(|s| s.selector.as_ref()))
+            },
+        ),
+    ));
+    watches.spawn(forward(
+        Api::<ReplicaSet>::all(client.clone()),
+        tx.clone(),
+        spreader(SpreaderKind::ReplicaSet, |rs: &ReplicaSet| {
+            rs.spec.as_ref().and_then(|s| set_selector(&s.selector))
+        }),
+    ));
+    watches.spawn(forward(
+        Api::<StatefulSet>::all(client.clone()),
+        tx.clone(),
+        spreader(SpreaderKind::StatefulSet, |ss: &StatefulSet| {
+            ss.spec.as_ref().and_then(|s| set_selector(&s.selector))
+        }),
+    ));
     let mut state = State {
         recorder: Recorder::new(client.clone()),
         client,
@@ -203,6 +292,19 @@ impl State {
             Event::Namespace(e) => Unboxed::Namespace(*e),
             Event::Pdb(e) => Unboxed::Pdb(*e),
             Event::Bound { pod, node, result } => return self.bound(pod, node, result, now),
+            Event::Spreader(kind, change) => {
+                match change {
+                    SpreaderChange::Clear => self.cache.clear_spreaders(kind),
+                    SpreaderChange::Set(ns, name, Some(selector)) => {
+                        self.cache.upsert_spreader(kind, &ns, &name, selector)
+                    }
+                    SpreaderChange::Set(ns, name, None) | SpreaderChange::Remove(ns, name) => {
+                        self.cache.remove_spreader(kind, &ns, &name)
+                    }
+                    SpreaderChange::Listed => {}
+                }
+                return;
+            }
         };
         match ev {
             Unboxed::Pod(watcher::Event::Apply(mut pod) | watcher::Event::InitApply(mut pod)) => {

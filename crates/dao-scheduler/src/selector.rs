@@ -159,6 +159,12 @@ impl Selector {
         });
     }
 
+    /// Adds every requirement of `other` (both must hold).
+    pub fn and(&mut self, other: &Selector) {
+        self.nothing |= other.nothing;
+        self.requirements.extend(other.requirements.iter().cloned());
+    }
+
     /// Whether the selector has no requirements and selects everything (upstream's `Empty()`).
     pub fn is_empty(&self) -> bool {
         !self.nothing && self.requirements.is_empty()

@@ -216,6 +216,8 @@ pub trait PodExt: Sized {
     fn required_anti_affinity(self, term: PodAffinityTerm) -> Self;
     fn preferred_affinity(self, weight: i32, term: PodAffinityTerm) -> Self;
     fn preferred_anti_affinity(self, weight: i32, term: PodAffinityTerm) -> Self;
+    /// Sets the controlling owner reference.
+    fn controlled_by(self, api_version: &str, kind: &str, name: &str) -> Self;
     /// Adds a topology spread constraint over pods with these labels.
     fn spread(
         self,
@@ -235,6 +237,20 @@ fn affinity(pod: &mut Pod) -> &mut Affinity {
 }
 
 impl PodExt for Pod {
+    fn controlled_by(mut self, api_version: &str, kind: &str, name: &str) -> Self {
+        self.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: api_version.to_owned(),
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+                uid: format!("uid-of-{name}"),
+                controller: Some(true),
+                ..Default::default()
+            },
+        ]);
+        self
+    }
+
     fn on(mut self, node: &str) -> Self {
         spec(&mut self).node_name = Some(node.to_owned());
         self.status.get_or_insert_default().phase = Some("Running".to_owned());

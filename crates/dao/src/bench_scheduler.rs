@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use dao_scheduler::selector::Selector;
 use dao_scheduler::testing::{self, NodeExt, PodExt};
-use dao_scheduler::{Cache, Config, Scheduler};
+use dao_scheduler::{Cache, Config, Scheduler, SpreadSelector, SpreaderKind};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::watcher;
 
@@ -43,7 +45,8 @@ fn progress(msg: &str) {
     eprintln!("[bench scheduler] {msg}");
 }
 
-/// Pods of the in-process scenarios: `app-{i % 100}` apps of 100 pods each.
+/// Pods of the in-process scenarios: `app-{i % 100}` apps of 100 pods each. In `replicaset`
+/// each app is a ReplicaSet's, so upstream's default spread constraints apply.
 fn pod_for(scenario: &str, i: usize) -> Pod {
     let app = format!("app-{}", i % 100);
     let p = testing::pod("default", &format!("p-{i}"), "100m", "128Mi").label("app", &app);
@@ -58,6 +61,7 @@ fn pod_for(scenario: &str, i: usize) -> Pod {
             &[("app", &app)],
             "kubernetes.io/hostname",
         )),
+        "replicaset" => p.controlled_by("apps/v1", "ReplicaSet", &app),
         _ => p,
     }
 }
@@ -70,6 +74,21 @@ fn in_process(scenario: &str, nodes: usize, pods: usize) -> (f64, Latencies, usi
             .label("kubernetes.io/hostname", &name)
             .label("topology.kubernetes.io/zone", &format!("zone-{}", n % 10));
         cache.upsert_node(&node);
+    }
+    if scenario == "replicaset" {
+        for app in 0..100 {
+            let app = format!("app-{app}");
+            let selector = LabelSelector {
+                match_labels: Some([("app".to_owned(), app.clone())].into()),
+                ..Default::default()
+            };
+            cache.upsert_spreader(
+                SpreaderKind::ReplicaSet,
+                "default",
+                &app,
+                SpreadSelector::Selector(Selector::from_api(Some(&selector))),
+            );
+        }
     }
     let mut scheduler = Scheduler::new(Config::default());
     let pods: Vec<Pod> = (0..pods).map(|i| pod_for(scenario, i)).collect();
@@ -261,7 +280,7 @@ pub async fn run(args: SchedulerBench) -> Result<()> {
          | scenario | decisions/s | p50 ms | p99 ms | unschedulable |\n|---|---|---|---|---|\n",
         args.nodes, args.pods
     );
-    for scenario in ["basic", "spread", "anti-affinity"] {
+    for scenario in ["basic", "replicaset", "spread", "anti-affinity"] {
         progress(&format!("in-process: {scenario}"));
         let (rate, lat, failed) = in_process(scenario, args.nodes, args.pods);
         report.push_str(&format!(

@@ -92,6 +92,42 @@ impl Cluster {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// Creates namespace `ns` and service account `name` in it, and a kubeconfig that holds
+    /// only a token of that account (`kubectl create token`), its namespace current. Returns
+    /// the kubeconfig's path and the token.
+    fn service_account_kubeconfig(&self, ns: &str, name: &str) -> (String, String) {
+        self.ok(&["create", "namespace", ns]);
+        self.ok(&["-n", ns, "create", "serviceaccount", name]);
+        let token = self
+            .ok(&["-n", ns, "create", "token", name])
+            .trim()
+            .to_owned();
+        let path = self.dir.path().join(format!("{name}.kubeconfig"));
+        std::fs::copy(&self.kubeconfig, &path).unwrap();
+        let path = path.display().to_string();
+        self.ok(&[
+            "--kubeconfig",
+            &path,
+            "config",
+            "set-credentials",
+            name,
+            "--token",
+            &token,
+        ]);
+        self.ok(&[
+            "--kubeconfig",
+            &path,
+            "config",
+            "set-context",
+            "--current",
+            "--user",
+            name,
+            "--namespace",
+            ns,
+        ]);
+        (path, token)
+    }
+
     fn file(&self, name: &str, content: &str) -> String {
         let path = self.dir.path().join(name);
         std::fs::write(&path, content).unwrap();
@@ -1578,36 +1614,9 @@ fn service_account_tokens_and_rbac() {
         "{who}"
     );
     assert_eq!(c.ok(&["auth", "can-i", "delete", "pods"]), "yes\n");
-    c.ok(&["create", "namespace", "team"]);
-    c.ok(&["-n", "team", "create", "serviceaccount", "builder"]);
-    let token = c.ok(&["-n", "team", "create", "token", "builder"]);
-    let token = token.trim();
+    let (sa, token) = c.service_account_kubeconfig("team", "builder");
+    let token = token.as_str();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
-
-    // A kubeconfig that holds only the token.
-    let sa = c.dir.path().join("sa.kubeconfig");
-    std::fs::copy(&c.kubeconfig, &sa).unwrap();
-    let sa = sa.display().to_string();
-    c.ok(&[
-        "--kubeconfig",
-        &sa,
-        "config",
-        "set-credentials",
-        "builder",
-        "--token",
-        token,
-    ]);
-    c.ok(&[
-        "--kubeconfig",
-        &sa,
-        "config",
-        "set-context",
-        "--current",
-        "--user",
-        "builder",
-        "--namespace",
-        "team",
-    ]);
     let as_sa = |args: &[&str]| -> Vec<String> {
         ["--kubeconfig", sa.as_str()]
             .iter()
@@ -1878,4 +1887,252 @@ fn service_account_tokens_and_rbac() {
         text(&gone.stderr),
         "error: You must be logged in to the server (Unauthorized)\n"
     );
+}
+
+#[test]
+fn impersonation_and_the_review_resources() {
+    let c = Cluster::start(false);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+
+    // The reviews are in discovery, create-only, and in OpenAPI for `kubectl explain`.
+    let reviews = c.ok(&[
+        "api-resources",
+        "--api-group=authorization.k8s.io",
+        "-o",
+        "wide",
+    ]);
+    for (name, namespaced, kind) in [
+        (
+            "localsubjectaccessreviews",
+            "true",
+            "LocalSubjectAccessReview",
+        ),
+        (
+            "selfsubjectaccessreviews",
+            "false",
+            "SelfSubjectAccessReview",
+        ),
+        ("selfsubjectrulesreviews", "false", "SelfSubjectRulesReview"),
+        ("subjectaccessreviews", "false", "SubjectAccessReview"),
+    ] {
+        assert_eq!(
+            lines_with(
+                &reviews,
+                &[name, "authorization.k8s.io/v1", namespaced, kind, "create"]
+            ),
+            1,
+            "{reviews}"
+        );
+    }
+    let authn = c.ok(&["api-resources", "--api-group=authentication.k8s.io"]);
+    assert_eq!(
+        lines_with(&authn, &["tokenreviews", "TokenReview"]),
+        1,
+        "{authn}"
+    );
+    assert_eq!(lines_with(&authn, &["selfsubjectreviews"]), 1, "{authn}");
+    let explained = c.ok(&["explain", "selfsubjectaccessreview.spec"]);
+    assert!(explained.contains("resourceAttributes"), "{explained}");
+    assert!(
+        c.fails(&[
+            "get",
+            "--raw",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+        ])
+        .contains("(MethodNotAllowed)")
+    );
+
+    // The admin (system:masters) may act as anyone; the identity is what the flags say.
+    let who = c.ok(&[
+        "auth",
+        "whoami",
+        "--as=jane",
+        "--as-group=devs",
+        "--as-uid=u-7",
+    ]);
+    assert_eq!(lines_with(&who, &["Username", "jane"]), 1, "{who}");
+    assert_eq!(lines_with(&who, &["UID", "u-7"]), 1, "{who}");
+    assert!(who.contains("[devs system:authenticated]"), "{who}");
+    let no = c.run(33, &["auth", "can-i", "list", "pods", "--as=jane"]);
+    assert_eq!(
+        (text(&no.stdout), no.status.code()),
+        ("no\n".into(), Some(1))
+    );
+    assert_eq!(
+        c.fails(&["get", "pods", "--as=jane"]),
+        "Error from server (Forbidden): pods is forbidden: User \"jane\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"\n"
+    );
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "jane-views",
+        "--clusterrole=view",
+        "--user=jane",
+    ]);
+    c.ok(&["create", "configmap", "settings", "--from-literal=a=1"]);
+    assert!(
+        c.ok(&["get", "configmaps", "--as=jane"])
+            .contains("settings")
+    );
+    assert_eq!(
+        c.fails(&["delete", "configmap", "settings", "--as=jane"]),
+        "Error from server (Forbidden): configmaps \"settings\" is forbidden: User \"jane\" cannot delete resource \"configmaps\" in API group \"\" in the namespace \"default\"\n"
+    );
+    let sa = c.ok(&[
+        "auth",
+        "whoami",
+        "--as=system:serviceaccount:default:default",
+    ]);
+    assert!(
+        sa.contains("[system:serviceaccounts system:serviceaccounts:default system:authenticated]"),
+        "{sa}"
+    );
+
+    // Anyone else needs the `impersonate` verb on each user, group (and uid) asked for.
+    let (kubeconfig, _) = c.service_account_kubeconfig("team", "support");
+    let support = |args: &[&str]| {
+        let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
+        all.extend_from_slice(args);
+        c.run(33, &all)
+    };
+    let user = "system:serviceaccount:team:support";
+    assert_eq!(
+        text(&support(&["-n", "default", "get", "configmaps", "--as=jane"]).stderr),
+        format!(
+            "Error from server (Forbidden): users \"jane\" is forbidden: User \"{user}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope\n"
+        )
+    );
+    c.ok(&[
+        "create",
+        "clusterrole",
+        "impersonate-jane",
+        "--verb=impersonate",
+        "--resource=users",
+        "--resource-name=jane",
+    ]);
+    c.ok(&[
+        "create",
+        "clusterrolebinding",
+        "support-is-jane",
+        "--clusterrole=impersonate-jane",
+        "--serviceaccount=team:support",
+    ]);
+    let as_jane = support(&["-n", "default", "get", "configmaps", "--as=jane"]);
+    assert!(as_jane.status.success(), "{}", text(&as_jane.stderr));
+    assert!(text(&as_jane.stdout).contains("settings"));
+    assert_eq!(
+        text(&support(&["-n", "default", "get", "configmaps", "--as=carol"]).stderr),
+        format!(
+            "Error from server (Forbidden): users \"carol\" is forbidden: User \"{user}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope\n"
+        )
+    );
+    assert_eq!(
+        text(
+            &support(&[
+                "-n",
+                "default",
+                "get",
+                "configmaps",
+                "--as=jane",
+                "--as-group=system:masters"
+            ])
+            .stderr
+        ),
+        format!(
+            "Error from server (Forbidden): groups \"system:masters\" is forbidden: User \"{user}\" cannot impersonate resource \"groups\" in API group \"\" at the cluster scope\n"
+        )
+    );
+    // Acting as jane gives jane's rights, not the requester's or more.
+    assert_eq!(
+        text(
+            &support(&[
+                "-n",
+                "default",
+                "delete",
+                "configmap",
+                "settings",
+                "--as=jane"
+            ])
+            .stderr
+        ),
+        "Error from server (Forbidden): configmaps \"settings\" is forbidden: User \"jane\" cannot delete resource \"configmaps\" in API group \"\" in the namespace \"default\"\n"
+    );
+    assert!(c.ok(&["get", "configmap", "settings"]).contains("settings"));
+}
+
+#[test]
+fn clusterroles_aggregate_into_admin_edit_and_view() {
+    let c = Cluster::start(false);
+    let rules_of = |role: &str| -> Vec<serde_json::Value> {
+        let obj: serde_json::Value =
+            serde_json::from_str(&c.ok(&["get", "clusterrole", role, "-o", "json"])).unwrap();
+        obj["rules"].as_array().cloned().unwrap_or_default()
+    };
+    let view = c.ok(&["get", "clusterrole", "view", "-o", "json"]);
+    assert!(
+        view.contains("rbac.authorization.k8s.io/aggregate-to-view"),
+        "{view}"
+    );
+    let before = rules_of("admin").len();
+    assert!(before > rules_of("edit").len() && rules_of("edit").len() > rules_of("view").len());
+
+    // A role labelled aggregate-to-view adds its rule to view, and through edit to admin:
+    // here reading secrets, which view alone does not grant.
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "jane-views",
+        "--clusterrole=view",
+        "--user=jane",
+    ]);
+    let can_list_secrets = || {
+        let out = c.run(33, &["auth", "can-i", "list", "secrets", "--as=jane"]);
+        // can-i answers in its exit status as well as on stdout.
+        let yes = String::from_utf8_lossy(&out.stdout).trim() == "yes";
+        assert_eq!(yes, out.status.success());
+        yes
+    };
+    assert!(!can_list_secrets());
+    let widgets = c.file(
+        "secret-lister.yaml",
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: secret-lister
+  labels:
+    rbac.authorization.k8s.io/aggregate-to-view: "true"
+rules:
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["list"]
+"#,
+    );
+    c.ok(&["apply", "-f", &widgets]);
+    let added = serde_json::json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]});
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ["view", "edit", "admin"]
+        .iter()
+        .any(|r| !rules_of(r).contains(&added))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not aggregated: view {:?}\nserver log:\n{}",
+            rules_of("view"),
+            c.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(rules_of("admin").len(), before + 1);
+    assert!(can_list_secrets());
+
+    // Deleting it takes the rule away again.
+    c.ok(&["delete", "clusterrole", "secret-lister"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while rules_of("admin").contains(&added) || rules_of("view").contains(&added) {
+        assert!(std::time::Instant::now() < deadline, "still aggregated");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(rules_of("admin").len(), before);
+    assert!(!can_list_secrets());
 }

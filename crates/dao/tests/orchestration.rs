@@ -929,3 +929,75 @@ async fn preemption_follows_priority_classes_and_spares_budgets() {
     assert_eq!(db_now["db"].0, db_node);
     assert_eq!(db_now["db"].1, "Running", "the budget's pod was spared");
 }
+
+/// Pods per node among those matching `selector`.
+fn pods_per_node(c: &Cluster, selector: &str) -> BTreeMap<String, usize> {
+    let mut per = BTreeMap::new();
+    for (node, ..) in c.pods(selector).into_values() {
+        *per.entry(node).or_insert(0) += 1;
+    }
+    per
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pods_of_a_service_or_controller_spread_over_nodes_by_default() {
+    let mut c = Cluster::start();
+    // One roomy node and one small one: on resources alone, every pod prefers the roomy one.
+    c.agent(&[
+        "--simulate",
+        "1",
+        "--name-prefix",
+        "big",
+        "--cpu",
+        "64",
+        "--memory",
+        "256Gi",
+    ]);
+    c.agent(&[
+        "--simulate",
+        "1",
+        "--name-prefix",
+        "small",
+        "--cpu",
+        "4",
+        "--memory",
+        "16Gi",
+    ]);
+    c.eventually("2 Ready nodes", 30, || {
+        c.ok(&["get", "nodes"]).matches(" Ready ").count() == 2
+    });
+    let bare: String = (0..6)
+        .map(|i| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: solo-{i}\n  labels: {{app: solo}}\nspec:\n  containers:\n  - name: main\n    image: nginx\n    resources:\n      requests: {{cpu: 100m, memory: 64Mi}}\n---\n"
+            )
+        })
+        .collect();
+    c.apply(&bare);
+    c.eventually("6 solo pods scheduled", 30, || {
+        pods_per_node(&c, "app=solo").values().sum::<usize>() == 6
+            && !pods_per_node(&c, "app=solo").contains_key("")
+    });
+    assert_eq!(
+        pods_per_node(&c, "app=solo"),
+        BTreeMap::from([("big-0".to_owned(), 6)]),
+        "pods nothing selects are not spread"
+    );
+
+    // A Service and a Deployment select web's pods: upstream's default constraints (hostname,
+    // maxSkew 3, ScheduleAnyway) spread them.
+    c.apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n  - port: 80\n",
+    );
+    c.apply(&deployment("web", 6, "nginx", ""));
+    c.eventually("6 web pods scheduled", 30, || {
+        let per = pods_per_node(&c, "app=web");
+        per.values().sum::<usize>() == 6 && !per.contains_key("")
+    });
+    assert_eq!(
+        pods_per_node(&c, "app=web"),
+        BTreeMap::from([("big-0".to_owned(), 3), ("small-0".to_owned(), 3)]),
+        "{}",
+        c.logs()
+    );
+}

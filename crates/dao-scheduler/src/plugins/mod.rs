@@ -64,7 +64,11 @@ pub(crate) struct Cycle<'a> {
 
 impl<'a> Cycle<'a> {
     pub fn new(cache: &'a Cache, pod: &'a Pod) -> Self {
-        let pod = Incoming::new(pod);
+        let mut pod = Incoming::new(pod);
+        if !pod_topology_spread::Constraints::pod_sets_any(pod.pod) {
+            let selector = cache.default_spread_selector(pod.pod, &pod.info.labels);
+            pod.spread = pod_topology_spread::Constraints::system_defaults(selector);
+        }
         let spread = pod_topology_spread::FilterState::new(cache, &pod);
         let inter_pod = inter_pod_affinity::FilterState::new(cache, &pod);
         Cycle {

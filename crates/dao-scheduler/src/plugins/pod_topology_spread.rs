@@ -15,9 +15,13 @@
 //!
 //! `ScheduleAnyway` constraints score: for each constraint `count * ln(domains + 2) +
 //! (maxSkew - 1)`, summed and rounded; nodes with fewer matching pods around them get higher
-//! normalized scores, nodes missing a key get 0. Upstream's cluster-level default constraints
-//! (spreading by the pod's Service/ReplicaSet when it sets none) are not applied: they need
-//! listers of those objects.
+//! normalized scores, nodes missing a key get 0.
+//!
+//! A pod that sets no constraints gets upstream's cluster-level defaults (`defaultingType:
+//! System`): `ScheduleAnyway` by hostname with maxSkew 3 and by zone with maxSkew 5, over the
+//! pods the selectors of its Services and controlling ReplicationController, ReplicaSet or
+//! StatefulSet select ([`Cache::default_spread_selector`]); none when nothing selects it. Those
+//! score nodes missing a key too (the zone term is just left out), as upstream's do.
 //!
 //! Matching pods are found through the cache's pods-by-label index rather than by scanning every
 //! pod on every node; with a single `DoNotSchedule` constraint that every node takes part in (no
@@ -39,6 +43,7 @@ pub(crate) const MISSING_LABEL_REASON: &str =
     "node(s) didn't match pod topology spread constraints (missing required label)";
 
 const HOSTNAME: &str = "kubernetes.io/hostname";
+const ZONE: &str = "topology.kubernetes.io/zone";
 
 /// One parsed spread constraint.
 #[derive(Debug, Clone)]
@@ -56,11 +61,45 @@ pub(crate) struct Constraint {
 pub(crate) struct Constraints {
     pub hard: Vec<Constraint>,
     pub soft: Vec<Constraint>,
+    /// Whether scoring ignores nodes missing a key: for the pod's own constraints, not for
+    /// the system defaults.
+    pub soft_needs_all_keys: bool,
 }
 
 impl Constraints {
+    /// Whether the pod sets constraints of its own (else the system defaults apply).
+    pub fn pod_sets_any(pod: &Pod) -> bool {
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.topology_spread_constraints.as_ref())
+            .is_some_and(|l| !l.is_empty())
+    }
+
+    /// Upstream's system default constraints over `selector`; none when it is empty.
+    pub fn system_defaults(selector: Selector) -> Self {
+        if selector.is_empty() {
+            return Constraints::default();
+        }
+        let constraint = |key: &str, max_skew| Constraint {
+            max_skew,
+            topology_key: key.to_owned(),
+            selector: selector.clone(),
+            min_domains: 1,
+            honor_node_affinity: true,
+            honor_taints: false,
+        };
+        Constraints {
+            hard: Vec::new(),
+            soft: vec![constraint(HOSTNAME, 3), constraint(ZONE, 5)],
+            soft_needs_all_keys: false,
+        }
+    }
+
     pub fn from_pod(pod: &Pod) -> Self {
-        let mut out = Constraints::default();
+        let mut out = Constraints {
+            soft_needs_all_keys: true,
+            ..Constraints::default()
+        };
         let labels = pod.metadata.labels.clone().unwrap_or_default();
         let list = pod
             .spec
@@ -93,6 +132,11 @@ impl Constraints {
         }
         out
     }
+}
+
+/// The node's domain for the constraint: its value of the key, "" without one.
+fn domain_of<'n>(c: &Constraint, node: &'n NodeInfo) -> &'n str {
+    node.labels.get(&c.topology_key).map_or("", String::as_str)
 }
 
 fn has_all_keys(constraints: &[Constraint], node: &NodeInfo) -> bool {
@@ -316,19 +360,19 @@ impl ScoreState {
         if soft.is_empty() {
             return None;
         }
+        let skipped = |node: &NodeInfo| pod.spread.soft_needs_all_keys && !has_all_keys(soft, node);
         let mut counts = vec![HashMap::new(); soft.len()];
         let mut scored = 0usize;
         for &id in feasible {
             let node = &cache.nodes[id];
-            if !has_all_keys(soft, node) {
+            if skipped(node) {
                 continue;
             }
             scored += 1;
             for (i, c) in soft.iter().enumerate() {
                 if c.topology_key != HOSTNAME {
-                    counts[i]
-                        .entry(node.labels[&c.topology_key].clone())
-                        .or_insert(0);
+                    // Nodes without the key (defaults only) make up one domain, "".
+                    counts[i].entry(domain_of(c, node).to_owned()).or_insert(0);
                 }
             }
         }
@@ -355,10 +399,10 @@ impl ScoreState {
             }
             for (&id, &n) in &by_node[i] {
                 let node = &cache.nodes[id];
-                if !node.present || !has_all_keys(soft, node) || !included(c, pod, node) {
+                if !node.present || skipped(node) || !included(c, pod, node) {
                     continue;
                 }
-                if let Some(count) = counts[i].get_mut(&node.labels[&c.topology_key]) {
+                if let Some(count) = counts[i].get_mut(domain_of(c, node)) {
                     *count += n;
                 }
             }
@@ -373,18 +417,18 @@ impl ScoreState {
     /// The raw score (higher means more matching pods nearby); `None` for ignored nodes.
     pub fn score(&self, id: NodeId, pod: &Incoming<'_>, node: &NodeInfo) -> Option<i64> {
         let soft = &pod.spread.soft;
-        if !has_all_keys(soft, node) {
+        if pod.spread.soft_needs_all_keys && !has_all_keys(soft, node) {
             return None;
         }
         let mut total = 0.0;
         for (i, c) in soft.iter().enumerate() {
+            let Some(domain) = node.labels.get(&c.topology_key) else {
+                continue;
+            };
             let count = if c.topology_key == HOSTNAME {
                 self.by_node[i].get(&id).copied().unwrap_or(0)
             } else {
-                self.counts[i]
-                    .get(&node.labels[&c.topology_key])
-                    .copied()
-                    .unwrap_or(0)
+                self.counts[i].get(domain).copied().unwrap_or(0)
             };
             #[allow(clippy::cast_precision_loss)]
             let term = count as f64 * self.weights[i] + (c.max_skew - 1) as f64;
@@ -605,5 +649,87 @@ mod tests {
         assert_eq!(raw, [Some(3), Some(3), Some(2), Some(0), None]);
         assert_eq!(ScoreState::normalize(&raw), [0, 0, 33, 100, 0]);
         assert_eq!(ScoreState::normalize(&[Some(0), Some(0)]), [100, 100]);
+    }
+
+    #[test]
+    fn system_defaults_spread_what_services_and_controllers_select() {
+        use crate::cache::{SpreadSelector, SpreaderKind};
+        use std::collections::BTreeMap;
+        let mut cache = cache_with(
+            &nodes(),
+            &[web("w1", "n1"), web("w2", "n1"), web("w3", "n3")],
+        );
+        let p = incoming();
+        // Nothing selects the pod: no constraints, no spread score.
+        let cycle = crate::plugins::Cycle::new(&cache, &p);
+        assert!(cycle.pod.spread.soft.is_empty());
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        cache.upsert_spreader(
+            SpreaderKind::Service,
+            "default",
+            "web",
+            SpreadSelector::Labels(labels(&[("app", "web")])),
+        );
+        // A Service in another namespace, or selecting other pods, does not count.
+        cache.upsert_spreader(
+            SpreaderKind::Service,
+            "other",
+            "web",
+            SpreadSelector::Labels(labels(&[("tier", "x")])),
+        );
+        cache.upsert_spreader(
+            SpreaderKind::Service,
+            "default",
+            "db",
+            SpreadSelector::Labels(labels(&[("app", "db")])),
+        );
+        let cycle = crate::plugins::Cycle::new(&cache, &p);
+        let soft = &cycle.pod.spread.soft;
+        assert_eq!(
+            soft.iter()
+                .map(|c| (c.topology_key.as_str(), c.max_skew))
+                .collect::<Vec<_>>(),
+            [(HOSTNAME, 3), (ZONE, 5)]
+        );
+        assert!(soft[0].selector.matches(&labels(&[("app", "web")])));
+        assert!(!soft[0].selector.matches(&labels(&[("tier", "x")])));
+        // Scored by hostname only (no node has the zone key) and n5 is scored too: fewer
+        // web pods, better. n1 has 2, n3 1, the rest 0.
+        let feasible: Vec<NodeId> = cache.order.clone();
+        let state = ScoreState::new(&cache, &cycle.pod, &feasible).expect("defaults");
+        let raw: Vec<Option<i64>> = feasible
+            .iter()
+            .map(|id| state.score(*id, &cycle.pod, &cache.nodes[*id]))
+            .collect();
+        // ln(5 + 2) = 1.95: 2 pods 3.9 + 2, 1 pod 1.95 + 2.
+        assert_eq!(raw, [Some(6), Some(2), Some(4), Some(2), Some(2)]);
+        assert_eq!(ScoreState::normalize(&raw), [33, 100, 66, 100, 100]);
+
+        // The controlling ReplicaSet's selector narrows it further.
+        cache.upsert_spreader(
+            SpreaderKind::ReplicaSet,
+            "default",
+            "web-1",
+            SpreadSelector::Selector(crate::selector::Selector::from_api(Some(
+                &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                    match_labels: Some(labels(&[("pod-template-hash", "1")])),
+                    ..Default::default()
+                },
+            ))),
+        );
+        let owned = incoming().controlled_by("apps/v1", "ReplicaSet", "web-1");
+        let selector = cache.default_spread_selector(&owned, &labels(&[("app", "web")]));
+        assert!(!selector.matches(&labels(&[("app", "web")])));
+        assert!(selector.matches(&labels(&[("app", "web"), ("pod-template-hash", "1")])));
+        // Pods with constraints of their own get no defaults.
+        let own = incoming().spread(1, "zone", "ScheduleAnyway", &[("app", "db")]);
+        let cycle = crate::plugins::Cycle::new(&cache, &own);
+        assert_eq!(cycle.pod.spread.soft.len(), 1);
+        assert!(cycle.pod.spread.soft_needs_all_keys);
     }
 }
