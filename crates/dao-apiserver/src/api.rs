@@ -201,15 +201,31 @@ pub fn json_response(code: StatusCode, value: &Value) -> Response {
 
 /// Create the objects a server starts with (namespaces, bootstrap roles, system priority
 /// classes), each only if missing, all at once so the store commits them together. Each gets
-/// its uid and creationTimestamp here.
+/// its uid and creationTimestamp here. An object that exists already is given to `reconcile`
+/// with the expected one; what it returns replaces it (at the revision read: a concurrent
+/// writer wins).
 pub(crate) async fn seed(
     store: &dyn Store,
     objects: Vec<(String, Value)>,
+    reconcile: fn(&Value, &Value) -> Option<Value>,
 ) -> dao_store::Result<()> {
     futures::future::try_join_all(objects.into_iter().map(|(key, mut obj)| async move {
         obj["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
         obj["metadata"]["creationTimestamp"] = json!(crate::managed::now());
-        store.put(&key, encode(&obj), Expect::Absent).await
+        let outcome = store.put(&key, encode(&obj), Expect::Absent).await?;
+        if let dao_store::Outcome::Rejected {
+            current: Some(current),
+            ..
+        } = outcome
+            && let Ok(existing) = serde_json::from_slice::<Value>(&current.value)
+            && let Some(updated) = reconcile(&existing, &obj)
+        {
+            let at = Expect::ModRevision(current.mod_revision);
+            if store.put(&key, encode(&updated), at).await?.is_applied() {
+                tracing::info!(key = %key, "reconciled a bootstrap object");
+            }
+        }
+        Ok(())
     }))
     .await?;
     Ok(())

@@ -235,7 +235,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         pods::system_priority_classes(),
     ]
     .concat();
-    api::seed(&*config.store, initial).await?;
+    api::seed(&*config.store, initial, rbac::reconciled).await?;
     services::bootstrap(&*config.store, local_addr.port()).await?;
 
     let tls = tls_config(&pki)?;

@@ -901,7 +901,7 @@ const AGGREGATE_TO: &str = "rbac.authorization.k8s.io/aggregate-to-";
 
 /// Upstream's bootstrap ClusterRoles and ClusterRoleBindings, as (key, object) for
 /// [`crate::api::seed`]: created on a fresh store (and re-created when deleted, at the next
-/// start).
+/// start); existing ones are brought up to date by [`reconciled`].
 pub fn bootstrap() -> Vec<(String, Value)> {
     let discovery = [
         "/api",
@@ -1027,9 +1027,120 @@ pub fn bootstrap() -> Vec<(String, Value)> {
     out
 }
 
+/// Upstream's start-time reconciliation of a bootstrap ClusterRole or ClusterRoleBinding
+/// that exists already: unless annotated `rbac.authorization.kubernetes.io/autoupdate:
+/// "false"`, it gains the expected labels and annotations it lacks, the expected rules it
+/// lacks, the expected aggregation selectors it lacks, and the expected subjects it lacks.
+/// Nothing is taken away. `None` when nothing changes (and for every other kind).
+pub fn reconciled(existing: &Value, expected: &Value) -> Option<Value> {
+    let kind = expected["kind"].as_str()?;
+    if !matches!(kind, "ClusterRole" | "ClusterRoleBinding")
+        || existing["kind"] != expected["kind"]
+        || existing
+            .pointer("/metadata/annotations/rbac.authorization.kubernetes.io~1autoupdate")
+            .and_then(Value::as_str)
+            == Some("false")
+    {
+        return None;
+    }
+    let mut out = existing.clone();
+    let mut changed = false;
+    for field in ["labels", "annotations"] {
+        let Some(want) = expected["metadata"][field].as_object() else {
+            continue;
+        };
+        for (k, v) in want {
+            if out["metadata"][field].get(k).is_none() {
+                out["metadata"][field][k] = v.clone();
+                changed = true;
+            }
+        }
+    }
+    // Appends what `existing[path]` (a list) lacks of `expected[path]`.
+    let mut add_missing = |out: &mut Value, path: &str| {
+        let Some(want) = expected.pointer(path).and_then(Value::as_array) else {
+            return;
+        };
+        let (parent, field) = path.rsplit_once('/').expect("a path");
+        if out.pointer(parent).is_none_or(Value::is_null) {
+            let top = parent.trim_start_matches('/');
+            out[top] = json!({});
+        }
+        let slot = out.pointer_mut(parent).expect("parent just made");
+        if !slot[field].is_array() {
+            slot[field] = json!([]);
+        }
+        let have = slot[field].as_array_mut().expect("a list");
+        for item in want {
+            if !have.contains(item) {
+                have.push(item.clone());
+                changed = true;
+            }
+        }
+    };
+    if kind == "ClusterRole" {
+        add_missing(&mut out, "/rules");
+        add_missing(&mut out, "/aggregationRule/clusterRoleSelectors");
+    } else {
+        add_missing(&mut out, "/subjects");
+    }
+    changed.then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bootstrap_roles_gain_what_they_lack_unless_told_not_to() {
+        let expected = bootstrap()
+            .into_iter()
+            .find(|(k, _)| k.ends_with("clusterroles/view"))
+            .unwrap()
+            .1;
+        // As older Dao seeded it: expanded rules, no aggregation, no aggregate-to-edit label.
+        let old = json!({
+            "kind": "ClusterRole",
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "metadata": {"name": "view", "uid": "u1", "labels": {"team": "x"},
+                "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
+            "rules": [rule(&["example.com"], &["widgets"], &["get"])],
+        });
+        let new = reconciled(&old, &expected).expect("changed");
+        assert_eq!(new["metadata"]["uid"], "u1");
+        assert_eq!(new["metadata"]["labels"]["team"], "x");
+        assert_eq!(
+            new["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"],
+            "true"
+        );
+        assert_eq!(
+            new["aggregationRule"],
+            json!({"clusterRoleSelectors": [{"matchLabels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}}]})
+        );
+        let rules = new["rules"].as_array().unwrap();
+        assert_eq!(rules[0], old["rules"][0], "nothing is taken away");
+        assert_eq!(rules.len(), 1 + expected["rules"].as_array().unwrap().len());
+        assert_eq!(reconciled(&new, &expected), None, "once is enough");
+
+        let mut pinned = old.clone();
+        pinned["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] =
+            json!("false");
+        assert_eq!(reconciled(&pinned, &expected), None);
+
+        let binding = bootstrap()
+            .into_iter()
+            .find(|(k, _)| k.ends_with("clusterrolebindings/cluster-admin"))
+            .unwrap()
+            .1;
+        let mut emptied = binding.clone();
+        emptied["subjects"] = json!([]);
+        assert_eq!(
+            reconciled(&emptied, &binding).unwrap()["subjects"],
+            binding["subjects"]
+        );
+        let ns = json!({"kind": "Namespace", "metadata": {"name": "default"}});
+        assert_eq!(reconciled(&ns, &ns), None);
+    }
 
     fn attrs(method: &str, path: &str) -> Attributes {
         Attributes::from_request(method, path, false)

@@ -80,44 +80,95 @@ impl Election {
         }
     }
 
+    /// Gives up a Lease this process holds, as upstream's components do on a clean shutdown
+    /// (`ReleaseOnCancel`): no holder and a one-second duration, so a successor need not wait
+    /// for it to expire.
+    async fn release(&self, api: &Api<Lease>) {
+        let result = async {
+            let Some(mut lease) = api.get_opt(&self.name).await? else {
+                return Ok(false);
+            };
+            let spec = lease.spec.get_or_insert_with(Default::default);
+            if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+                return Ok(false);
+            }
+            let now: k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime =
+                serde_json::from_value(json!(now_micro())).expect("time");
+            spec.holder_identity = Some(String::new());
+            spec.lease_duration_seconds = Some(1);
+            spec.renew_time = Some(now.clone());
+            spec.acquire_time = Some(now);
+            api.replace(&self.name, &PostParams::default(), &lease)
+                .await
+                .map(|_| true)
+        }
+        .await;
+        match result {
+            Ok(true) => info!(lease = %self.name, identity = %self.identity, "released the lease"),
+            Ok(false) => {}
+            Err(e) => warn!(lease = %self.name, error = %e, "could not release the lease"),
+        }
+    }
+
     /// Runs `work` while this process holds the Lease; stops it when the Lease is lost and
-    /// competes again. Never returns.
-    pub async fn run<F, Fut>(self, client: Client, work: F)
+    /// competes again. Returns when `stop` completes, after stopping `work` and releasing the
+    /// Lease if held.
+    pub async fn run<F, Fut, S>(self, client: Client, work: F, stop: S)
     where
         F: Fn() -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
+        S: Future<Output = ()>,
     {
         let api: Api<Lease> = Api::namespaced(client, &self.namespace);
         let mut backoff = Duration::from_millis(200);
+        tokio::pin!(stop);
         loop {
-            match self.try_acquire(&api).await {
+            let attempt = tokio::select! {
+                r = self.try_acquire(&api) => r,
+                _ = &mut stop => return,
+            };
+            let wait = match attempt {
                 Ok(true) => {
                     info!(lease = %self.name, identity = %self.identity, "became leader");
                     backoff = Duration::from_millis(200);
                     let task = tokio::spawn(work());
                     let mut last_renewed = tokio::time::Instant::now();
-                    loop {
-                        tokio::time::sleep(self.renew).await;
+                    let stopped = loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep(self.renew) => {}
+                            _ = &mut stop => break true,
+                        }
                         match self.try_acquire(&api).await {
                             Ok(true) => last_renewed = tokio::time::Instant::now(),
-                            Ok(false) => break,
+                            Ok(false) => break false,
                             Err(e) => {
                                 warn!(lease = %self.name, error = %e, "renewing the lease failed");
                                 if last_renewed.elapsed() > self.duration {
-                                    break;
+                                    break false;
                                 }
                             }
                         }
+                    };
+                    task.abort();
+                    if stopped {
+                        let _ = task.await;
+                        self.release(&api).await;
+                        return;
                     }
                     warn!(lease = %self.name, "lost the lease; stopping until it is regained");
-                    task.abort();
+                    continue;
                 }
-                Ok(false) => tokio::time::sleep(self.renew).await,
+                Ok(false) => self.renew,
                 Err(e) => {
                     warn!(lease = %self.name, error = %e, "cannot reach the API server for the lease; retrying in {backoff:?}");
-                    tokio::time::sleep(backoff).await;
+                    let wait = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
+                    wait
                 }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = &mut stop => return,
             }
         }
     }

@@ -155,8 +155,27 @@ impl ControllerArgs {
     }
 }
 
-/// Runs the controllers behind the controller-manager Lease, until the process ends.
-async fn run_controllers(client: kube::Client, args: ControllerArgs) {
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Runs the controllers behind the controller-manager Lease until `stop`, then releases it.
+async fn run_controllers(
+    client: kube::Client,
+    args: ControllerArgs,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let identity = format!(
         "{}_{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "dao".into()),
@@ -164,23 +183,29 @@ async fn run_controllers(client: kube::Client, args: ControllerArgs) {
     );
     let config = args.config();
     dao_controllers::leader::Election::new("dao-controller-manager", &identity)
-        .run(client.clone(), move || {
-            dao_controllers::run(client.clone(), config.clone())
-        })
+        .run(
+            client.clone(),
+            move || dao_controllers::run(client.clone(), config.clone()),
+            stop,
+        )
         .await;
 }
 
-/// Runs the scheduler behind the scheduler Lease, until the process ends.
-async fn run_scheduler(client: kube::Client) {
+/// Runs the scheduler behind the scheduler Lease until `stop`, then releases it.
+async fn run_scheduler(client: kube::Client, stop: impl std::future::Future<Output = ()>) {
     let identity = format!(
         "{}_{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "dao".into()),
         std::process::id()
     );
     dao_controllers::leader::Election::new("dao-scheduler", &identity)
-        .run(client.clone(), move || {
-            dao_scheduler::run::run(client.clone(), dao_scheduler::run::RunConfig::default())
-        })
+        .run(
+            client.clone(),
+            move || {
+                dao_scheduler::run::run(client.clone(), dao_scheduler::run::RunConfig::default())
+            },
+            stop,
+        )
         .await;
 }
 
@@ -237,6 +262,15 @@ async fn server(
     })
     .await?;
     let mut background = tokio::task::JoinSet::new();
+    // Told to stop at shutdown, the components release their Leases, so a server started
+    // next on this store runs them at once instead of waiting for the Leases to expire.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let stop = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.changed().await;
+        }
+    };
     // In-process components reach the API without TLS and sockets (the same router and
     // handlers); `dao scheduler` and `dao controller-manager` connect through the listener.
     if !no_controllers {
@@ -244,18 +278,22 @@ async fn server(
             "system:kube-controller-manager",
             user_agent!("dao-controller-manager"),
         );
-        background.spawn(run_controllers(client, controllers));
+        background.spawn(run_controllers(client, controllers, stop()));
     }
     if !no_scheduler {
         let client = server.local_client("system:kube-scheduler", user_agent!("dao-scheduler"));
-        background.spawn(run_scheduler(client));
+        background.spawn(run_scheduler(client, stop()));
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    shutdown_signal().await;
     tracing::info!("shutting down");
+    let _ = stop_tx.send(());
+    let stopped = async { while background.join_next().await.is_some() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(3), stopped)
+        .await
+        .is_err()
+    {
+        tracing::warn!("components did not stop within 3 s; aborting them");
+    }
     background.abort_all();
     server.shutdown().await;
     Ok(())
@@ -292,10 +330,7 @@ fn main() -> std::process::ExitCode {
             Command::Scheduler { kubeconfig } => {
                 let client =
                     client_from_kubeconfig(&kubeconfig, user_agent!("dao-scheduler")).await?;
-                tokio::select! {
-                    _ = run_scheduler(client) => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+                run_scheduler(client, shutdown_signal()).await;
                 Ok(())
             }
             Command::ControllerManager {
@@ -305,10 +340,7 @@ fn main() -> std::process::ExitCode {
                 let client =
                     client_from_kubeconfig(&kubeconfig, user_agent!("dao-controller-manager"))
                         .await?;
-                tokio::select! {
-                    _ = run_controllers(client, controllers) => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+                run_controllers(client, controllers, shutdown_signal()).await;
                 Ok(())
             }
             Command::Agent(args) => agent::run(args).await,

@@ -2136,3 +2136,96 @@ rules:
     assert_eq!(rules_of("admin").len(), before);
     assert!(!can_list_secrets());
 }
+
+#[test]
+fn bootstrap_roles_are_reconciled_when_the_server_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = support::DaoServer::start(&data, &[]);
+    let kubeconfig = server.kubeconfig.clone();
+    let kubectl = |args: &[&str]| -> String {
+        let out = Command::new(support::kubectl_bin(33))
+            .env("KUBECONFIG", &kubeconfig)
+            .env("KUBECACHEDIR", dir.path().join("cache"))
+            .env("HOME", dir.path())
+            .args(args)
+            .output()
+            .expect("run kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let role = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&kubectl(&["get", "clusterrole", name, "-o", "json"])).unwrap()
+    };
+    let replace = |obj: &serde_json::Value, file: &str| {
+        let path = dir.path().join(file);
+        std::fs::write(&path, obj.to_string()).unwrap();
+        kubectl(&["replace", "-f", path.to_str().unwrap()]);
+    };
+
+    // Make `view` look as an older server seeded it (no aggregation, its own rules), pin
+    // another role with autoupdate "false", and delete one outright.
+    let mut view = role("view");
+    view.as_object_mut().unwrap().remove("aggregationRule");
+    view["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("rbac.authorization.k8s.io/aggregate-to-edit");
+    view["rules"] =
+        serde_json::json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]);
+    replace(&view, "view.json");
+    let mut pinned = role("system:public-info-viewer");
+    pinned["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] =
+        serde_json::json!("false");
+    pinned["rules"] = serde_json::json!([{"nonResourceURLs": ["/version"], "verbs": ["get"]}]);
+    replace(&pinned, "pinned.json");
+    kubectl(&["delete", "clusterrole", "system:aggregate-to-view"]);
+    let uid = role("view")["metadata"]["uid"].clone();
+
+    // A clean shutdown (SIGTERM) releases the scheduler's and controllers' Leases, so the
+    // next server runs them at once rather than after the Leases expire.
+    drop(server);
+    server = support::DaoServer::start(&data, &[]);
+    let log = server.log();
+    for lease in ["dao-controller-manager", "dao-scheduler"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("released the lease") && l.contains(lease)),
+            "{log}"
+        );
+    }
+
+    // view is the same object, aggregating again, and so has the aggregated rules back.
+    let recreated = role("system:aggregate-to-view")["rules"].clone();
+    assert!(
+        recreated.as_array().is_some_and(|r| r.len() > 5),
+        "{recreated}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let view = role("view");
+        assert_eq!(view["metadata"]["uid"], uid);
+        if view["aggregationRule"]["clusterRoleSelectors"][0]["matchLabels"]["rbac.authorization.k8s.io/aggregate-to-view"]
+            == "true"
+            && view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+            && view["rules"] == recreated
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "view not reconciled: {view}\n{}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The pinned role is left as it was.
+    assert_eq!(
+        role("system:public-info-viewer")["rules"],
+        serde_json::json!([{"nonResourceURLs": ["/version"], "verbs": ["get"]}])
+    );
+}
