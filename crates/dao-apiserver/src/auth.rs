@@ -21,6 +21,18 @@ use crate::api::ApiState;
 use crate::registry;
 use crate::status::{ApiError, Cause};
 
+/// The OpenID provider configuration of the service account issuer, as served at
+/// `/.well-known/openid-configuration` (upstream's fields), with the key set at `jwks_uri`.
+pub fn openid_configuration(jwks_uri: &str) -> Value {
+    json!({
+        "issuer": ISSUER,
+        "jwks_uri": jwks_uri,
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+    })
+}
+
 /// The issuer and the one audience of this server's tokens: upstream's default.
 pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
@@ -124,6 +136,23 @@ impl TokenSigner {
         let digest = ring::digest::digest(&ring::digest::SHA256, key.public_key().as_ref());
         let kid = URL_SAFE_NO_PAD.encode(digest.as_ref());
         Ok(TokenSigner { key, kid, rng })
+    }
+
+    /// The JSON Web Key Set with the public key that checks this signer's tokens, as served
+    /// at `/openid/v1/jwks` for service account issuer discovery.
+    pub fn jwks(&self) -> Value {
+        // The public key is the uncompressed point: 0x04, then x and y, 32 bytes each.
+        let point = self.key.public_key().as_ref();
+        let (x, y) = point[1..].split_at(32);
+        json!({"keys": [{
+            "use": "sig",
+            "kty": "EC",
+            "kid": self.kid,
+            "crv": "P-256",
+            "alg": "ES256",
+            "x": URL_SAFE_NO_PAD.encode(x),
+            "y": URL_SAFE_NO_PAD.encode(y),
+        }]})
     }
 
     /// A signed token for the service account, valid for `seconds` from now.

@@ -148,6 +148,8 @@ struct AppState {
     api: Arc<api::ApiState>,
     admin_token: Arc<str>,
     metrics: Arc<Metrics>,
+    /// Where issuer discovery says the key set is: this server's own address.
+    jwks_uri: Arc<str>,
 }
 
 /// Request counters for `/metrics`, in Prometheus' text format.
@@ -249,6 +251,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         }),
         admin_token: pki.admin_token.clone().into(),
         metrics: Arc::default(),
+        jwks_uri: format!("https://{host}:{}{JWKS_PATH}", local_addr.port()).into(),
     };
     let app = router(state);
     let local_app = app.clone();
@@ -360,8 +363,43 @@ fn identity_from_cert(der: &[u8]) -> Option<Identity> {
     })
 }
 
+const JWKS_PATH: &str = "/openid/v1/jwks";
+
+/// Service account issuer discovery, as upstream serves it (cacheable for an hour).
+fn issuer_document(content_type: &'static str, body: &serde_json::Value) -> Response {
+    let mut response = api::json_response(StatusCode::OK, body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("public, max-age=3600"),
+    );
+    response
+}
+
 fn router(state: AppState) -> Router {
     Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(|State(state): State<AppState>| async move {
+                issuer_document(
+                    "application/json",
+                    &auth::openid_configuration(&state.jwks_uri),
+                )
+            }),
+        )
+        .route(
+            JWKS_PATH,
+            get(|State(state): State<AppState>| async move {
+                match &state.api.tokens {
+                    Some(signer) => issuer_document("application/jwk-set+json", &signer.jwks()),
+                    None => api::not_found_path().into_response(),
+                }
+            }),
+        )
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
         .route("/readyz", get(ok))

@@ -937,6 +937,15 @@ pub fn bootstrap() -> Vec<(String, Value)> {
             vec![json!({"nonResourceURLs": public, "verbs": ["get"]})],
         ),
         (
+            "system:service-account-issuer-discovery",
+            vec![json!({"nonResourceURLs": [
+                "/.well-known/openid-configuration",
+                "/.well-known/openid-configuration/",
+                "/openid/v1/jwks",
+                "/openid/v1/jwks/",
+            ], "verbs": ["get"]})],
+        ),
+        (
             "system:basic-user",
             vec![
                 rule(
@@ -968,6 +977,11 @@ pub fn bootstrap() -> Vec<(String, Value)> {
             "system:basic-user",
             "system:basic-user",
             "system:authenticated",
+        ),
+        (
+            "system:service-account-issuer-discovery",
+            "system:service-account-issuer-discovery",
+            "system:serviceaccounts",
         ),
     ];
     let meta = |name: &str| {

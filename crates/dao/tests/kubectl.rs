@@ -2229,3 +2229,75 @@ fn bootstrap_roles_are_reconciled_when_the_server_starts() {
         serde_json::json!([{"nonResourceURLs": ["/version"], "verbs": ["get"]}])
     );
 }
+
+#[test]
+fn service_account_issuer_discovery() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let c = Cluster::start(false);
+    let (kubeconfig, token) = c.service_account_kubeconfig("team", "relying-party");
+    let as_sa = |path: &str| -> serde_json::Value {
+        serde_json::from_str(&c.ok(&["--kubeconfig", &kubeconfig, "get", "--raw", path])).unwrap()
+    };
+
+    // Service accounts may read the issuer's configuration and keys (upstream's
+    // system:service-account-issuer-discovery binding).
+    let config = as_sa("/.well-known/openid-configuration");
+    let server = std::fs::read_to_string(&c.kubeconfig).unwrap();
+    let server = server
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        config,
+        serde_json::json!({
+            "issuer": "https://kubernetes.default.svc.cluster.local",
+            "jwks_uri": format!("{server}/openid/v1/jwks"),
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+        })
+    );
+    let jwks = as_sa("/openid/v1/jwks");
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{jwks}");
+    let key = &keys[0];
+    assert_eq!(
+        (&key["kty"], &key["crv"], &key["alg"], &key["use"]),
+        (
+            &serde_json::json!("EC"),
+            &serde_json::json!("P-256"),
+            &serde_json::json!("ES256"),
+            &serde_json::json!("sig")
+        )
+    );
+
+    // What a relying party does: find the key by the token's kid and check the signature.
+    let parts: Vec<&str> = token.split('.').collect();
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header["kid"], key["kid"]);
+    let mut point = vec![4u8];
+    for coordinate in ["x", "y"] {
+        point.extend(
+            URL_SAFE_NO_PAD
+                .decode(key[coordinate].as_str().unwrap())
+                .unwrap(),
+        );
+    }
+    let public =
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point);
+    let signed = format!("{}.{}", parts[0], parts[1]);
+    let signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+    assert!(public.verify(signed.as_bytes(), &signature).is_ok());
+    let mut forged = signature.clone();
+    forged[0] ^= 1;
+    assert!(public.verify(signed.as_bytes(), &forged).is_err());
+
+    // Other users need the grant too: a user with no roles is refused.
+    assert_eq!(
+        c.fails(&["get", "--raw", "/openid/v1/jwks", "--as=nobody"]),
+        "Error from server (Forbidden): forbidden: User \"nobody\" cannot get path \"/openid/v1/jwks\"\n"
+    );
+}
