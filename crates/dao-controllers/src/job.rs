@@ -34,7 +34,9 @@ use serde_json::{Value, json};
 use crate::events::{EventType, Recorder};
 use crate::informer::{Informer, controller_uid_index, split_key};
 use crate::queue::{Action, WorkQueue};
-use crate::util::{Expectations, controller_ref, pod_from_template, pod_ready, sort_for_deletion};
+use crate::util::{
+    Expectations, claim, controller_ref, pod_from_template, pod_ready, sort_for_deletion,
+};
 
 /// Label and annotation naming an Indexed Job pod's completion index.
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
@@ -758,7 +760,20 @@ impl JobController {
         let job = self.written.newest(key, job);
         let (ns, name) = split_key(key);
         let uid = job.uid().unwrap_or_default();
-        let owned: Vec<Arc<Pod>> = self.pods.by_index("controller", &uid);
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        // Adopt matching orphans (finished ones too: they count), release pods whose labels
+        // left the selector, as upstream's Job controller claims pods. The defaulted selector
+        // is the Job's own controller-uid, so only `manualSelector` Jobs find orphans.
+        let owned = claim(
+            &pods,
+            &controller_ref(job.as_ref()),
+            job.metadata.deletion_timestamp.is_some(),
+            job.spec.as_ref().and_then(|s| s.selector.as_ref()),
+            self.pods.by_index("controller", &uid),
+            self.pods.by_index("orphan", ns),
+        )
+        .await?
+        .owned;
         let present: HashSet<String> = owned
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -775,7 +790,6 @@ impl JobController {
             Timestamp::now(),
         );
 
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let results = join_all(plan.delete.iter().map(|n| {
             self.expectations.deleted(key, n);
             let pods = pods.clone();

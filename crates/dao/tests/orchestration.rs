@@ -842,6 +842,37 @@ async fn controllers_adopt_orphans_and_release_strays() {
         !dependents_outlived_owner,
         "the Deployment went before its dependents"
     );
+
+    // A Job with a manual selector adopts a matching bare pod and counts its success: two
+    // completions take one more pod, not two.
+    c.ok(&[
+        "run",
+        "batch-stray",
+        "--image=busybox",
+        "--labels=app=batch",
+        "--restart=Never",
+    ]);
+    c.apply(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: batch\nspec:\n  manualSelector: true\n  selector:\n    matchLabels: {app: batch}\n  completions: 2\n  parallelism: 1\n  template:\n    metadata:\n      labels: {app: batch}\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: main\n        image: busybox\n",
+    );
+    let job_uid = c.json(&["get", "job", "batch"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    c.eventually("the Job complete", 60, || {
+        c.json(&["get", "job", "batch"])["status"]["succeeded"] == 2
+    });
+    let stray = c.json(&["get", "pod", "batch-stray"]);
+    assert!(
+        controller_of(&stray)
+            .is_some_and(|(kind, name, uid)| kind == "Job" && name == "batch" && uid == job_uid),
+        "{stray}"
+    );
+    assert_eq!(
+        c.pods("app=batch").len(),
+        2,
+        "one pod created besides the stray"
+    );
 }
 
 /// Priority as upstream: a pod's priority comes from its PriorityClass (the admission refuses
