@@ -454,8 +454,8 @@ pub async fn token_request(
     }))
 }
 
-/// The user info object of upstream's reviews.
-/// Upstream's `UserInfo`: `uid` and `extra` only when there are some.
+/// The user info object of upstream's reviews (`UserInfo`): `uid` and `extra` only when
+/// there are some.
 pub fn user_info(identity: &Identity) -> Value {
     let mut info = json!({"username": identity.user, "groups": identity.groups});
     if !identity.uid.is_empty() {

@@ -991,17 +991,22 @@ pub fn bootstrap() -> Vec<(String, Value)> {
             "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
         })
     };
-    let mut out = Vec::new();
-    for (name, rules) in roles {
+    // A ClusterRole; `part_of` names the aggregating role its rules go into.
+    let cluster_role = |name: &str, rules: Vec<Value>, part_of: Option<&str>| {
         let mut obj = json!({
             "kind": "ClusterRole",
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "metadata": meta(name),
             "rules": rules,
         });
-        if let Some(to) = name.strip_prefix("system:aggregate-to-") {
+        if let Some(to) = part_of {
             obj["metadata"]["labels"][format!("{AGGREGATE_TO}{to}")] = json!("true");
         }
+        obj
+    };
+    let mut out = Vec::new();
+    for (name, rules) in roles {
+        let obj = cluster_role(name, rules, name.strip_prefix("system:aggregate-to-"));
         out.push((format!("{PREFIX}clusterroles/{name}"), obj));
     }
     // The user-facing roles aggregate (the controller manager keeps their rules current);
@@ -1014,18 +1019,10 @@ pub fn bootstrap() -> Vec<(String, Value)> {
         ("edit", edit, Some("admin")),
         ("view", view_rules(), Some("edit")),
     ] {
-        let mut obj = json!({
-            "kind": "ClusterRole",
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "metadata": meta(name),
-            "aggregationRule": {"clusterRoleSelectors": [
-                {"matchLabels": {format!("{AGGREGATE_TO}{name}"): "true"}},
-            ]},
-            "rules": rules,
-        });
-        if let Some(to) = part_of {
-            obj["metadata"]["labels"][format!("{AGGREGATE_TO}{to}")] = json!("true");
-        }
+        let mut obj = cluster_role(name, rules, part_of);
+        obj["aggregationRule"] = json!({"clusterRoleSelectors": [
+            {"matchLabels": {format!("{AGGREGATE_TO}{name}"): "true"}},
+        ]});
         out.push((format!("{PREFIX}clusterroles/{name}"), obj));
     }
     for (name, role, group) in bindings {
@@ -1070,33 +1067,28 @@ pub fn reconciled(existing: &Value, expected: &Value) -> Option<Value> {
             }
         }
     }
-    // Appends what `existing[path]` (a list) lacks of `expected[path]`.
-    let mut add_missing = |out: &mut Value, path: &str| {
-        let Some(want) = expected.pointer(path).and_then(Value::as_array) else {
-            return;
+    let lists: &[&[&str]] = if kind == "ClusterRole" {
+        &[&["rules"], &["aggregationRule", "clusterRoleSelectors"]]
+    } else {
+        &[&["subjects"]]
+    };
+    for path in lists {
+        let want = path.iter().try_fold(expected, |v, k| v.get(k));
+        let Some(want) = want.and_then(Value::as_array) else {
+            continue;
         };
-        let (parent, field) = path.rsplit_once('/').expect("a path");
-        if out.pointer(parent).is_none_or(Value::is_null) {
-            let top = parent.trim_start_matches('/');
-            out[top] = json!({});
+        // Indexing makes the missing objects on the way, as the expected object has them.
+        let have = path.iter().fold(&mut out, |v, k| &mut v[*k]);
+        if !have.is_array() {
+            *have = json!([]);
         }
-        let slot = out.pointer_mut(parent).expect("parent just made");
-        if !slot[field].is_array() {
-            slot[field] = json!([]);
-        }
-        let have = slot[field].as_array_mut().expect("a list");
+        let have = have.as_array_mut().expect("made a list");
         for item in want {
             if !have.contains(item) {
                 have.push(item.clone());
                 changed = true;
             }
         }
-    };
-    if kind == "ClusterRole" {
-        add_missing(&mut out, "/rules");
-        add_missing(&mut out, "/aggregationRule/clusterRoleSelectors");
-    } else {
-        add_missing(&mut out, "/subjects");
     }
     changed.then_some(out)
 }

@@ -583,18 +583,25 @@ pub fn discoverable() -> impl Iterator<Item = &'static Resource> {
     RESOURCES.iter().chain(REVIEWS)
 }
 
-/// The review answered at `group`/`version` under `plural`.
-pub fn find_review(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    REVIEWS
+fn lookup(
+    table: &'static [Resource],
+    group: &str,
+    version: &str,
+    plural: &str,
+) -> Option<&'static Resource> {
+    table
         .iter()
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
+/// The review answered at `group`/`version` under `plural`.
+pub fn find_review(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    lookup(REVIEWS, group, version, plural)
+}
+
 /// The resource served at `group`/`version` under `plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+    lookup(RESOURCES, group, version, plural)
 }
 
 /// Group-versions in upstream's discovery order (preferred version first within a group).

@@ -8,7 +8,7 @@
 //! (an identical rule later is dropped); the role is written only when that differs from what
 //! it holds.
 
-use crate::informer::{Change, Informer};
+use crate::informer::Informer;
 use crate::queue::{Action, WorkQueue};
 use crate::util::selector_matches;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
@@ -28,19 +28,8 @@ impl ClusterRoleAggregationController {
         let q = queue.clone();
         let cache = roles.clone();
         // Any change may alter what some aggregating role selects: look at all of them (there
-        // are a handful).
-        roles.on_change(move |c| {
-            if let Change::Upsert { new, .. } = c
-                && new.aggregation_rule.is_some()
-            {
-                q.add(new.name_any());
-            }
-            for role in cache.list() {
-                if role.aggregation_rule.is_some() {
-                    q.add(role.name_any());
-                }
-            }
-        });
+        // are a handful). The cache holds the change already when handlers run.
+        roles.on_change(move |_| enqueue_aggregating(&cache, &q));
         ClusterRoleAggregationController {
             client,
             roles,
@@ -50,11 +39,7 @@ impl ClusterRoleAggregationController {
 
     pub async fn run(self) {
         self.roles.wait_synced().await;
-        for role in self.roles.list() {
-            if role.aggregation_rule.is_some() {
-                self.queue.add(role.name_any());
-            }
-        }
+        enqueue_aggregating(&self.roles, &self.queue);
         let this = self.clone();
         self.queue
             .clone()
@@ -84,6 +69,14 @@ impl ClusterRoleAggregationController {
             Ok(_) => Ok(Action::Done),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(Action::Done),
             Err(e) => Err(e),
+        }
+    }
+}
+
+fn enqueue_aggregating(roles: &Informer<ClusterRole>, queue: &WorkQueue) {
+    for role in roles.list() {
+        if role.aggregation_rule.is_some() {
+            queue.add(role.name_any());
         }
     }
 }

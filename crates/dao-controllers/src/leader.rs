@@ -5,8 +5,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::json;
@@ -20,8 +21,8 @@ pub struct Election {
     pub renew: Duration,
 }
 
-fn now_micro() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+fn now() -> MicroTime {
+    MicroTime(k8s_openapi::jiff::Timestamp::now())
 }
 
 impl Election {
@@ -43,7 +44,7 @@ impl Election {
             let lease: Lease = serde_json::from_value(json!({
                 "metadata": {"name": self.name, "namespace": self.namespace},
                 "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": duration,
-                         "acquireTime": now_micro(), "renewTime": now_micro(), "leaseTransitions": 0},
+                         "acquireTime": now(), "renewTime": now(), "leaseTransitions": 0},
             }))
             .expect("lease");
             return match api.create(&PostParams::default(), &lease).await {
@@ -61,8 +62,7 @@ impl Election {
         if holder != self.identity && !holder.is_empty() && !expired {
             return Ok(false);
         }
-        let now: k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime =
-            serde_json::from_value(json!(now_micro())).expect("time");
+        let now = now();
         if holder != self.identity {
             spec.acquire_time = Some(now.clone());
             spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
@@ -92,8 +92,7 @@ impl Election {
             if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
                 return Ok(false);
             }
-            let now: k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime =
-                serde_json::from_value(json!(now_micro())).expect("time");
+            let now = now();
             spec.holder_identity = Some(String::new());
             spec.lease_duration_seconds = Some(1);
             spec.renew_time = Some(now.clone());

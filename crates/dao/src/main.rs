@@ -170,19 +170,23 @@ async fn shutdown_signal() {
     }
 }
 
+/// Who holds a Lease: host and process, as upstream's `{hostname}_{uuid}` names a holder.
+fn leader_identity() -> String {
+    format!(
+        "{}_{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "dao".into()),
+        std::process::id()
+    )
+}
+
 /// Runs the controllers behind the controller-manager Lease until `stop`, then releases it.
 async fn run_controllers(
     client: kube::Client,
     args: ControllerArgs,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let identity = format!(
-        "{}_{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "dao".into()),
-        std::process::id()
-    );
     let config = args.config();
-    dao_controllers::leader::Election::new("dao-controller-manager", &identity)
+    dao_controllers::leader::Election::new("dao-controller-manager", &leader_identity())
         .run(
             client.clone(),
             move || dao_controllers::run(client.clone(), config.clone()),
@@ -193,12 +197,7 @@ async fn run_controllers(
 
 /// Runs the scheduler behind the scheduler Lease until `stop`, then releases it.
 async fn run_scheduler(client: kube::Client, stop: impl std::future::Future<Output = ()>) {
-    let identity = format!(
-        "{}_{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "dao".into()),
-        std::process::id()
-    );
-    dao_controllers::leader::Election::new("dao-scheduler", &identity)
+    dao_controllers::leader::Election::new("dao-scheduler", &leader_identity())
         .run(
             client.clone(),
             move || {

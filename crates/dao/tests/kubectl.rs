@@ -14,6 +14,8 @@ struct Cluster {
     server: support::DaoServer,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
+    /// The server's flags (the store), for restarts.
+    extra: Vec<String>,
     _etcd: Option<EtcdServer>,
 }
 
@@ -37,8 +39,16 @@ impl Cluster {
             server,
             dir,
             kubeconfig,
+            extra,
             _etcd: etcd_server,
         }
+    }
+
+    /// Stops the server cleanly (SIGTERM) and starts another on the same data dir; the
+    /// kubeconfig stays where it was, naming the new port.
+    fn restart(&mut self) {
+        self.server.terminate();
+        self.server = support::DaoServer::start(&self.dir.path().join("data"), &self.extra);
     }
 
     fn log(&self) -> String {
@@ -2139,37 +2149,17 @@ rules:
 
 #[test]
 fn bootstrap_roles_are_reconciled_when_the_server_starts() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut server = support::DaoServer::start(&data, &[]);
-    let kubeconfig = server.kubeconfig.clone();
-    let kubectl = |args: &[&str]| -> String {
-        let out = Command::new(support::kubectl_bin(33))
-            .env("KUBECONFIG", &kubeconfig)
-            .env("KUBECACHEDIR", dir.path().join("cache"))
-            .env("HOME", dir.path())
-            .args(args)
-            .output()
-            .expect("run kubectl");
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut c = Cluster::start(false);
+    let role = |c: &Cluster, name: &str| -> serde_json::Value {
+        serde_json::from_str(&c.ok(&["get", "clusterrole", name, "-o", "json"])).unwrap()
     };
-    let role = |name: &str| -> serde_json::Value {
-        serde_json::from_str(&kubectl(&["get", "clusterrole", name, "-o", "json"])).unwrap()
-    };
-    let replace = |obj: &serde_json::Value, file: &str| {
-        let path = dir.path().join(file);
-        std::fs::write(&path, obj.to_string()).unwrap();
-        kubectl(&["replace", "-f", path.to_str().unwrap()]);
+    let replace = |c: &Cluster, obj: &serde_json::Value, file: &str| {
+        c.ok(&["replace", "-f", &c.file(file, &obj.to_string())]);
     };
 
     // Make `view` look as an older server seeded it (no aggregation, its own rules), pin
     // another role with autoupdate "false", and delete one outright.
-    let mut view = role("view");
+    let mut view = role(&c, "view");
     view.as_object_mut().unwrap().remove("aggregationRule");
     view["metadata"]["labels"]
         .as_object_mut()
@@ -2177,20 +2167,19 @@ fn bootstrap_roles_are_reconciled_when_the_server_starts() {
         .remove("rbac.authorization.k8s.io/aggregate-to-edit");
     view["rules"] =
         serde_json::json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]);
-    replace(&view, "view.json");
-    let mut pinned = role("system:public-info-viewer");
+    replace(&c, &view, "view.json");
+    let mut pinned = role(&c, "system:public-info-viewer");
     pinned["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] =
         serde_json::json!("false");
     pinned["rules"] = serde_json::json!([{"nonResourceURLs": ["/version"], "verbs": ["get"]}]);
-    replace(&pinned, "pinned.json");
-    kubectl(&["delete", "clusterrole", "system:aggregate-to-view"]);
-    let uid = role("view")["metadata"]["uid"].clone();
+    replace(&c, &pinned, "pinned.json");
+    c.ok(&["delete", "clusterrole", "system:aggregate-to-view"]);
+    let uid = role(&c, "view")["metadata"]["uid"].clone();
 
     // A clean shutdown (SIGTERM) releases the scheduler's and controllers' Leases, so the
     // next server runs them at once rather than after the Leases expire.
-    drop(server);
-    server = support::DaoServer::start(&data, &[]);
-    let log = server.log();
+    c.restart();
+    let log = c.log();
     for lease in ["dao-controller-manager", "dao-scheduler"] {
         assert!(
             log.lines()
@@ -2200,14 +2189,14 @@ fn bootstrap_roles_are_reconciled_when_the_server_starts() {
     }
 
     // view is the same object, aggregating again, and so has the aggregated rules back.
-    let recreated = role("system:aggregate-to-view")["rules"].clone();
+    let recreated = role(&c, "system:aggregate-to-view")["rules"].clone();
     assert!(
         recreated.as_array().is_some_and(|r| r.len() > 5),
         "{recreated}"
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let view = role("view");
+        let view = role(&c, "view");
         assert_eq!(view["metadata"]["uid"], uid);
         if view["aggregationRule"]["clusterRoleSelectors"][0]["matchLabels"]["rbac.authorization.k8s.io/aggregate-to-view"]
             == "true"
@@ -2219,13 +2208,13 @@ fn bootstrap_roles_are_reconciled_when_the_server_starts() {
         assert!(
             std::time::Instant::now() < deadline,
             "view not reconciled: {view}\n{}",
-            server.log()
+            c.log()
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     // The pinned role is left as it was.
     assert_eq!(
-        role("system:public-info-viewer")["rules"],
+        role(&c, "system:public-info-viewer")["rules"],
         serde_json::json!([{"nonResourceURLs": ["/version"], "verbs": ["get"]}])
     );
 }

@@ -317,6 +317,16 @@ impl DaoServer {
 
 impl Drop for DaoServer {
     fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+impl DaoServer {
+    /// SIGTERM, as an operator stops it, then SIGKILL after 10 s; nothing if it has exited.
+    pub fn terminate(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
