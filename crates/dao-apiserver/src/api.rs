@@ -203,7 +203,8 @@ pub fn json_response(code: StatusCode, value: &Value) -> Response {
 /// classes), each only if missing, all at once so the store commits them together. Each gets
 /// its uid and creationTimestamp here. An object that exists already is given to `reconcile`
 /// with the expected one; what it returns replaces it (at the revision read: a concurrent
-/// writer wins).
+/// writer wins), or, when it carries the expected object's uid, is deleted and created anew so
+/// that watchers see the old object go and the new one come.
 pub(crate) async fn seed(
     store: &dyn Store,
     objects: Vec<(String, Value)>,
@@ -221,8 +222,18 @@ pub(crate) async fn seed(
             && let Some(updated) = reconcile(&existing, &obj)
         {
             let at = Expect::ModRevision(current.mod_revision);
-            if store.put(&key, encode(&updated), at).await?.is_applied() {
-                tracing::info!(key = %key, "reconciled a bootstrap object");
+            let recreate = updated["metadata"]["uid"] != existing["metadata"]["uid"];
+            let applied = if recreate {
+                store.delete(&key, at).await?.is_applied()
+                    && store
+                        .put(&key, encode(&updated), Expect::Absent)
+                        .await?
+                        .is_applied()
+            } else {
+                store.put(&key, encode(&updated), at).await?.is_applied()
+            };
+            if applied {
+                tracing::info!(key = %key, recreate, "reconciled a bootstrap object");
             }
         }
         Ok(())

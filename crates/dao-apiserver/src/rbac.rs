@@ -1042,7 +1042,10 @@ pub fn bootstrap() -> Vec<(String, Value)> {
 /// that exists already: unless annotated `rbac.authorization.kubernetes.io/autoupdate:
 /// "false"`, it gains the expected labels and annotations it lacks, the expected rules it
 /// lacks, the expected aggregation selectors it lacks, and the expected subjects it lacks.
-/// Nothing is taken away. `None` when nothing changes (and for every other kind).
+/// Nothing is taken away, except that a binding whose roleRef differs from the expected one
+/// (roleRef is immutable) comes back with the expected roleRef and the expected object's uid
+/// and creationTimestamp: the caller deletes and recreates it, as upstream does. `None` when
+/// nothing changes (and for every other kind).
 pub fn reconciled(existing: &Value, expected: &Value) -> Option<Value> {
     let kind = expected["kind"].as_str()?;
     if !matches!(kind, "ClusterRole" | "ClusterRoleBinding")
@@ -1056,6 +1059,13 @@ pub fn reconciled(existing: &Value, expected: &Value) -> Option<Value> {
     }
     let mut out = existing.clone();
     let mut changed = false;
+    if kind == "ClusterRoleBinding" && existing["roleRef"] != expected["roleRef"] {
+        out["roleRef"] = expected["roleRef"].clone();
+        for field in ["uid", "creationTimestamp"] {
+            out["metadata"][field] = expected["metadata"][field].clone();
+        }
+        changed = true;
+    }
     for field in ["labels", "annotations"] {
         let Some(want) = expected["metadata"][field].as_object() else {
             continue;
@@ -1146,6 +1156,30 @@ mod tests {
         );
         let ns = json!({"kind": "Namespace", "metadata": {"name": "default"}});
         assert_eq!(reconciled(&ns, &ns), None);
+    }
+
+    #[test]
+    fn a_binding_to_another_role_is_recreated_with_the_expected_role() {
+        let mut expected = bootstrap()
+            .into_iter()
+            .find(|(k, _)| k.ends_with("clusterrolebindings/system:basic-user"))
+            .unwrap()
+            .1;
+        expected["metadata"]["uid"] = json!("new-uid");
+        let mut old = expected.clone();
+        old["metadata"]["uid"] = json!("old-uid");
+        old["roleRef"]["name"] = json!("view");
+        old["subjects"] =
+            json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "jane"}]);
+        let new = reconciled(&old, &expected).expect("changed");
+        assert_eq!(new["roleRef"], expected["roleRef"]);
+        assert_eq!(new["metadata"]["uid"], "new-uid", "a new object");
+        let subjects = new["subjects"].as_array().unwrap();
+        assert_eq!(
+            subjects.len(),
+            1 + expected["subjects"].as_array().unwrap().len()
+        );
+        assert_eq!(reconciled(&new, &expected), None);
     }
 
     fn attrs(method: &str, path: &str) -> Attributes {

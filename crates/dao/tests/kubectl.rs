@@ -2175,6 +2175,27 @@ fn bootstrap_roles_are_reconciled_when_the_server_starts() {
     replace(&c, &pinned, "pinned.json");
     c.ok(&["delete", "clusterrole", "system:aggregate-to-view"]);
     let uid = role(&c, "view")["metadata"]["uid"].clone();
+    // roleRef is immutable, so a bootstrap binding to another role is one made anew.
+    let binding = |c: &Cluster| -> serde_json::Value {
+        let out = c.ok(&[
+            "get",
+            "clusterrolebinding",
+            "system:basic-user",
+            "-o",
+            "json",
+        ]);
+        serde_json::from_str(&out).unwrap()
+    };
+    c.ok(&["delete", "clusterrolebinding", "system:basic-user"]);
+    c.ok(&[
+        "create",
+        "clusterrolebinding",
+        "system:basic-user",
+        "--clusterrole=view",
+        "--user=jane",
+    ]);
+    let old_binding = binding(&c);
+    assert_eq!(old_binding["roleRef"]["name"], "view");
 
     // A clean shutdown (SIGTERM) releases the scheduler's and controllers' Leases, so the
     // next server runs them at once rather than after the Leases expire.
@@ -2217,6 +2238,21 @@ fn bootstrap_roles_are_reconciled_when_the_server_starts() {
         role(&c, "system:public-info-viewer")["rules"],
         serde_json::json!([{"nonResourceURLs": ["/version"], "verbs": ["get"]}])
     );
+    // The binding was recreated: a new object with the bootstrap roleRef, keeping its subjects
+    // and gaining the bootstrap ones.
+    let new_binding = binding(&c);
+    assert_eq!(new_binding["roleRef"]["name"], "system:basic-user");
+    assert_ne!(
+        new_binding["metadata"]["uid"],
+        old_binding["metadata"]["uid"]
+    );
+    let subjects: Vec<&str> = new_binding["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["jane", "system:authenticated"], "{new_binding}");
 }
 
 #[test]
