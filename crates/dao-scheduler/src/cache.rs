@@ -22,8 +22,8 @@ use std::collections::{BTreeSet, HashMap};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodSpec, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::index::{NodeLabels, PodLabels, TermIndex};
-use crate::plugins::inter_pod_affinity::PodAffinityTerms;
+use crate::index::{NodeLabels, PodLabels, TermGroups};
+use crate::plugins::inter_pod_affinity::{AffinityTerm, PodAffinityTerms};
 use crate::plugins::node_ports::{self, HostPort};
 use crate::resources::{PodRequests, Resources, pod_requests};
 use crate::selector::Labels;
@@ -36,6 +36,8 @@ pub(crate) type PodId = usize;
 /// One node and what is placed on it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct NodeInfo {
+    /// The node's slot in the cache (the index of per-node vectors such as [`crate::index::Domains`]).
+    pub id: NodeId,
     pub name: String,
     /// False for a ghost: pods name it, but the node object is unknown.
     pub present: bool,
@@ -143,8 +145,9 @@ pub struct Cache {
     pub(crate) pods_with_scoring_affinity: BTreeSet<PodId>,
     /// Pods with required pod anti-affinity terms.
     pub(crate) pods_with_required_anti_affinity: BTreeSet<PodId>,
-    /// The required anti-affinity terms of those pods, by a label their selector requires.
-    pub(crate) anti_affinity_terms: TermIndex,
+    /// The required anti-affinity terms of those pods, identical terms grouped, by a label
+    /// their selector requires.
+    pub(crate) anti_affinity_terms: TermGroups<AffinityTerm>,
     /// Pods by namespace and label.
     pub(crate) pod_labels: PodLabels,
     /// Label values of present nodes.
@@ -214,7 +217,7 @@ impl Cache {
         };
         if self.nodes[id].present {
             self.forget_images(id);
-            self.node_labels.remove(&self.nodes[id].labels);
+            self.node_labels.remove(id, &self.nodes[id].labels);
         } else {
             self.order.push(id);
         }
@@ -241,7 +244,7 @@ impl Cache {
             self.image_nodes[*image_id as usize] += 1;
         }
         let labels = node.metadata.labels.clone().unwrap_or_default();
-        self.node_labels.add(&labels);
+        self.node_labels.add(id, &labels);
         let info = &mut self.nodes[id];
         info.present = true;
         info.labels = labels;
@@ -261,10 +264,11 @@ impl Cache {
             return;
         }
         self.forget_images(id);
-        self.node_labels.remove(&self.nodes[id].labels);
+        self.node_labels.remove(id, &self.nodes[id].labels);
         self.order.retain(|n| *n != id);
         let info = &mut self.nodes[id];
         *info = NodeInfo {
+            id,
             name: std::mem::take(&mut info.name),
             requested: std::mem::take(&mut info.requested),
             non_zero_cpu: info.non_zero_cpu,
@@ -313,8 +317,9 @@ impl Cache {
             }
             if !a.required_anti_affinity.is_empty() {
                 self.pods_with_required_anti_affinity.insert(id);
-                self.anti_affinity_terms
-                    .insert(id, &a.required_anti_affinity_selectors());
+                for t in &a.required_anti_affinity {
+                    self.anti_affinity_terms.insert(t, t.selector(), node);
+                }
             }
         }
         self.pod_index
@@ -338,8 +343,9 @@ impl Cache {
         if let Some(a) = &info.affinity {
             self.pods_with_scoring_affinity.remove(&id);
             if self.pods_with_required_anti_affinity.remove(&id) {
-                self.anti_affinity_terms
-                    .remove(id, &a.required_anti_affinity_selectors());
+                for t in &a.required_anti_affinity {
+                    self.anti_affinity_terms.remove(t, t.selector(), info.node);
+                }
             }
         }
         self.nodes[info.node].remove_pod(id, &info);
@@ -511,20 +517,17 @@ impl Cache {
     }
 
     fn new_node_slot(&mut self, name: &str) -> NodeId {
+        let id = self.free_nodes.pop().unwrap_or(self.nodes.len());
         let info = NodeInfo {
+            id,
             name: name.to_owned(),
             ..NodeInfo::default()
         };
-        let id = match self.free_nodes.pop() {
-            Some(id) => {
-                self.nodes[id] = info;
-                id
-            }
-            None => {
-                self.nodes.push(info);
-                self.nodes.len() - 1
-            }
-        };
+        if id == self.nodes.len() {
+            self.nodes.push(info);
+        } else {
+            self.nodes[id] = info;
+        }
         self.node_index.insert(name.to_owned(), id);
         id
     }
@@ -648,10 +651,16 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        let groups: Vec<_> = c.anti_affinity_terms.candidates(&labels).collect();
         let mut names: Vec<String> = c
-            .anti_affinity_terms
-            .candidates(&labels)
-            .map(|(id, _)| c.pod(id).name.clone())
+            .pods_with_required_anti_affinity
+            .iter()
+            .map(|&id| c.pod(id))
+            .filter(|p| {
+                let terms = &p.affinity.as_ref().expect("terms").required_anti_affinity;
+                groups.iter().any(|g| terms.contains(&g.term))
+            })
+            .map(|p| p.name.clone())
             .collect();
         names.sort();
         names
@@ -704,6 +713,10 @@ mod tests {
         c.upsert_node(&node("n2", "4", "8Gi", 110).label("zone", "b"));
         assert_eq!(c.node_labels.count("zone", "a"), 1);
         assert_eq!(c.node_labels.count("zone", "b"), 1);
+        let zones = c.node_labels.domains("zone").expect("zones");
+        let n2 = c.node_id("n2").expect("n2");
+        assert_eq!(c.nodes[n2].id, n2);
+        assert_ne!(zones.of(n2), zones.of(c.node_id("n1").expect("n1")));
         // A ghost becoming a node counts once; an update does not count it twice.
         c.upsert_node(&node("n3", "4", "8Gi", 110).label("zone", "b"));
         c.upsert_node(&node("n3", "4", "8Gi", 110).label("zone", "b"));
@@ -715,9 +728,7 @@ mod tests {
         c.remove_node("n1");
         c.remove_node("n2");
         assert!(c.node_labels.is_empty());
-        let mut zones: Vec<&String> = c.node_labels.values("zone").collect();
-        zones.sort();
-        assert!(zones.is_empty());
+        assert!(c.node_labels.values("zone").is_empty());
     }
 
     #[test]

@@ -6,15 +6,18 @@
 //!   it. A label selector's candidates are the smallest posting list among its equality
 //!   requirements (or the whole namespace when it has none); callers still check the full
 //!   selector on each candidate.
-//! - [`NodeLabels`]: per label key, the values present nodes carry and how many nodes carry
-//!   each: the topology domains of a key without a scan of the nodes.
-//! - [`TermIndex`]: existing pods' required anti-affinity terms, filed under one equality of
-//!   their selector (or as unindexed), so the terms that may select an incoming pod are found
-//!   from the incoming pod's own labels.
+//! - [`NodeLabels`]: per label key, the values present nodes carry ([`Domains`]), each numbered,
+//!   with how many nodes carry it and each node's number: the topology domains of a key
+//!   without a scan of the nodes, and a node's domain without a string lookup, so that a cycle
+//!   keeps its per-domain counts in vectors.
+//! - [`TermGroups`]: existing pods' required anti-affinity terms, identical terms grouped with
+//!   the nodes of the pods carrying them, each group filed under one equality of its selector
+//!   (or as unindexed), so the terms that may select an incoming pod are found from the
+//!   incoming pod's own labels and matched once per distinct term.
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::cache::PodId;
+use crate::cache::{NodeId, PodId};
 use crate::selector::{Labels, Selector};
 
 /// `key -> value -> set`, with empty entries removed.
@@ -61,11 +64,6 @@ impl<T: Ord> Postings<T> {
 
     fn get(&self, key: &str, value: &str) -> Option<&BTreeSet<T>> {
         self.0.get(key)?.get(value)
-    }
-
-    #[cfg(test)]
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
@@ -148,47 +146,141 @@ impl PodLabels {
     }
 }
 
-/// Label values of present nodes with their node counts; see the module documentation.
+/// A topology domain: one value of one label key, numbered among that key's values so that a
+/// cycle counts per domain in a plain vector.
+pub(crate) type DomainId = usize;
+
+const NO_DOMAIN: u32 = u32::MAX;
+
+/// The values present nodes carry for one key: each value's id and node count, and each node's
+/// value id. Ids of values no node carries any more are reused.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct NodeLabels(HashMap<String, HashMap<String, usize>>);
+pub(crate) struct Domains {
+    ids: HashMap<String, u32>,
+    /// Id -> value and the number of present nodes carrying it (0 for a free id).
+    values: Vec<(String, usize)>,
+    free: Vec<u32>,
+    /// Node id -> its value's id, [`NO_DOMAIN`] for a node without the key or not present.
+    by_node: Vec<u32>,
+}
+
+impl Domains {
+    /// The domain of a node (present nodes only); `None` when it does not have the key.
+    pub fn of(&self, node: NodeId) -> Option<DomainId> {
+        match self.by_node.get(node) {
+            Some(&d) if d != NO_DOMAIN => Some(d as DomainId),
+            _ => None,
+        }
+    }
+
+    /// One past the largest domain id: the length of a vector indexed by domain.
+    pub fn slots(&self) -> usize {
+        self.values.len()
+    }
+
+    /// The domains present nodes carry.
+    pub fn ids(&self) -> impl Iterator<Item = DomainId> + '_ {
+        self.ids.values().map(|&d| d as DomainId)
+    }
+
+    /// How many domains present nodes carry, for tests.
+    #[cfg(test)]
+    pub fn count(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The id of a value present nodes carry.
+    pub fn id_of(&self, value: &str) -> Option<DomainId> {
+        self.ids.get(value).map(|&d| d as DomainId)
+    }
+
+    fn add(&mut self, node: NodeId, value: &str) {
+        let id = match self.ids.get(value) {
+            Some(&id) => id,
+            None => {
+                let id = match self.free.pop() {
+                    Some(id) => {
+                        self.values[id as usize].0 = value.to_owned();
+                        id
+                    }
+                    None => {
+                        self.values.push((value.to_owned(), 0));
+                        u32::try_from(self.values.len() - 1).expect("fewer than 2^32 domains")
+                    }
+                };
+                self.ids.insert(value.to_owned(), id);
+                id
+            }
+        };
+        self.values[id as usize].1 += 1;
+        if self.by_node.len() <= node {
+            self.by_node.resize(node + 1, NO_DOMAIN);
+        }
+        self.by_node[node] = id;
+    }
+
+    fn remove(&mut self, node: NodeId, value: &str) {
+        if let Some(slot) = self.by_node.get_mut(node) {
+            *slot = NO_DOMAIN;
+        }
+        let Some(&id) = self.ids.get(value) else {
+            return;
+        };
+        let entry = &mut self.values[id as usize];
+        entry.1 -= 1;
+        if entry.1 == 0 {
+            entry.0.clear();
+            self.ids.remove(value);
+            self.free.push(id);
+        }
+    }
+}
+
+/// Per label key, the [`Domains`] of present nodes; see the module documentation.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NodeLabels(HashMap<String, Domains>);
 
 impl NodeLabels {
-    pub fn add(&mut self, labels: &Labels) {
+    /// Files a present node's labels.
+    pub fn add(&mut self, node: NodeId, labels: &Labels) {
         for (k, v) in labels {
-            let values = match self.0.get_mut(k) {
-                Some(values) => values,
+            let domains = match self.0.get_mut(k) {
+                Some(domains) => domains,
                 None => self.0.entry(k.clone()).or_default(),
             };
-            match values.get_mut(v) {
-                Some(n) => *n += 1,
-                None => {
-                    values.insert(v.clone(), 1);
-                }
-            }
+            domains.add(node, v);
         }
     }
 
-    pub fn remove(&mut self, labels: &Labels) {
+    /// Unfiles the labels `add` filed for the node.
+    pub fn remove(&mut self, node: NodeId, labels: &Labels) {
         for (k, v) in labels {
-            let Some(values) = self.0.get_mut(k) else {
+            let Some(domains) = self.0.get_mut(k) else {
                 continue;
             };
-            let Some(n) = values.get_mut(v) else {
-                continue;
-            };
-            *n -= 1;
-            if *n == 0 {
-                values.remove(v);
-                if values.is_empty() {
-                    self.0.remove(k);
-                }
+            domains.remove(node, v);
+            if domains.ids.is_empty() {
+                self.0.remove(k);
             }
         }
     }
 
-    /// The values present nodes have for `key`.
-    pub fn values(&self, key: &str) -> impl Iterator<Item = &String> {
-        self.0.get(key).into_iter().flat_map(HashMap::keys)
+    /// The domains of `key`; `None` when no present node has it.
+    pub fn domains(&self, key: &str) -> Option<&Domains> {
+        self.0.get(key)
+    }
+
+    /// The values present nodes have for `key`, for tests.
+    #[cfg(test)]
+    pub fn values(&self, key: &str) -> Vec<&str> {
+        let mut values: Vec<&str> = self
+            .0
+            .get(key)
+            .into_iter()
+            .flat_map(|d| d.ids.keys().map(String::as_str))
+            .collect();
+        values.sort_unstable();
+        values
     }
 
     /// How many present nodes are labelled `key=value`, for tests.
@@ -196,8 +288,7 @@ impl NodeLabels {
     pub fn count(&self, key: &str, value: &str) -> usize {
         self.0
             .get(key)
-            .and_then(|m| m.get(value))
-            .copied()
+            .and_then(|d| d.ids.get(value).map(|&id| d.values[id as usize].1))
             .unwrap_or(0)
     }
 
@@ -207,55 +298,127 @@ impl NodeLabels {
     }
 }
 
-/// A term of an existing pod: the pod and the term's position in its list.
-pub(crate) type TermRef = (PodId, usize);
+/// A group of identical terms in a [`TermGroups`].
+pub(crate) type GroupId = usize;
 
-/// Existing pods' terms filed by one `key=value` their selector requires; see the module
-/// documentation.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct TermIndex {
-    by_label: Postings<TermRef>,
-    /// Terms whose selector has no equality requirement.
-    unindexed: BTreeSet<TermRef>,
+/// Identical terms of existing pods, one group per distinct term, with the nodes of the pods
+/// that carry it.
+#[derive(Debug, Clone)]
+pub(crate) struct TermGroup<T> {
+    pub term: T,
+    /// Node -> how many times pods on it carry the term.
+    pub nodes: HashMap<NodeId, u32>,
+    /// How many times pods carry the term.
+    pub carried: usize,
 }
 
-impl TermIndex {
-    pub fn insert(&mut self, id: PodId, selectors: &[&Selector]) {
-        for (i, s) in selectors.iter().enumerate() {
-            match s.equalities().next() {
-                Some((k, v)) => self.by_label.insert(k, v, (id, i)),
-                None => {
-                    self.unindexed.insert((id, i));
+/// Existing pods' terms grouped by identity, each group filed under one `key=value` its
+/// selector requires (or as unindexed); see the module documentation. The pods of one workload
+/// carry the same term, so a cycle matches each distinct term once, not once per pod.
+#[derive(Debug, Clone)]
+pub(crate) struct TermGroups<T> {
+    ids: HashMap<T, GroupId>,
+    groups: Vec<Option<TermGroup<T>>>,
+    free: Vec<GroupId>,
+    by_label: Postings<GroupId>,
+    /// Groups whose selector has no equality requirement.
+    unindexed: BTreeSet<GroupId>,
+}
+
+impl<T> Default for TermGroups<T> {
+    fn default() -> Self {
+        TermGroups {
+            ids: HashMap::new(),
+            groups: Vec::new(),
+            free: Vec::new(),
+            by_label: Postings::default(),
+            unindexed: BTreeSet::new(),
+        }
+    }
+}
+
+impl<T: Clone + Eq + std::hash::Hash> TermGroups<T> {
+    /// Counts a term carried by a pod on `node`; `selector` is the term's label selector.
+    pub fn insert(&mut self, term: &T, selector: &Selector, node: NodeId) {
+        let id = match self.ids.get(term) {
+            Some(&id) => id,
+            None => {
+                let group = TermGroup {
+                    term: term.clone(),
+                    nodes: HashMap::new(),
+                    carried: 0,
+                };
+                let id = match self.free.pop() {
+                    Some(id) => {
+                        self.groups[id] = Some(group);
+                        id
+                    }
+                    None => {
+                        self.groups.push(Some(group));
+                        self.groups.len() - 1
+                    }
+                };
+                self.ids.insert(term.clone(), id);
+                match selector.equalities().next() {
+                    Some((k, v)) => self.by_label.insert(k, v, id),
+                    None => {
+                        self.unindexed.insert(id);
+                    }
                 }
+                id
+            }
+        };
+        let group = self.groups[id].as_mut().expect("live group");
+        *group.nodes.entry(node).or_insert(0) += 1;
+        group.carried += 1;
+    }
+
+    /// Uncounts what `insert` counted for the same term, selector and node.
+    pub fn remove(&mut self, term: &T, selector: &Selector, node: NodeId) {
+        let Some(&id) = self.ids.get(term) else {
+            return;
+        };
+        let Some(group) = self.groups[id].as_mut() else {
+            return;
+        };
+        if let Some(n) = group.nodes.get_mut(&node) {
+            *n -= 1;
+            if *n == 0 {
+                group.nodes.remove(&node);
+            }
+        }
+        group.carried -= 1;
+        if group.carried > 0 {
+            return;
+        }
+        self.groups[id] = None;
+        self.ids.remove(term);
+        self.free.push(id);
+        match selector.equalities().next() {
+            Some((k, v)) => self.by_label.remove(k, v, &id),
+            None => {
+                self.unindexed.remove(&id);
             }
         }
     }
 
-    /// Removes the terms `insert` filed for the same pod and selectors.
-    pub fn remove(&mut self, id: PodId, selectors: &[&Selector]) {
-        for (i, s) in selectors.iter().enumerate() {
-            match s.equalities().next() {
-                Some((k, v)) => self.by_label.remove(k, v, &(id, i)),
-                None => {
-                    self.unindexed.remove(&(id, i));
-                }
-            }
-        }
-    }
-
-    /// Each term that may select a pod with these labels, once (callers check the term).
-    pub fn candidates<'s>(&'s self, labels: &'s Labels) -> impl Iterator<Item = TermRef> + 's {
+    /// Each group whose term may select a pod with these labels, once (callers check the
+    /// term).
+    pub fn candidates<'s>(
+        &'s self,
+        labels: &'s Labels,
+    ) -> impl Iterator<Item = &'s TermGroup<T>> + 's {
         labels
             .iter()
             .filter_map(|(k, v)| self.by_label.get(k, v))
             .flatten()
             .chain(&self.unindexed)
-            .copied()
+            .filter_map(|&id| self.groups[id].as_ref())
     }
 
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.by_label.is_empty() && self.unindexed.is_empty()
+        self.ids.is_empty()
     }
 }
 
@@ -335,39 +498,75 @@ mod tests {
         let mut idx = NodeLabels::default();
         let a = labels(&[("zone", "a"), ("host", "n1")]);
         let b = labels(&[("zone", "a"), ("host", "n2")]);
-        idx.add(&a);
-        idx.add(&b);
+        idx.add(0, &a);
+        idx.add(3, &b);
         assert_eq!(idx.count("zone", "a"), 2);
-        let mut hosts: Vec<&String> = idx.values("host").collect();
-        hosts.sort();
-        assert_eq!(hosts, ["n1", "n2"]);
-        idx.remove(&a);
+        assert_eq!(idx.values("host"), ["n1", "n2"]);
+        let zones = idx.domains("zone").expect("zone domains");
+        assert_eq!(zones.of(0), zones.of(3));
+        assert_eq!(zones.of(1), None);
+        assert_eq!(zones.count(), 1);
+        let hosts = idx.domains("host").expect("host domains");
+        assert_ne!(hosts.of(0), hosts.of(3));
+        let freed = hosts.of(0);
+        idx.remove(0, &a);
         assert_eq!(idx.count("zone", "a"), 1);
-        assert_eq!(idx.values("host").count(), 1);
-        idx.remove(&b);
+        assert_eq!(idx.values("host"), ["n2"]);
+        assert_eq!(idx.domains("zone").and_then(|d| d.of(0)), None);
+        // A freed id is reused for the next new value.
+        idx.add(0, &labels(&[("host", "n9")]));
+        assert_eq!(idx.domains("host").and_then(|d| d.of(0)), freed);
+        assert_eq!(idx.domains("host").map(Domains::slots), Some(2));
+        idx.remove(0, &labels(&[("host", "n9")]));
+        idx.remove(3, &b);
         assert!(idx.is_empty());
-        assert_eq!(idx.values("zone").count(), 0);
+        assert!(idx.values("zone").is_empty());
     }
 
     #[test]
-    fn term_index_finds_terms_by_the_incoming_labels() {
-        let mut idx = TermIndex::default();
+    fn term_groups_count_identical_terms_once() {
+        let mut idx: TermGroups<Selector> = TermGroups::default();
         let web = selector(&[("app", "web")]);
         let everything = Selector::everything();
-        idx.insert(7, &[&web, &everything]);
-        idx.insert(8, &[&selector(&[("app", "db")])]);
-        let found = |idx: &TermIndex, l: &[(&str, &str)]| -> Vec<TermRef> {
-            let l = labels(l);
-            let mut v: Vec<TermRef> = idx.candidates(&l).collect();
-            v.sort_unstable();
-            v
-        };
-        assert_eq!(found(&idx, &[("app", "web")]), [(7, 0), (7, 1)]);
-        assert_eq!(found(&idx, &[("app", "db"), ("x", "y")]), [(7, 1), (8, 0)]);
-        assert_eq!(found(&idx, &[]), [(7, 1)]);
-        idx.remove(7, &[&web, &everything]);
-        assert_eq!(found(&idx, &[("app", "web")]), Vec::<TermRef>::new());
-        idx.remove(8, &[&selector(&[("app", "db")])]);
+        idx.insert(&web, &web, 1);
+        idx.insert(&web, &web, 1);
+        idx.insert(&web, &web, 2);
+        idx.insert(&everything, &everything, 2);
+        idx.insert(&selector(&[("app", "db")]), &selector(&[("app", "db")]), 3);
+        let found =
+            |idx: &TermGroups<Selector>, l: &[(&str, &str)]| -> Vec<(usize, Vec<(NodeId, u32)>)> {
+                let l = labels(l);
+                let mut v: Vec<(usize, Vec<(NodeId, u32)>)> = idx
+                    .candidates(&l)
+                    .map(|g| {
+                        let mut nodes: Vec<(NodeId, u32)> =
+                            g.nodes.iter().map(|(n, c)| (*n, *c)).collect();
+                        nodes.sort_unstable();
+                        (g.carried, nodes)
+                    })
+                    .collect();
+                v.sort_unstable();
+                v
+            };
+        assert_eq!(
+            found(&idx, &[("app", "web")]),
+            [(1, vec![(2, 1)]), (3, vec![(1, 2), (2, 1)])]
+        );
+        assert_eq!(
+            found(&idx, &[("app", "db"), ("x", "y")]),
+            [(1, vec![(2, 1)]), (1, vec![(3, 1)])]
+        );
+        assert_eq!(found(&idx, &[]), [(1, vec![(2, 1)])]);
+        idx.remove(&web, &web, 1);
+        idx.remove(&web, &web, 2);
+        assert_eq!(
+            found(&idx, &[("app", "web")]),
+            [(1, vec![(1, 1)]), (1, vec![(2, 1)])]
+        );
+        idx.remove(&web, &web, 1);
+        idx.remove(&everything, &everything, 2);
+        assert_eq!(found(&idx, &[("app", "web")]), []);
+        idx.remove(&selector(&[("app", "db")]), &selector(&[("app", "db")]), 3);
         assert!(idx.is_empty());
     }
 }

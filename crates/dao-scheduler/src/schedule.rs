@@ -4,7 +4,10 @@
 //! Sampling: once enough feasible nodes are found ([`Scheduler::num_feasible_nodes_to_find`]:
 //! all nodes below 100, else an adaptive `50 - nodes/125` percent, at least 5% and at least
 //! 100 nodes) filtering stops; the next decision starts where this one stopped, so load
-//! spreads over the cluster. A pod whose `status.nominatedNodeName` still fits is placed there
+//! spreads over the cluster. Filtering asks only whether a node fits, most selective filters
+//! first; when none does, a second pass over every node collects each node's first failing
+//! filter in upstream's order for the FailedScheduling message (the same message one pass in
+//! upstream's order gives). A pod whose `status.nominatedNodeName` still fits is placed there
 //! without looking further (the node it preempted for). With a single feasible node, scoring is
 //! skipped.
 //!
@@ -218,7 +221,7 @@ impl Scheduler {
             .as_ref()
             .and_then(|s| s.nominated_node_name.as_deref());
         if let Some(id) = nominated.and_then(|name| cache.node_id(name))
-            && cycle.filter(&cache.nodes[id]).is_ok()
+            && cycle.passes(&cache.nodes[id])
         {
             return Ok(ScheduleResult {
                 node: cache.nodes[id].name.clone(),
@@ -229,24 +232,20 @@ impl Scheduler {
         let want = self.num_feasible_nodes_to_find(n);
         let start = self.next_start % n;
         let mut feasible = Vec::with_capacity(want);
-        let mut diagnosis = Diagnosis::default();
         let mut evaluated = 0;
         for i in 0..n {
             let id = cache.order[(start + i) % n];
             evaluated += 1;
-            match cycle.filter(&cache.nodes[id]) {
-                Ok(()) => {
-                    feasible.push(id);
-                    if feasible.len() >= want {
-                        break;
-                    }
+            if cycle.passes(&cache.nodes[id]) {
+                feasible.push(id);
+                if feasible.len() >= want {
+                    break;
                 }
-                Err(status) => diagnosis.add(status),
             }
         }
         self.next_start = (start + evaluated) % n;
         let best = match feasible.len() {
-            0 => return Err(diagnosis.into_error(pod, n)),
+            0 => return Err(diagnose(&cycle, pod)),
             1 => feasible[0],
             _ => {
                 let totals = score(&cycle, &feasible);
@@ -291,6 +290,19 @@ impl Scheduler {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         Some(z ^ (z >> 31))
     }
+}
+
+/// Why no node fits: every node's first failing filter, in upstream's order. Only a pod that
+/// fits nowhere pays for the reasons; the search itself asks [`Cycle::passes`].
+fn diagnose(cycle: &Cycle<'_>, pod: &Pod) -> FitError {
+    let cache = cycle.cache;
+    let mut diagnosis = Diagnosis::default();
+    for &id in &cache.order {
+        if let Err(status) = cycle.filter(&cache.nodes[id]) {
+            diagnosis.add(status);
+        }
+    }
+    diagnosis.into_error(pod, cache.order.len())
 }
 
 /// Weighted sum of every score plugin for each feasible node.
@@ -341,7 +353,7 @@ fn score(cycle: &Cycle<'_>, feasible: &[NodeId]) -> Vec<i64> {
     if let Some(state) = pod_topology_spread::ScoreState::new(cache, pod, feasible) {
         let raw: Vec<Option<i64>> = feasible
             .iter()
-            .map(|id| state.score(*id, pod, &cache.nodes[*id]))
+            .map(|id| state.score(pod, &cache.nodes[*id]))
             .collect();
         add(
             Plugin::PodTopologySpread,

@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 /// Labels of an object.
 pub type Labels = BTreeMap<String, String>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Op {
     In,
     NotIn,
@@ -28,7 +28,7 @@ enum Op {
     Lt,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Requirement {
     key: String,
     op: Op,
@@ -92,7 +92,7 @@ impl Requirement {
 }
 
 /// A parsed label selector.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Selector {
     requirements: Vec<Requirement>,
     /// Selects no object at all (missing or malformed selector).
@@ -184,6 +184,12 @@ impl Selector {
                 (Op::In, [v]) => Some((r.key.as_str(), v.as_str())),
                 _ => None,
             })
+    }
+
+    /// Whether the selector is one `key=value` requirement and nothing else: exactly the
+    /// objects of that label's posting list.
+    pub fn is_one_equality(&self) -> bool {
+        !self.nothing && self.requirements.len() == 1 && self.equalities().next().is_some()
     }
 
     /// Whether an object with these labels is selected.

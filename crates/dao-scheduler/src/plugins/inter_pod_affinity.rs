@@ -26,13 +26,12 @@
 //! may select the incoming pod through the index of those terms by label, and only existing
 //! pods whose terms can score (required affinity, preferred terms) are visited for scoring.
 
-use std::collections::HashMap;
-
 use k8s_openapi::api::core::v1::{PodAffinityTerm, PodSpec, WeightedPodAffinityTerm};
 
 use super::Incoming;
-use crate::cache::{Cache, NodeInfo, PodInfo};
+use crate::cache::{Cache, NodeId, NodeInfo, PodInfo};
 use crate::framework::{Code, FilterResult, MAX_NODE_SCORE, Plugin, Status};
+use crate::index::Domains;
 use crate::selector::{Labels, Selector};
 
 pub(crate) const AFFINITY_REASON: &str = "node(s) didn't match pod affinity rules";
@@ -41,7 +40,7 @@ pub(crate) const EXISTING_ANTI_AFFINITY_REASON: &str =
     "node(s) didn't satisfy existing pods anti-affinity rules";
 
 /// One parsed pod affinity term.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct AffinityTerm {
     namespaces: Vec<String>,
     namespace_selector: Selector,
@@ -88,6 +87,10 @@ impl AffinityTerm {
         }
     }
 
+    pub fn selector(&self) -> &Selector {
+        &self.selector
+    }
+
     /// Whether a pod in `namespace` (whose labels, if known, are `namespace_labels`) with these
     /// labels is selected by the term.
     pub fn matches(
@@ -108,10 +111,12 @@ impl AffinityTerm {
     /// Calls `f` with every cached pod (on any node, ghosts included) the term selects, found
     /// through the cache's pods-by-label index.
     fn for_each_selected<'c>(&self, cache: &'c Cache, mut f: impl FnMut(&'c PodInfo)) {
+        // A lone `key=value` selects exactly its posting list.
+        let exact = self.selector.is_one_equality();
         let mut visit = |namespace: &str| {
             for &id in cache.pod_labels.candidates(namespace, &self.selector) {
                 let pod = cache.pod(id);
-                if self.selector.matches(&pod.labels) {
+                if exact || self.selector.matches(&pod.labels) {
                     f(pod);
                 }
             }
@@ -155,15 +160,6 @@ impl PodAffinityTerms {
         !self.required_affinity.is_empty()
             || !self.preferred_affinity.is_empty()
             || !self.preferred_anti_affinity.is_empty()
-    }
-
-    /// The label selectors of the required anti-affinity terms, in order (for the cache's
-    /// index of those terms).
-    pub fn required_anti_affinity_selectors(&self) -> Vec<&Selector> {
-        self.required_anti_affinity
-            .iter()
-            .map(|t| &t.selector)
-            .collect()
     }
 
     /// Parses the pod's terms; `None` when it has none.
@@ -217,46 +213,93 @@ impl PodAffinityTerms {
     }
 }
 
-/// Counts per topology domain: key -> value -> count. Entries at zero are removed.
+/// Counts per topology domain, for a few keys: per key, a vector indexed by the cache's domain
+/// ids ([`Domains`]), so a node's count is found without a string lookup.
 #[derive(Debug, Clone, Default)]
-struct TopologyCounts(HashMap<String, HashMap<String, i64>>);
+struct TopologyCounts<'c> {
+    keys: Vec<KeyCounts<'c>>,
+    /// Domains whose count is not zero.
+    nonzero: usize,
+}
 
-impl TopologyCounts {
-    fn update(&mut self, node: &NodeInfo, key: &str, delta: i64) {
-        let Some(value) = node.labels.get(key) else {
+#[derive(Debug, Clone)]
+struct KeyCounts<'c> {
+    key: String,
+    domains: &'c Domains,
+    counts: Vec<i64>,
+}
+
+/// A key's place in a [`TopologyCounts`]; `None` when no present node has the key.
+type Slot = Option<usize>;
+
+impl<'c> TopologyCounts<'c> {
+    /// The key's place, added on first use.
+    fn slot(&mut self, cache: &'c Cache, key: &str) -> Slot {
+        if let Some(i) = self.keys.iter().position(|k| k.key == key) {
+            return Some(i);
+        }
+        let domains = cache.node_labels.domains(key)?;
+        self.keys.push(KeyCounts {
+            key: key.to_owned(),
+            domains,
+            counts: vec![0; domains.slots()],
+        });
+        Some(self.keys.len() - 1)
+    }
+
+    /// Adds to the domain of the node with this id of the key at `slot` (nothing for a node
+    /// without the key, or not present).
+    fn update_slot(&mut self, slot: Slot, node: NodeId, delta: i64) {
+        let Some(k) = slot.and_then(|i| self.keys.get_mut(i)) else {
             return;
         };
-        let values = self.0.entry(key.to_owned()).or_default();
-        let count = values.entry(value.clone()).or_default();
+        let Some(d) = k.domains.of(node) else {
+            return;
+        };
+        let count = &mut k.counts[d];
+        let before = *count;
         *count += delta;
-        if *count == 0 {
-            values.remove(value);
-            if values.is_empty() {
-                self.0.remove(key);
-            }
+        match (before == 0, *count == 0) {
+            (true, false) => self.nonzero += 1,
+            (false, true) => self.nonzero -= 1,
+            _ => {}
         }
     }
 
-    fn get(&self, key: &str, value: &str) -> i64 {
-        self.0
-            .get(key)
-            .and_then(|m| m.get(value))
-            .copied()
-            .unwrap_or(0)
+    fn update(&mut self, cache: &'c Cache, node: &NodeInfo, key: &str, delta: i64) {
+        let slot = self.slot(cache, key);
+        self.update_slot(slot, node.id, delta);
+    }
+
+    /// The count of the node's domain of the key at `slot`; `None` when the node does not
+    /// have the key.
+    fn domain_count(&self, slot: Slot, node: &NodeInfo) -> Option<i64> {
+        let k = self.keys.get(slot?)?;
+        k.domains.of(node.id).map(|d| k.counts[d])
+    }
+
+    /// The count of the node's domain of the key at `slot` (0 without one).
+    fn get(&self, slot: Slot, node: &NodeInfo) -> i64 {
+        self.domain_count(slot, node).unwrap_or(0)
     }
 
     fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.nonzero == 0
     }
 
     /// Whether any domain of the node has a positive count.
     fn any_on(&self, node: &NodeInfo) -> bool {
-        self.0.iter().any(|(key, values)| {
-            node.labels
-                .get(key)
-                .and_then(|v| values.get(v))
-                .is_some_and(|c| *c > 0)
-        })
+        self.keys
+            .iter()
+            .any(|k| k.domains.of(node.id).is_some_and(|d| k.counts[d] > 0))
+    }
+
+    /// The sum of the node's domain counts.
+    fn sum_on(&self, node: &NodeInfo) -> i64 {
+        self.keys
+            .iter()
+            .filter_map(|k| k.domains.of(node.id).map(|d| k.counts[d]))
+            .sum()
     }
 }
 
@@ -271,18 +314,22 @@ fn matches_all(terms: &[AffinityTerm], cache: &Cache, pod: &PodInfo) -> bool {
 
 /// The pre-filter counts for one cycle.
 #[derive(Debug, Clone)]
-pub(crate) struct FilterState {
+pub(crate) struct FilterState<'c> {
     /// Domains where an existing pod's required anti-affinity matches the incoming pod.
-    existing_anti: TopologyCounts,
+    existing_anti: TopologyCounts<'c>,
     /// Domains with pods matching all of the incoming pod's required affinity terms.
-    affinity: TopologyCounts,
+    affinity: TopologyCounts<'c>,
     /// Domains with pods matching one of the incoming pod's required anti-affinity terms.
-    anti: TopologyCounts,
+    anti: TopologyCounts<'c>,
+    /// The places of the incoming pod's required affinity terms' keys in `affinity`.
+    affinity_slots: Vec<Slot>,
+    /// The places of its required anti-affinity terms' keys in `anti`.
+    anti_slots: Vec<Slot>,
 }
 
-impl FilterState {
+impl<'c> FilterState<'c> {
     /// Counts domains; `None` when neither the pod nor any existing pod has required terms.
-    pub fn new(cache: &Cache, pod: &Incoming<'_>) -> Option<Self> {
+    pub fn new(cache: &'c Cache, pod: &Incoming<'_>) -> Option<Self> {
         let own = terms(pod)
             .filter(|t| !t.required_affinity.is_empty() || !t.required_anti_affinity.is_empty());
         if own.is_none() && cache.pods_with_required_anti_affinity.is_empty() {
@@ -292,45 +339,52 @@ impl FilterState {
             existing_anti: TopologyCounts::default(),
             affinity: TopologyCounts::default(),
             anti: TopologyCounts::default(),
+            affinity_slots: Vec::new(),
+            anti_slots: Vec::new(),
         };
         let own_ns_labels = cache.namespace_labels(&pod.info.namespace);
         // Only the existing terms filed under one of the incoming pod's labels (or unindexed)
-        // can select it.
-        for (id, i) in cache.anti_affinity_terms.candidates(&pod.info.labels) {
-            let existing = cache.pod(id);
-            let node = &cache.nodes[existing.node];
-            if !node.present {
+        // can select it; identical terms of many pods are matched once.
+        for group in cache.anti_affinity_terms.candidates(&pod.info.labels) {
+            let t = &group.term;
+            if !t.matches(&pod.info.namespace, &pod.info.labels, own_ns_labels) {
                 continue;
             }
-            let term = existing
-                .affinity
-                .as_ref()
-                .and_then(|a| a.required_anti_affinity.get(i));
-            if let Some(t) = term
-                && t.matches(&pod.info.namespace, &pod.info.labels, own_ns_labels)
-            {
-                state.existing_anti.update(node, &t.topology_key, 1);
+            let slot = state.existing_anti.slot(cache, &t.topology_key);
+            for (&node, &n) in &group.nodes {
+                // Ghosts have no domain.
+                state.existing_anti.update_slot(slot, node, i64::from(n));
             }
         }
         if let Some(own) = own {
+            state.affinity_slots = own
+                .required_affinity
+                .iter()
+                .map(|t| state.affinity.slot(cache, &t.topology_key))
+                .collect();
+            state.anti_slots = own
+                .required_anti_affinity
+                .iter()
+                .map(|t| state.anti.slot(cache, &t.topology_key))
+                .collect();
             // Pods matching all affinity terms are among those the first one selects.
             if let Some(first) = own.required_affinity.first() {
-                let affinity = &mut state.affinity;
+                let (affinity, slots) = (&mut state.affinity, &state.affinity_slots);
                 first.for_each_selected(cache, |existing| {
                     let node = &cache.nodes[existing.node];
                     if node.present && matches_all(&own.required_affinity, cache, existing) {
-                        for t in &own.required_affinity {
-                            affinity.update(node, &t.topology_key, 1);
+                        for &slot in slots {
+                            affinity.update_slot(slot, node.id, 1);
                         }
                     }
                 });
             }
-            for t in &own.required_anti_affinity {
+            for (t, &slot) in own.required_anti_affinity.iter().zip(&state.anti_slots) {
                 let anti = &mut state.anti;
                 t.for_each_selected(cache, |existing| {
                     let node = &cache.nodes[existing.node];
                     if node.present {
-                        anti.update(node, &t.topology_key, 1);
+                        anti.update_slot(slot, node.id, 1);
                     }
                 });
             }
@@ -348,13 +402,13 @@ impl FilterState {
     ) {
         let Some(own) = terms(pod) else { return };
         if matches_all(&own.required_affinity, cache, existing) {
-            for t in &own.required_affinity {
-                self.affinity.update(node, &t.topology_key, delta);
+            for &slot in &self.affinity_slots {
+                self.affinity.update_slot(slot, node.id, delta);
             }
         }
-        for t in &own.required_anti_affinity {
+        for (t, &slot) in own.required_anti_affinity.iter().zip(&self.anti_slots) {
             if t.matches_pod(cache, existing) {
-                self.anti.update(node, &t.topology_key, delta);
+                self.anti.update_slot(slot, node.id, delta);
             }
         }
     }
@@ -362,7 +416,7 @@ impl FilterState {
     /// Adjusts the counts for `existing` leaving (`delta` -1) or returning (+1) to `node`.
     pub fn update_for_pod(
         &mut self,
-        cache: &Cache,
+        cache: &'c Cache,
         pod: &Incoming<'_>,
         existing: &PodInfo,
         node: &NodeInfo,
@@ -375,43 +429,39 @@ impl FilterState {
             .flat_map(|a| &a.required_anti_affinity)
         {
             if t.matches(&pod.info.namespace, &pod.info.labels, own_ns_labels) {
-                self.existing_anti.update(node, &t.topology_key, delta);
+                self.existing_anti
+                    .update(cache, node, &t.topology_key, delta);
             }
         }
         self.count_own_terms(cache, pod, existing, node, delta);
     }
 
     pub fn filter(&self, pod: &Incoming<'_>, node: &NodeInfo) -> FilterResult {
+        match self.failure(pod, node) {
+            None => Ok(()),
+            Some((code, reason)) => Err(Status::new(Plugin::InterPodAffinity, code, reason)),
+        }
+    }
+
+    /// Why the node fails the filter, without building a [`Status`]; `None` when it passes.
+    pub fn failure(&self, pod: &Incoming<'_>, node: &NodeInfo) -> Option<(Code, &'static str)> {
         if let Some(own) = terms(pod) {
             if !self.satisfies_affinity(own, pod, node) {
-                return Err(Status::new(
-                    Plugin::InterPodAffinity,
-                    Code::UnschedulableAndUnresolvable,
-                    AFFINITY_REASON,
-                ));
+                return Some((Code::UnschedulableAndUnresolvable, AFFINITY_REASON));
             }
             let anti_hit = !self.anti.is_empty()
-                && own.required_anti_affinity.iter().any(|t| {
-                    node.labels
-                        .get(&t.topology_key)
-                        .is_some_and(|v| self.anti.get(&t.topology_key, v) > 0)
-                });
+                && self
+                    .anti_slots
+                    .iter()
+                    .any(|&slot| self.anti.get(slot, node) > 0);
             if anti_hit {
-                return Err(Status::new(
-                    Plugin::InterPodAffinity,
-                    Code::Unschedulable,
-                    ANTI_AFFINITY_REASON,
-                ));
+                return Some((Code::Unschedulable, ANTI_AFFINITY_REASON));
             }
         }
-        if self.existing_anti.any_on(node) {
-            return Err(Status::new(
-                Plugin::InterPodAffinity,
-                Code::Unschedulable,
-                EXISTING_ANTI_AFFINITY_REASON,
-            ));
+        if !self.existing_anti.is_empty() && self.existing_anti.any_on(node) {
+            return Some((Code::Unschedulable, EXISTING_ANTI_AFFINITY_REASON));
         }
-        Ok(())
+        None
     }
 
     fn satisfies_affinity(
@@ -421,12 +471,11 @@ impl FilterState {
         node: &NodeInfo,
     ) -> bool {
         let mut pods_exist = true;
-        for t in &own.required_affinity {
-            let Some(value) = node.labels.get(&t.topology_key) else {
-                return false;
-            };
-            if self.affinity.get(&t.topology_key, value) <= 0 {
-                pods_exist = false;
+        for &slot in &self.affinity_slots {
+            match self.affinity.domain_count(slot, node) {
+                None => return false,
+                Some(count) if count <= 0 => pods_exist = false,
+                Some(_) => {}
             }
         }
         if pods_exist {
@@ -442,13 +491,13 @@ impl FilterState {
 }
 
 /// Preferred-term scores per domain for one cycle.
-pub(crate) struct ScoreState {
-    scores: TopologyCounts,
+pub(crate) struct ScoreState<'c> {
+    scores: TopologyCounts<'c>,
 }
 
-impl ScoreState {
+impl<'c> ScoreState<'c> {
     /// `None` when neither the pod nor any existing pod has pod (anti-)affinity.
-    pub fn new(cache: &Cache, pod: &Incoming<'_>) -> Option<Self> {
+    pub fn new(cache: &'c Cache, pod: &Incoming<'_>) -> Option<Self> {
         let own = terms(pod);
         let has_preferred = own.is_some_and(|t| {
             !t.preferred_affinity.is_empty() || !t.preferred_anti_affinity.is_empty()
@@ -470,7 +519,7 @@ impl ScoreState {
             for (w, t) in terms {
                 t.for_each_selected(cache, |existing| {
                     if let Some(node) = scored_node(existing) {
-                        scores.update(node, &t.topology_key, sign * *w);
+                        scores.update(cache, node, &t.topology_key, sign * *w);
                     }
                 });
             }
@@ -487,17 +536,17 @@ impl ScoreState {
                 |t: &AffinityTerm| t.matches(&pod.info.namespace, &pod.info.labels, own_ns_labels);
             for t in &theirs.required_affinity {
                 if incoming(t) {
-                    scores.update(node, &t.topology_key, 1);
+                    scores.update(cache, node, &t.topology_key, 1);
                 }
             }
             for (w, t) in &theirs.preferred_affinity {
                 if incoming(t) {
-                    scores.update(node, &t.topology_key, *w);
+                    scores.update(cache, node, &t.topology_key, *w);
                 }
             }
             for (w, t) in &theirs.preferred_anti_affinity {
                 if incoming(t) {
-                    scores.update(node, &t.topology_key, -*w);
+                    scores.update(cache, node, &t.topology_key, -*w);
                 }
             }
         }
@@ -506,11 +555,7 @@ impl ScoreState {
 
     /// The raw score: the sum of the node's domain scores.
     pub fn score(&self, node: &NodeInfo) -> i64 {
-        self.scores
-            .0
-            .iter()
-            .filter_map(|(key, values)| node.labels.get(key).and_then(|v| values.get(v)))
-            .sum()
+        self.scores.sum_on(node)
     }
 
     /// Min-max normalization to 0..=100 (all 0 when nothing was scored).

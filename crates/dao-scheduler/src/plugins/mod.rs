@@ -4,8 +4,9 @@
 //! [`Cycle::new`] parses the incoming pod once ([`Incoming`]) and runs the "pre-filter" work
 //! that needs the whole cluster (pod topology spread and inter-pod affinity counts) only when
 //! the pod, or an existing pod's anti-affinity, asks for it. [`Cycle::filter`] then runs the
-//! filters on one node in upstream's order and stops at the first that fails; scoring lives in
-//! [`crate::schedule`].
+//! filters on one node in upstream's order and stops at the first that fails, whose reason the
+//! FailedScheduling message counts; [`Cycle::passes`] gives the same yes or no without the
+//! reason, trying the most selective filters first. Scoring lives in [`crate::schedule`].
 
 pub(crate) mod balanced_allocation;
 pub(crate) mod image_locality;
@@ -58,8 +59,8 @@ impl<'a> Incoming<'a> {
 pub(crate) struct Cycle<'a> {
     pub cache: &'a Cache,
     pub pod: Incoming<'a>,
-    pub inter_pod: Option<inter_pod_affinity::FilterState>,
-    pub spread: Option<pod_topology_spread::FilterState>,
+    pub inter_pod: Option<inter_pod_affinity::FilterState<'a>>,
+    pub spread: Option<pod_topology_spread::FilterState<'a>>,
 }
 
 impl<'a> Cycle<'a> {
@@ -81,12 +82,7 @@ impl<'a> Cycle<'a> {
 
     /// Runs every filter on a node, in upstream's order, stopping at the first failure.
     pub fn filter(&self, node: &NodeInfo) -> FilterResult {
-        node_unschedulable::filter(&self.pod, node)?;
-        node_name::filter(&self.pod, node)?;
-        taint_toleration::filter(&self.pod, node)?;
-        node_affinity::filter(&self.pod, node)?;
-        node_ports::filter(&self.pod, node)?;
-        resources_fit::filter(&self.pod, node)?;
+        self.filter_node(node)?;
         if let Some(s) = &self.spread {
             s.filter(&self.pod, node)?;
         }
@@ -94,6 +90,32 @@ impl<'a> Cycle<'a> {
             s.filter(&self.pod, node)?;
         }
         Ok(())
+    }
+
+    /// The filters that look at the node alone, in upstream's order.
+    fn filter_node(&self, node: &NodeInfo) -> FilterResult {
+        node_unschedulable::filter(&self.pod, node)?;
+        node_name::filter(&self.pod, node)?;
+        taint_toleration::filter(&self.pod, node)?;
+        node_affinity::filter(&self.pod, node)?;
+        node_ports::filter(&self.pod, node)?;
+        resources_fit::filter(&self.pod, node)
+    }
+
+    /// Whether the node passes every filter: [`Cycle::filter`]'s answer without its reason. The
+    /// cluster-wide filters, which reject most nodes when they reject any, run first.
+    pub fn passes(&self, node: &NodeInfo) -> bool {
+        if let Some(s) = &self.spread
+            && s.failure(&self.pod, node).is_some()
+        {
+            return false;
+        }
+        if let Some(s) = &self.inter_pod
+            && s.failure(&self.pod, node).is_some()
+        {
+            return false;
+        }
+        self.filter_node(node).is_ok()
     }
 
     /// Updates the pre-filter state as if `pod` (on `node`) were removed (`delta` -1) or added

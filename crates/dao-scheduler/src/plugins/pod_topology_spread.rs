@@ -28,14 +28,13 @@
 //! node affinity to honor, taints ignored), the domains come from the cache's index of node
 //! label values too, so the pre-filter work does not visit the nodes at all.
 
-use std::collections::HashMap;
-
 use k8s_openapi::api::core::v1::Pod;
 
 use super::Incoming;
 use super::taint_toleration::first_untolerated;
 use crate::cache::{Cache, NodeId, NodeInfo, PodInfo};
 use crate::framework::{Code, FilterResult, MAX_NODE_SCORE, Plugin, Status};
+use crate::index::{DomainId, Domains};
 use crate::selector::Selector;
 
 pub(crate) const REASON: &str = "node(s) didn't match pod topology spread constraints";
@@ -134,17 +133,6 @@ impl Constraints {
     }
 }
 
-/// The node's domain for the constraint: its value of the key, "" without one.
-fn domain_of<'n>(c: &Constraint, node: &'n NodeInfo) -> &'n str {
-    node.labels.get(&c.topology_key).map_or("", String::as_str)
-}
-
-fn has_all_keys(constraints: &[Constraint], node: &NodeInfo) -> bool {
-    constraints
-        .iter()
-        .all(|c| node.labels.contains_key(&c.topology_key))
-}
-
 /// Whether the node takes part in the constraint's counts (inclusion policies).
 fn included(c: &Constraint, pod: &Incoming<'_>, node: &NodeInfo) -> bool {
     (!c.honor_node_affinity || pod.node_affinity.matches(&node.labels, &node.name))
@@ -173,40 +161,97 @@ fn for_each_counted<'c>(
     if c.selector.is_empty() {
         return;
     }
+    // The candidates are the pod's namespace's; a lone `key=value` selects exactly them.
+    let exact = c.selector.is_one_equality();
     for &id in cache
         .pod_labels
         .candidates(&pod.info.namespace, &c.selector)
     {
         let existing = cache.pod(id);
-        if counts_towards(c, pod, existing) {
+        if !existing.terminating && (exact || c.selector.matches(&existing.labels)) {
             f(existing);
         }
     }
 }
 
-/// Pods counting towards the constraint, per node they are on.
-fn counts_by_node(cache: &Cache, c: &Constraint, pod: &Incoming<'_>) -> HashMap<NodeId, i64> {
-    let mut counts = HashMap::new();
-    for_each_counted(cache, c, pod, |existing| {
-        *counts.entry(existing.node).or_insert(0) += 1;
-    });
+/// Pods counting towards the constraint, per node they are on (indexed by node id).
+fn counts_by_node(cache: &Cache, c: &Constraint, pod: &Incoming<'_>) -> Vec<i64> {
+    let mut counts = vec![0; cache.nodes.len()];
+    for_each_counted(cache, c, pod, |existing| counts[existing.node] += 1);
     counts
+}
+
+/// One constraint's matching pods per domain of its key, for the domains taking part. Domains
+/// are numbered by the cache ([`Domains`]), so a node's count is two vector reads.
+#[derive(Debug, Clone)]
+struct DomainCounts<'c> {
+    /// The key's domains; `None` when no present node has the key.
+    domains: Option<&'c Domains>,
+    /// Domain id -> matching pods; `None` for a domain that takes no part.
+    counts: Vec<Option<i64>>,
+    /// Domains taking part.
+    taking_part: usize,
+}
+
+impl<'c> DomainCounts<'c> {
+    /// No domain taking part yet; `extra` slots after the key's own (see `ScoreState`).
+    fn new(cache: &'c Cache, key: &str, extra: usize) -> Self {
+        let domains = cache.node_labels.domains(key);
+        DomainCounts {
+            domains,
+            counts: vec![None; domains.map_or(0, Domains::slots) + extra],
+            taking_part: 0,
+        }
+    }
+
+    /// The node's domain; `None` when it does not have the key.
+    fn domain(&self, node: &NodeInfo) -> Option<DomainId> {
+        self.domains?.of(node.id)
+    }
+
+    fn take_part(&mut self, d: DomainId) {
+        if self.counts[d].is_none() {
+            self.counts[d] = Some(0);
+            self.taking_part += 1;
+        }
+    }
+
+    /// Adds to a domain taking part (others are left alone).
+    fn add(&mut self, d: DomainId, n: i64) {
+        if let Some(count) = &mut self.counts[d] {
+            *count += n;
+        }
+    }
+
+    /// The count of a domain, 0 for one taking no part.
+    fn get(&self, d: DomainId) -> i64 {
+        self.counts[d].unwrap_or(0)
+    }
+
+    fn min(&self) -> Option<i64> {
+        self.counts.iter().flatten().copied().min()
+    }
+}
+
+/// Whether the node has every constraint's key.
+fn has_all_keys(counts: &[DomainCounts<'_>], node: &NodeInfo) -> bool {
+    counts.iter().all(|c| c.domain(node).is_some())
 }
 
 /// The `DoNotSchedule` counts for one cycle.
 #[derive(Debug, Clone)]
-pub(crate) struct FilterState {
-    /// Per constraint: domain -> matching pods.
-    counts: Vec<HashMap<String, i64>>,
+pub(crate) struct FilterState<'c> {
+    /// Per constraint: the matching pods per domain.
+    counts: Vec<DomainCounts<'c>>,
     /// Per constraint: the global minimum the skew is measured against.
     min: Vec<i64>,
     /// Per constraint: 1 when the incoming pod matches the selector itself, else 0.
     self_match: Vec<i64>,
 }
 
-impl FilterState {
+impl<'c> FilterState<'c> {
     /// `None` when the pod has no `DoNotSchedule` constraints.
-    pub fn new(cache: &Cache, pod: &Incoming<'_>) -> Option<Self> {
+    pub fn new(cache: &'c Cache, pod: &Incoming<'_>) -> Option<Self> {
         let hard = &pod.spread.hard;
         if hard.is_empty() {
             return None;
@@ -223,29 +268,26 @@ impl FilterState {
                 .map(|c| i64::from(c.selector.matches(&pod.info.labels)))
                 .collect(),
         };
-        state.recompute_min(hard);
+        for i in 0..hard.len() {
+            state.recompute_min(hard, i);
+        }
         Some(state)
     }
 
     /// One constraint every node takes part in: its domains are the key's values on present
     /// nodes, its counts the counted pods on present nodes.
-    fn count_indexed(cache: &Cache, c: &Constraint, pod: &Incoming<'_>) -> HashMap<String, i64> {
-        let mut counts: HashMap<String, i64> = cache
-            .node_labels
-            .values(&c.topology_key)
-            .map(|v| (v.clone(), 0))
-            .collect();
+    fn count_indexed(cache: &'c Cache, c: &Constraint, pod: &Incoming<'_>) -> DomainCounts<'c> {
+        let mut counts = DomainCounts::new(cache, &c.topology_key, 0);
+        let Some(domains) = counts.domains else {
+            return counts;
+        };
+        for d in domains.ids() {
+            counts.take_part(d);
+        }
+        // Ghosts (and nodes without the key) have no domain.
         for_each_counted(cache, c, pod, |existing| {
-            let node = &cache.nodes[existing.node];
-            if !node.present {
-                return;
-            }
-            if let Some(count) = node
-                .labels
-                .get(&c.topology_key)
-                .and_then(|d| counts.get_mut(d))
-            {
-                *count += 1;
+            if let Some(d) = domains.of(existing.node) {
+                counts.add(d, 1);
             }
         });
         counts
@@ -254,47 +296,42 @@ impl FilterState {
     /// Any constraints: the domains of the nodes that have every key and take part, with the
     /// counted pods on them.
     fn count_by_scan(
-        cache: &Cache,
+        cache: &'c Cache,
         hard: &[Constraint],
         pod: &Incoming<'_>,
-    ) -> Vec<HashMap<String, i64>> {
-        let by_node: Vec<HashMap<NodeId, i64>> =
-            hard.iter().map(|c| counts_by_node(cache, c, pod)).collect();
-        let mut counts = vec![HashMap::new(); hard.len()];
+    ) -> Vec<DomainCounts<'c>> {
+        let by_node: Vec<Vec<i64>> = hard.iter().map(|c| counts_by_node(cache, c, pod)).collect();
+        let mut counts: Vec<DomainCounts<'c>> = hard
+            .iter()
+            .map(|c| DomainCounts::new(cache, &c.topology_key, 0))
+            .collect();
         for &id in &cache.order {
             let node = &cache.nodes[id];
             // With one constraint, the domain lookup below is the key check.
-            if hard.len() > 1 && !has_all_keys(hard, node) {
+            if hard.len() > 1 && !has_all_keys(&counts, node) {
                 continue;
             }
             for (i, c) in hard.iter().enumerate() {
-                let Some(domain) = node.labels.get(&c.topology_key) else {
+                let Some(d) = counts[i].domain(node) else {
                     continue;
                 };
                 if !included(c, pod, node) {
                     continue;
                 }
-                let n = by_node[i].get(&id).copied().unwrap_or(0);
-                // Look up before inserting: a String is allocated once per domain, not per node.
-                match counts[i].get_mut(domain) {
-                    Some(count) => *count += n,
-                    None => {
-                        counts[i].insert(domain.clone(), n);
-                    }
-                }
+                counts[i].take_part(d);
+                counts[i].add(d, by_node[i][id]);
             }
         }
         counts
     }
 
-    fn recompute_min(&mut self, hard: &[Constraint]) {
-        for (i, c) in hard.iter().enumerate() {
-            self.min[i] = if self.counts[i].len() < c.min_domains {
-                0
-            } else {
-                self.counts[i].values().copied().min().unwrap_or(0)
-            };
-        }
+    fn recompute_min(&mut self, hard: &[Constraint], i: usize) {
+        let counts = &self.counts[i];
+        self.min[i] = if counts.taking_part < hard[i].min_domains {
+            0
+        } else {
+            counts.min().unwrap_or(0)
+        };
     }
 
     /// Adjusts the counts for `existing` leaving (`delta` -1) or returning (+1) to `node`.
@@ -306,7 +343,7 @@ impl FilterState {
         delta: i64,
     ) {
         let hard = &pod.spread.hard;
-        if !has_all_keys(hard, node) {
+        if !has_all_keys(&self.counts, node) {
             return;
         }
         for (i, c) in hard.iter().enumerate() {
@@ -314,65 +351,99 @@ impl FilterState {
             {
                 continue;
             }
-            let domain = &node.labels[&c.topology_key];
-            if let Some(count) = self.counts[i].get_mut(domain) {
-                *count += delta;
+            let Some(d) = self.counts[i].domain(node) else {
+                continue;
+            };
+            let Some(before) = self.counts[i].counts[d] else {
+                continue;
+            };
+            self.counts[i].add(d, delta);
+            // The minimum only moves down with a decrement, and only needs a scan when the
+            // domain that rose was at it.
+            if self.counts[i].taking_part < c.min_domains {
+                self.min[i] = 0;
+            } else if delta < 0 {
+                self.min[i] = self.min[i].min(before + delta);
+            } else if before == self.min[i] {
+                self.recompute_min(hard, i);
             }
         }
-        self.recompute_min(hard);
     }
 
     pub fn filter(&self, pod: &Incoming<'_>, node: &NodeInfo) -> FilterResult {
+        match self.failure(pod, node) {
+            None => Ok(()),
+            Some((code, reason)) => Err(Status::new(Plugin::PodTopologySpread, code, reason)),
+        }
+    }
+
+    /// Why the node fails the filter, without building a [`Status`]; `None` when it passes.
+    pub fn failure(&self, pod: &Incoming<'_>, node: &NodeInfo) -> Option<(Code, &'static str)> {
         for (i, c) in pod.spread.hard.iter().enumerate() {
-            let Some(domain) = node.labels.get(&c.topology_key) else {
-                return Err(Status::new(
-                    Plugin::PodTopologySpread,
-                    Code::UnschedulableAndUnresolvable,
-                    MISSING_LABEL_REASON,
-                ));
+            let Some(d) = self.counts[i].domain(node) else {
+                return Some((Code::UnschedulableAndUnresolvable, MISSING_LABEL_REASON));
             };
-            let count = self.counts[i].get(domain).copied().unwrap_or(0);
-            if count + self.self_match[i] - self.min[i] > c.max_skew {
-                return Err(Status::new(
-                    Plugin::PodTopologySpread,
-                    Code::Unschedulable,
-                    REASON,
-                ));
+            if self.counts[i].get(d) + self.self_match[i] - self.min[i] > c.max_skew {
+                return Some((Code::Unschedulable, REASON));
             }
         }
-        Ok(())
+        None
     }
 }
 
 /// The `ScheduleAnyway` counts for one cycle, over the feasible nodes.
-pub(crate) struct ScoreState {
-    /// Per constraint (other than hostname): domain -> matching pods.
-    counts: Vec<HashMap<String, i64>>,
-    /// Per constraint: node -> matching pods on it.
-    by_node: Vec<HashMap<NodeId, i64>>,
+pub(crate) struct ScoreState<'c> {
+    /// Per constraint (other than hostname): matching pods per domain. Nodes without the key
+    /// (scored under the system defaults only) share one domain, as upstream's empty value: the
+    /// key's "" if nodes carry it, else the slot after the key's own.
+    counts: Vec<DomainCounts<'c>>,
+    /// Per hostname constraint: matching pods per node id (empty for the others).
+    by_node: Vec<Vec<i64>>,
     weights: Vec<f64>,
 }
 
-impl ScoreState {
+impl<'c> ScoreState<'c> {
     /// `None` when the pod has no `ScheduleAnyway` constraints.
-    pub fn new(cache: &Cache, pod: &Incoming<'_>, feasible: &[NodeId]) -> Option<Self> {
+    pub fn new(cache: &'c Cache, pod: &Incoming<'_>, feasible: &[NodeId]) -> Option<Self> {
         let soft = &pod.spread.soft;
         if soft.is_empty() {
             return None;
         }
-        let skipped = |node: &NodeInfo| pod.spread.soft_needs_all_keys && !has_all_keys(soft, node);
-        let mut counts = vec![HashMap::new(); soft.len()];
+        // Hostname constraints count per node: their domains only say which nodes have the key.
+        let mut counts: Vec<DomainCounts<'c>> = soft
+            .iter()
+            .map(|c| {
+                let extra = usize::from(c.topology_key != HOSTNAME);
+                let mut counts = DomainCounts::new(cache, &c.topology_key, extra);
+                if extra == 0 {
+                    counts.counts = Vec::new();
+                }
+                counts
+            })
+            .collect();
+        let keyless: Vec<DomainId> = counts
+            .iter()
+            .map(|c| {
+                c.domains
+                    .and_then(|d| d.id_of(""))
+                    .unwrap_or(c.counts.len().saturating_sub(1))
+            })
+            .collect();
+        let domain = |counts: &[DomainCounts<'_>], i: usize, node: &NodeInfo| {
+            counts[i].domain(node).unwrap_or(keyless[i])
+        };
+        let needs_all_keys = pod.spread.soft_needs_all_keys;
         let mut scored = 0usize;
         for &id in feasible {
             let node = &cache.nodes[id];
-            if skipped(node) {
+            if needs_all_keys && !has_all_keys(&counts, node) {
                 continue;
             }
             scored += 1;
             for (i, c) in soft.iter().enumerate() {
                 if c.topology_key != HOSTNAME {
-                    // Nodes without the key (defaults only) make up one domain, "".
-                    counts[i].entry(domain_of(c, node).to_owned()).or_insert(0);
+                    let d = domain(&counts, i, node);
+                    counts[i].take_part(d);
                 }
             }
         }
@@ -385,27 +456,29 @@ impl ScoreState {
                 let size = if c.topology_key == HOSTNAME {
                     scored
                 } else {
-                    counts[i].len()
+                    counts[i].taking_part
                 };
                 ((size + 2) as f64).ln()
             })
             .collect();
-        let by_node: Vec<HashMap<NodeId, i64>> =
-            soft.iter().map(|c| counts_by_node(cache, c, pod)).collect();
-        // Only nodes with counted pods add to a domain.
+        let mut by_node = vec![Vec::new(); soft.len()];
         for (i, c) in soft.iter().enumerate() {
             if c.topology_key == HOSTNAME {
+                by_node[i] = counts_by_node(cache, c, pod);
                 continue;
             }
-            for (&id, &n) in &by_node[i] {
-                let node = &cache.nodes[id];
-                if !node.present || skipped(node) || !included(c, pod, node) {
-                    continue;
+            // Only pods on nodes taking part add to a domain.
+            for_each_counted(cache, c, pod, |existing| {
+                let node = &cache.nodes[existing.node];
+                if !node.present
+                    || (needs_all_keys && !has_all_keys(&counts, node))
+                    || !included(c, pod, node)
+                {
+                    return;
                 }
-                if let Some(count) = counts[i].get_mut(domain_of(c, node)) {
-                    *count += n;
-                }
-            }
+                let d = domain(&counts, i, node);
+                counts[i].add(d, 1);
+            });
         }
         Some(ScoreState {
             counts,
@@ -415,20 +488,20 @@ impl ScoreState {
     }
 
     /// The raw score (higher means more matching pods nearby); `None` for ignored nodes.
-    pub fn score(&self, id: NodeId, pod: &Incoming<'_>, node: &NodeInfo) -> Option<i64> {
+    pub fn score(&self, pod: &Incoming<'_>, node: &NodeInfo) -> Option<i64> {
         let soft = &pod.spread.soft;
-        if pod.spread.soft_needs_all_keys && !has_all_keys(soft, node) {
+        if pod.spread.soft_needs_all_keys && !has_all_keys(&self.counts, node) {
             return None;
         }
         let mut total = 0.0;
         for (i, c) in soft.iter().enumerate() {
-            let Some(domain) = node.labels.get(&c.topology_key) else {
+            let Some(d) = self.counts[i].domain(node) else {
                 continue;
             };
             let count = if c.topology_key == HOSTNAME {
-                self.by_node[i].get(&id).copied().unwrap_or(0)
+                self.by_node[i][node.id]
             } else {
-                self.counts[i].get(domain).copied().unwrap_or(0)
+                self.counts[i].get(d)
             };
             #[allow(clippy::cast_precision_loss)]
             let term = count as f64 * self.weights[i] + (c.max_skew - 1) as f64;
@@ -618,8 +691,11 @@ mod tests {
             let c = &inc.spread.hard[0];
             assert!(includes_every_node(c, &inc));
             let indexed = FilterState::count_indexed(&cache, c, &inc);
-            let scanned = FilterState::count_by_scan(&cache, &inc.spread.hard, &inc);
-            assert_eq!(vec![indexed], scanned, "{p:?}");
+            let [scanned] = &FilterState::count_by_scan(&cache, &inc.spread.hard, &inc)[..] else {
+                panic!("one constraint");
+            };
+            assert_eq!(indexed.counts, scanned.counts, "{p:?}");
+            assert_eq!(indexed.taking_part, scanned.taking_part, "{p:?}");
         }
         // A node selector makes the constraint count by scan.
         let p = incoming()
@@ -629,6 +705,57 @@ mod tests {
             &Incoming::new(&p).spread.hard[0],
             &Incoming::new(&p)
         ));
+    }
+
+    #[test]
+    fn preemption_updates_keep_the_minimum_a_scan_finds() {
+        let existing = [
+            web("w1", "n1"),
+            web("w2", "n2"),
+            web("w3", "n3"),
+            web("w4", "n3"),
+            web("w5", "n4"),
+        ];
+        let cache = cache_with(&nodes(), &existing);
+        for min_domains in [1, 4] {
+            let mut p = incoming().spread(1, "zone", "DoNotSchedule", &[("app", "web")]);
+            p.spec
+                .as_mut()
+                .unwrap()
+                .topology_spread_constraints
+                .as_mut()
+                .unwrap()[0]
+                .min_domains = Some(min_domains);
+            let inc = Incoming::new(&p);
+            let mut state = FilterState::new(&cache, &inc).expect("hard constraint");
+            // Zones a=2, b=2, c=1: take pods out of b and c, then put them back.
+            let moves = [
+                ("w3", -1),
+                ("w5", -1),
+                ("w4", -1),
+                ("w5", 1),
+                ("w3", 1),
+                ("w4", 1),
+            ];
+            for (name, delta) in moves {
+                let existing = cache
+                    .pods
+                    .iter()
+                    .flatten()
+                    .find(|p| p.name == name)
+                    .expect("cached pod");
+                state.update_for_pod(&inc, existing, &cache.nodes[existing.node], delta);
+                let mut scanned = state.clone();
+                scanned.recompute_min(&inc.spread.hard, 0);
+                assert_eq!(
+                    state.min, scanned.min,
+                    "after {name} {delta}, minDomains {min_domains}"
+                );
+            }
+            let fresh = FilterState::new(&cache, &inc).expect("hard constraint");
+            assert_eq!(state.min, fresh.min);
+            assert_eq!(state.counts[0].counts, fresh.counts[0].counts);
+        }
     }
 
     #[test]
@@ -643,7 +770,7 @@ mod tests {
         let state = ScoreState::new(&cache, &inc, &feasible).expect("soft constraints");
         let raw: Vec<Option<i64>> = feasible
             .iter()
-            .map(|id| state.score(*id, &inc, &cache.nodes[*id]))
+            .map(|id| state.score(&inc, &cache.nodes[*id]))
             .collect();
         // Zones a=2, b=1, c=0 with weight ln(3 + 2); n5 lacks the key.
         assert_eq!(raw, [Some(3), Some(3), Some(2), Some(0), None]);
@@ -704,7 +831,7 @@ mod tests {
         let state = ScoreState::new(&cache, &cycle.pod, &feasible).expect("defaults");
         let raw: Vec<Option<i64>> = feasible
             .iter()
-            .map(|id| state.score(*id, &cycle.pod, &cache.nodes[*id]))
+            .map(|id| state.score(&cycle.pod, &cache.nodes[*id]))
             .collect();
         // ln(5 + 2) = 1.95: 2 pods 3.9 + 2, 1 pod 1.95 + 2.
         assert_eq!(raw, [Some(6), Some(2), Some(4), Some(2), Some(2)]);

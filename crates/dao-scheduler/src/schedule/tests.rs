@@ -673,3 +673,73 @@ fn random_tie_breaking_is_seeded() {
     let distinct: BTreeSet<String> = picks(1).into_iter().collect();
     assert!(distinct.len() > 3, "ties spread over nodes: {distinct:?}");
 }
+
+#[test]
+fn the_fast_check_agrees_with_the_filters_on_every_node() {
+    // A cluster where every filter rejects some node: zones (one node without), a taint, a
+    // cordoned node, a small node, pods with labels and anti-affinity, a terminating pod.
+    let nodes = [
+        node("a1", "4", "8Gi", 110).label("zone", "a"),
+        node("a2", "4", "8Gi", 110).label("zone", "a"),
+        node("b1", "4", "8Gi", 110).label("zone", "b"),
+        node("b2", "1", "1Gi", 110).label("zone", "b"),
+        node("c1", "4", "8Gi", 110)
+            .label("zone", "c")
+            .taint("dedicated", "x", "NoSchedule"),
+        node("c2", "4", "8Gi", 110)
+            .label("zone", "c")
+            .unschedulable(),
+        node("none", "4", "8Gi", 110),
+    ];
+    let existing = [
+        pod("d", "w1", "", "").label("app", "web").on("a1"),
+        pod("d", "w2", "", "").label("app", "web").on("a2"),
+        pod("d", "w3", "", "").label("app", "web").on("b1"),
+        pod("d", "t", "", "")
+            .label("app", "web")
+            .on("none")
+            .terminating(),
+        pod("d", "db", "", "")
+            .label("app", "db")
+            .on("b1")
+            .required_anti_affinity(affinity_term(&[("app", "cache")], "zone")),
+        pod("d", "big", "3", "").on("a2"),
+    ];
+    let web = || pod("d", "p", "", "").label("app", "web");
+    let pods = [
+        web(),
+        web().spread(1, "zone", "DoNotSchedule", &[("app", "web")]),
+        web().spread(
+            1,
+            "kubernetes.io/hostname",
+            "DoNotSchedule",
+            &[("app", "web")],
+        ),
+        web()
+            .spread(1, "zone", "DoNotSchedule", &[("app", "web")])
+            .node_selector("zone", "a"),
+        web().required_anti_affinity(affinity_term(&[("app", "web")], "zone")),
+        web().required_affinity(affinity_term(&[("app", "db")], "zone")),
+        pod("d", "p", "", "").label("app", "cache"),
+        pod("d", "p", "2", "").toleration("dedicated", "Equal", "x", "NoSchedule"),
+        pod("d", "p", "", "")
+            .required_anti_affinity(affinity_term(&[("app", "nobody")], "missing-key")),
+    ];
+    let cache = cache_with(&nodes, &existing);
+    for p in &pods {
+        let cycle = Cycle::new(&cache, p);
+        let mut rejected = 0;
+        for &id in &cache.order {
+            let node = &cache.nodes[id];
+            let filtered = cycle.filter(node);
+            rejected += usize::from(filtered.is_err());
+            assert_eq!(
+                cycle.passes(node),
+                filtered.is_ok(),
+                "{} for {p:?}",
+                node.name
+            );
+        }
+        assert!(rejected > 0, "some node rejects {p:?}");
+    }
+}
