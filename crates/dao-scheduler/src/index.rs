@@ -306,10 +306,8 @@ pub(crate) type GroupId = usize;
 #[derive(Debug, Clone)]
 pub(crate) struct TermGroup<T> {
     pub term: T,
-    /// Node -> how many times pods on it carry the term.
+    /// Node -> how many times pods on it carry the term; the group goes when this is empty.
     pub nodes: HashMap<NodeId, u32>,
-    /// How many times pods carry the term.
-    pub carried: usize,
 }
 
 /// Existing pods' terms grouped by identity, each group filed under one `key=value` its
@@ -346,7 +344,6 @@ impl<T: Clone + Eq + std::hash::Hash> TermGroups<T> {
                 let group = TermGroup {
                     term: term.clone(),
                     nodes: HashMap::new(),
-                    carried: 0,
                 };
                 let id = match self.free.pop() {
                     Some(id) => {
@@ -370,7 +367,6 @@ impl<T: Clone + Eq + std::hash::Hash> TermGroups<T> {
         };
         let group = self.groups[id].as_mut().expect("live group");
         *group.nodes.entry(node).or_insert(0) += 1;
-        group.carried += 1;
     }
 
     /// Uncounts what `insert` counted for the same term, selector and node.
@@ -387,8 +383,7 @@ impl<T: Clone + Eq + std::hash::Hash> TermGroups<T> {
                 group.nodes.remove(&node);
             }
         }
-        group.carried -= 1;
-        if group.carried > 0 {
+        if !group.nodes.is_empty() {
             return;
         }
         self.groups[id] = None;
@@ -542,7 +537,8 @@ mod tests {
                         let mut nodes: Vec<(NodeId, u32)> =
                             g.nodes.iter().map(|(n, c)| (*n, *c)).collect();
                         nodes.sort_unstable();
-                        (g.carried, nodes)
+                        let carried = nodes.iter().map(|&(_, c)| c as usize).sum();
+                        (carried, nodes)
                     })
                     .collect();
                 v.sort_unstable();

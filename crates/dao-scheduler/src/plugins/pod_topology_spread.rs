@@ -532,7 +532,7 @@ mod tests {
     use super::*;
     use crate::plugins::test_support::{cache_with, filter_reasons};
     use crate::testing::{NodeExt, PodExt, node, node_requirement, pod};
-    use k8s_openapi::api::core::v1::Node;
+    use k8s_openapi::api::core::v1::{Node, TopologySpreadConstraint};
 
     /// n1, n2 in zone a; n3 in zone b; n4 in zone c (tainted); n5 without a zone.
     fn nodes() -> Vec<Node> {
@@ -549,6 +549,15 @@ mod tests {
 
     fn web(name: &str, node: &str) -> Pod {
         pod("default", name, "", "").label("app", "web").on(node)
+    }
+
+    /// The pod's first topology spread constraint, to set a field the builder does not.
+    fn first_constraint(p: &mut Pod) -> &mut TopologySpreadConstraint {
+        &mut p
+            .spec
+            .as_mut()
+            .and_then(|s| s.topology_spread_constraints.as_mut())
+            .expect("spread constraints")[0]
     }
 
     const S: &str = REASON;
@@ -619,13 +628,7 @@ mod tests {
         );
         // Honoring taints drops the tainted zone c too.
         let mut p = incoming().spread(1, "zone", "DoNotSchedule", &[("app", "web")]);
-        p.spec
-            .as_mut()
-            .unwrap()
-            .topology_spread_constraints
-            .as_mut()
-            .unwrap()[0]
-            .node_taints_policy = Some("Honor".into());
+        first_constraint(&mut p).node_taints_policy = Some("Honor".into());
         check(
             vec![web("w1", "n1"), web("w2", "n3")],
             p,
@@ -637,13 +640,7 @@ mod tests {
     fn min_domains() {
         // Two domains exist but three are wanted: the minimum is 0, so skew counts raw pods.
         let mut p = incoming().spread(1, "zone", "DoNotSchedule", &[("app", "web")]);
-        p.spec
-            .as_mut()
-            .unwrap()
-            .topology_spread_constraints
-            .as_mut()
-            .unwrap()[0]
-            .min_domains = Some(5);
+        first_constraint(&mut p).min_domains = Some(5);
         check(
             vec![web("w1", "n1"), web("w2", "n3"), web("w3", "n4")],
             p,
@@ -719,13 +716,7 @@ mod tests {
         let cache = cache_with(&nodes(), &existing);
         for min_domains in [1, 4] {
             let mut p = incoming().spread(1, "zone", "DoNotSchedule", &[("app", "web")]);
-            p.spec
-                .as_mut()
-                .unwrap()
-                .topology_spread_constraints
-                .as_mut()
-                .unwrap()[0]
-                .min_domains = Some(min_domains);
+            first_constraint(&mut p).min_domains = Some(min_domains);
             let inc = Incoming::new(&p);
             let mut state = FilterState::new(&cache, &inc).expect("hard constraint");
             // Zones a=2, b=2, c=1: take pods out of b and c, then put them back.
