@@ -22,7 +22,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
@@ -387,11 +387,12 @@ async fn register(shared: &Shared, index: u32, name: String) -> Result<(), Error
 }
 
 async fn renew(shared: &Shared, name: &str) {
-    let leases: Api<Lease> = Api::namespaced(shared.client.clone(), "kube-node-lease");
     let patch = json!({"spec": {"renewTime": now_micro(), "holderIdentity": name, "leaseDurationSeconds": shared.cfg.lease_duration_seconds}});
-    let (pp, patch) = (PatchParams::default(), Patch::Merge(&patch));
     let _permit = shared.writes.acquire().await;
-    if let Err(e) = retry("renew lease", || leases.patch(name, &pp, &patch)).await {
+    let renewal = retry("renew lease", || {
+        merge_patch::<Lease>(&shared.client, "kube-node-lease", name, None, &patch)
+    });
+    if let Err(e) = renewal.await {
         warn!(node = %name, error = %e, "lease renewal failed");
     }
 }
@@ -719,16 +720,39 @@ fn condition(kind: &str, status: &str, reason: Option<&str>, t: &str) -> Value {
     c
 }
 
+/// A JSON merge patch of a namespaced object (or its `subresource`) whose answer is checked
+/// for its status only: the simulated kubelet never reads the object the server sends back,
+/// and decoding it (managedFields included) for every pod status and lease renewal was a fifth
+/// of the agent's CPU with 5,000 nodes.
+async fn merge_patch<K>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    subresource: Option<&str>,
+    body: &Value,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let request = kube::core::Request::new(K::url_path(&(), Some(ns)));
+    let (pp, patch) = (PatchParams::default(), Patch::Merge(body));
+    let request = match subresource {
+        Some(sub) => request.patch_subresource(sub, name, &pp, &patch),
+        None => request.patch(name, &pp, &patch),
+    }
+    .map_err(kube::Error::BuildRequest)?;
+    client.request_text(request).await.map(|_| ())
+}
+
 async fn patch_pod_status(shared: &Shared, pod: &Pod, status: Value) -> Result<(), kube::Error> {
-    let api: Api<Pod> =
-        Api::namespaced(shared.client.clone(), &pod.namespace().unwrap_or_default());
+    let ns = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
     let body = json!({"status": status});
-    let (pp, body) = (PatchParams::default(), Patch::Merge(&body));
     let _permit = shared.writes.acquire().await;
-    retry("pod status", || api.patch_status(&name, &pp, &body))
-        .await
-        .map(|_| ())
+    retry("pod status", || {
+        merge_patch::<Pod>(&shared.client, &ns, &name, Some("status"), &body)
+    })
+    .await
 }
 
 async fn start(shared: &Shared, pod: &Pod) -> Result<(), kube::Error> {

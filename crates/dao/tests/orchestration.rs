@@ -1032,3 +1032,32 @@ async fn the_pods_of_a_service_or_controller_spread_over_nodes_by_default() {
         c.logs()
     );
 }
+
+/// `dao bench scheduler` at a small size runs both halves to the end and reports every pod
+/// scheduled in process and Running end to end (its speed is measured by hand, not here).
+#[test]
+fn the_scheduler_bench_runs_end_to_end() {
+    let out = support::dao()
+        .args(["bench", "scheduler", "--nodes", "20", "--pods", "60"])
+        .args(["--clients", "4", "--large", "0,0"])
+        .env("DAO_LOG", "warn")
+        .output()
+        .expect("dao bench scheduler");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for scenario in ["basic", "replicaset", "spread", "anti-affinity"] {
+        let row = report
+            .lines()
+            .find(|l| l.starts_with(&format!("| {scenario} |")))
+            .unwrap_or_else(|| panic!("no {scenario} row in\n{report}"));
+        assert!(row.ends_with("| 0 |"), "unschedulable pods: {row}");
+    }
+    assert!(
+        report.contains("pods/s end to end"),
+        "no end-to-end table in\n{report}"
+    );
+}
