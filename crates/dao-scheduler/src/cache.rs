@@ -22,7 +22,7 @@ use std::collections::{BTreeSet, HashMap};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodSpec, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::index::{NodeLabels, PodLabels, TermGroups};
+use crate::index::{NodeLabels, PodLabels, TermGroups, put_in_slot};
 use crate::plugins::inter_pod_affinity::{AffinityTerm, PodAffinityTerms};
 use crate::plugins::node_ports::{self, HostPort};
 use crate::resources::{PodRequests, Resources, pod_requests};
@@ -302,13 +302,7 @@ impl Cache {
         };
         let mut info = PodInfo::new(pod);
         info.node = node;
-        let id = match self.free_pods.pop() {
-            Some(id) => id,
-            None => {
-                self.pods.push(None);
-                self.pods.len() - 1
-            }
-        };
+        let id = put_in_slot(&mut self.pods, &mut self.free_pods, None);
         self.nodes[node].add_pod(id, &info);
         self.pod_labels.insert(id, &info.namespace, &info.labels);
         if let Some(a) = &info.affinity {
@@ -517,17 +511,12 @@ impl Cache {
     }
 
     fn new_node_slot(&mut self, name: &str) -> NodeId {
-        let id = self.free_nodes.pop().unwrap_or(self.nodes.len());
         let info = NodeInfo {
-            id,
             name: name.to_owned(),
             ..NodeInfo::default()
         };
-        if id == self.nodes.len() {
-            self.nodes.push(info);
-        } else {
-            self.nodes[id] = info;
-        }
+        let id = put_in_slot(&mut self.nodes, &mut self.free_nodes, info);
+        self.nodes[id].id = id;
         self.node_index.insert(name.to_owned(), id);
         id
     }

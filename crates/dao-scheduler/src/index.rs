@@ -152,6 +152,22 @@ pub(crate) type DomainId = usize;
 
 const NO_DOMAIN: u32 = u32::MAX;
 
+/// Puts `item` in a slot of `items` that `free` lists, or at the end when none is free, and
+/// returns its index: the slot reuse behind the cache's pod and node ids, domain ids and term
+/// group ids, which stay small and dense so that vectors can be indexed by them.
+pub(crate) fn put_in_slot<T>(items: &mut Vec<T>, free: &mut Vec<usize>, item: T) -> usize {
+    match free.pop() {
+        Some(id) => {
+            items[id] = item;
+            id
+        }
+        None => {
+            items.push(item);
+            items.len() - 1
+        }
+    }
+}
+
 /// The values present nodes carry for one key: each value's id and node count, and each node's
 /// value id. Ids of values no node carries any more are reused.
 #[derive(Debug, Clone, Default)]
@@ -159,7 +175,7 @@ pub(crate) struct Domains {
     ids: HashMap<String, u32>,
     /// Id -> value and the number of present nodes carrying it (0 for a free id).
     values: Vec<(String, usize)>,
-    free: Vec<u32>,
+    free: Vec<usize>,
     /// Node id -> its value's id, [`NO_DOMAIN`] for a node without the key or not present.
     by_node: Vec<u32>,
 }
@@ -198,16 +214,8 @@ impl Domains {
         let id = match self.ids.get(value) {
             Some(&id) => id,
             None => {
-                let id = match self.free.pop() {
-                    Some(id) => {
-                        self.values[id as usize].0 = value.to_owned();
-                        id
-                    }
-                    None => {
-                        self.values.push((value.to_owned(), 0));
-                        u32::try_from(self.values.len() - 1).expect("fewer than 2^32 domains")
-                    }
-                };
+                let slot = put_in_slot(&mut self.values, &mut self.free, (value.to_owned(), 0));
+                let id = u32::try_from(slot).expect("fewer than 2^32 domains");
                 self.ids.insert(value.to_owned(), id);
                 id
             }
@@ -231,7 +239,7 @@ impl Domains {
         if entry.1 == 0 {
             entry.0.clear();
             self.ids.remove(value);
-            self.free.push(id);
+            self.free.push(id as usize);
         }
     }
 }
@@ -345,16 +353,7 @@ impl<T: Clone + Eq + std::hash::Hash> TermGroups<T> {
                     term: term.clone(),
                     nodes: HashMap::new(),
                 };
-                let id = match self.free.pop() {
-                    Some(id) => {
-                        self.groups[id] = Some(group);
-                        id
-                    }
-                    None => {
-                        self.groups.push(Some(group));
-                        self.groups.len() - 1
-                    }
-                };
+                let id = put_in_slot(&mut self.groups, &mut self.free, Some(group));
                 self.ids.insert(term.clone(), id);
                 match selector.equalities().next() {
                     Some((k, v)) => self.by_label.insert(k, v, id),
@@ -516,6 +515,18 @@ mod tests {
         idx.remove(3, &b);
         assert!(idx.is_empty());
         assert!(idx.values("zone").is_empty());
+    }
+
+    #[test]
+    fn freed_slots_are_reused_before_the_vector_grows() {
+        let (mut items, mut free) = (Vec::new(), Vec::new());
+        assert_eq!(put_in_slot(&mut items, &mut free, "a"), 0);
+        assert_eq!(put_in_slot(&mut items, &mut free, "b"), 1);
+        free.push(0);
+        assert_eq!(put_in_slot(&mut items, &mut free, "c"), 0);
+        assert_eq!(put_in_slot(&mut items, &mut free, "d"), 2);
+        assert_eq!(items, ["c", "b", "d"]);
+        assert!(free.is_empty());
     }
 
     #[test]
