@@ -11,7 +11,8 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use dao_store::{
-    Event, EventKind, Expect, KeyValue, Outcome, RangeRequest, Store, WatchMessage, WatchRequest,
+    Event, EventKind, Expect, KeyValue, Outcome, RangeRequest, Revision, Store, WatchMessage,
+    WatchRequest,
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -29,6 +30,19 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
     /// Signs and checks service account tokens (`None`: TokenRequest is unavailable).
     pub tokens: Option<crate::auth::TokenSigner>,
+    /// The roles and bindings RBAC authorizes from.
+    pub rbac: Arc<crate::rbac::RbacIndex>,
+}
+
+impl ApiState {
+    /// After a write at `revision` to an object of `res`: when it is an RBAC object, wait
+    /// until the authorizer's index holds it, so the writer's next request is authorized by
+    /// what it just wrote.
+    async fn settle(&self, res: &Resource, revision: Revision) {
+        if res.group == "rbac.authorization.k8s.io" {
+            self.rbac.caught_up(revision).await;
+        }
+    }
 }
 
 pub type ApiResult<T = Response> = Result<T, ApiError>;
@@ -147,8 +161,8 @@ fn percent_decode(s: &str) -> String {
 enum Output {
     /// The objects themselves.
     Object,
-    /// A `meta.k8s.io/v1` Table (kubectl get).
-    Table,
+    /// A `meta.k8s.io/v1` Table (kubectl get), rows carrying what `includeObject` asks for.
+    Table(table::Include),
     /// `PartialObjectMetadata` (and `...List`): metadata only, as metadata informers ask.
     Metadata,
     /// The objects without `metadata.managedFields`, in lists and watch events: what Dao's
@@ -166,7 +180,7 @@ impl Output {
             .and_then(|a| a.split(',').next())
             .unwrap_or("");
         if first.contains("as=Table") {
-            Output::Table
+            Output::Table(table::Include::Metadata)
         } else if first.contains("as=PartialObjectMetadata") {
             Output::Metadata
         } else {
@@ -315,6 +329,7 @@ pub async fn handle(
     };
     let output = match Output::from_headers(headers) {
         Output::Object if local => Output::Trimmed,
+        Output::Table(_) => Output::Table(table::Include::from_query(query.get("includeObject"))?),
         output => output,
     };
     let writer = crate::managed::Writer::new(
@@ -350,7 +365,9 @@ pub async fn handle(
             Ok(json_response(
                 StatusCode::OK,
                 &match output {
-                    Output::Table => table::for_objects(target.res, &[obj], None, true),
+                    Output::Table(include) => {
+                        table::for_objects(target.res, &[obj], None, true, include)
+                    }
                     Output::Metadata => partial(&obj),
                     Output::Object | Output::Trimmed => obj,
                 },
@@ -558,8 +575,8 @@ impl ListItems {
             if self.limit > 0 && self.count == self.limit {
                 return Ok(Some(kv.key.clone()));
             }
-            if output == Output::Table {
-                if let Some(row) = self.table_row(kv)? {
+            if let Output::Table(include) = output {
+                if let Some(row) = self.table_row(kv, include)? {
                     self.count += 1;
                     table.push(row);
                 }
@@ -612,26 +629,46 @@ impl ListItems {
 
     /// A table row for a stored object, when the selectors take it. The columns never read
     /// managedFields (most of a pod's bytes), so the object is decoded without them, and the
-    /// row's metadata is copied from the stored bytes.
-    fn table_row(&self, kv: &KeyValue) -> ApiResult<Option<table::ListRow>> {
+    /// row's object (metadata or the whole object, see [`table::Include`]) is copied from the
+    /// stored bytes.
+    fn table_row(
+        &self,
+        kv: &KeyValue,
+        include: table::Include,
+    ) -> ApiResult<Option<table::ListRow>> {
         let mut trimmed = Vec::with_capacity(kv.value.len());
-        let mut row_object = Vec::with_capacity(kv.value.len().min(8192) + 128);
-        let fast = raw_object(&mut trimmed, &kv.value, kv.mod_revision, false, true)
-            && raw_metadata(&mut row_object, &kv.value, kv.mod_revision);
+        let mut row_object = Vec::with_capacity(match include {
+            table::Include::Object => kv.value.len() + 40,
+            _ => kv.value.len().min(8192) + 128,
+        });
+        let rv = kv.mod_revision;
+        let fast = raw_object(&mut trimmed, &kv.value, rv, false, true)
+            && match include {
+                table::Include::None => {
+                    row_object.extend_from_slice(b"null");
+                    true
+                }
+                table::Include::Metadata => raw_metadata(&mut row_object, &kv.value, rv),
+                table::Include::Object => raw_object(&mut row_object, &kv.value, rv, false, false),
+            };
         let object = match fast.then(|| serde_json::from_slice::<Value>(&trimmed).ok()) {
             Some(Some(object)) => object,
             _ => {
                 let object = decode(kv)?;
                 row_object.clear();
-                serde_json::to_writer(&mut row_object, &partial(&object))
-                    .expect("a JSON value serializes");
+                let whole = match include {
+                    table::Include::None => Value::Null,
+                    table::Include::Metadata => partial(&object),
+                    table::Include::Object => object.clone(),
+                };
+                serde_json::to_writer(&mut row_object, &whole).expect("a JSON value serializes");
                 object
             }
         };
-        Ok(self.selectors.matches(&object).then_some(table::ListRow {
-            object,
-            partial: row_object,
-        }))
+        Ok(self
+            .selectors
+            .matches(&object)
+            .then_some(table::ListRow { object, row_object }))
     }
 }
 
@@ -659,7 +696,7 @@ async fn list_page(
 }
 
 async fn list(state: &ApiState, target: &Target, query: &Query, output: Output) -> ApiResult {
-    let table = output == Output::Table;
+    let table = matches!(output, Output::Table(_));
     let selectors = Selectors::from_query(query)?;
     let paths = selectors.paths();
     let prefix = collection_prefix(target);
@@ -1059,7 +1096,7 @@ pub(crate) async fn create(
     if !causes.is_empty() {
         return Err(ApiError::invalid(res, &name, causes));
     }
-    crate::rbac::check_escalation(&*state.store, res, target.namespace.as_deref(), &obj).await?;
+    crate::rbac::check_escalation(&state.rbac, res, target.namespace.as_deref(), &obj)?;
     if let Track::Update(writer) = track {
         let scope = write_scope(res, None);
         crate::managed::record_update(None, &mut obj, &res.api_version(), scope, writer);
@@ -1083,6 +1120,7 @@ pub(crate) async fn create(
     }
     match state.store.put(&key, encode(&obj), Expect::Absent).await {
         Ok(Outcome::Applied { revision, .. }) => {
+            state.settle(res, revision).await;
             obj["metadata"]["resourceVersion"] = json!(revision.to_string());
             Ok(with_warnings(
                 json_response(StatusCode::CREATED, &obj),
@@ -1242,8 +1280,7 @@ pub(crate) async fn update(
         if !causes.is_empty() {
             return Err(ApiError::invalid(res, name, causes));
         }
-        crate::rbac::check_escalation(&*state.store, res, target.namespace.as_deref(), &obj)
-            .await?;
+        crate::rbac::check_escalation(&state.rbac, res, target.namespace.as_deref(), &obj)?;
     }
     if let Track::Update(writer) = track {
         let scope = write_scope(res, sub);
@@ -1284,6 +1321,7 @@ pub(crate) async fn update(
     if obj.pointer("/metadata/deletionTimestamp").is_some() && finalizers_empty && grace_over {
         return match state.store.delete(&key, expect).await? {
             Outcome::Applied { revision, .. } => {
+                state.settle(res, revision).await;
                 obj["metadata"]["resourceVersion"] = json!(revision.to_string());
                 Ok(obj)
             }
@@ -1292,6 +1330,7 @@ pub(crate) async fn update(
     }
     match state.store.put(&key, encode(&obj), expect).await? {
         Outcome::Applied { revision, .. } => {
+            state.settle(res, revision).await;
             obj["metadata"]["resourceVersion"] = json!(revision.to_string());
             Ok(obj)
         }
@@ -1613,7 +1652,8 @@ pub(crate) async fn delete(
             .delete(&key, Expect::ModRevision(current.mod_revision))
             .await?
         {
-            Outcome::Applied { .. } => {
+            Outcome::Applied { revision, .. } => {
+                state.settle(res, revision).await;
                 if res.plural == "services" {
                     crate::services::release(&*state.store, &obj).await;
                 }
@@ -2049,7 +2089,7 @@ fn fast_event(selectors: &Selectors, paths: &[Vec<String>], event: &Event, outpu
 /// A watch: newline-delimited JSON events, from `resourceVersion` or (when it is unset or
 /// "0") starting with the current state as ADDED events.
 async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, output: Output) -> ApiResult {
-    let table = output == Output::Table;
+    let table = matches!(output, Output::Table(_));
     let selectors = Selectors::from_query(query)?;
     let selected_paths = selectors.paths();
     /// The current state sent first: ready lines, or objects still to encode.
@@ -2105,8 +2145,8 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, output: Out
         let mut first = true;
         let mut encode_event = |kind: &str, obj: Value| -> Bytes {
             let object = match output {
-                Output::Table => {
-                    let t = table::for_objects(res, &[obj], None, first);
+                Output::Table(include) => {
+                    let t = table::for_objects(res, &[obj], None, first, include);
                     first = false;
                     t
                 }
@@ -2387,25 +2427,47 @@ mod tests {
             })
             .collect();
         let res = registry::find("", "v1", "pods").unwrap();
-        let query = Query::parse(Some("labelSelector=app%3Dweb"));
-        let selectors = Selectors::from_query(&query).unwrap();
-        let mut items = ListItems {
-            paths: selectors.paths(),
-            selectors,
-            output: Output::Table,
-            limit: 0,
-            count: 0,
-        };
-        let mut rows = Vec::new();
-        items.encode(&kvs, &mut Vec::new(), &mut rows).unwrap();
-        let metadata = json!({"resourceVersion": "12"});
-        let listed: Value =
-            serde_json::from_slice(&table::encode_list(res, &rows, &metadata)).unwrap();
         let decoded: Vec<Value> = [0, 2].iter().map(|&i| decode(&kvs[i]).unwrap()).collect();
-        let want = table::for_objects(res, &decoded, Some(metadata), true);
-        assert_eq!(listed, want);
-        assert_eq!(listed["rows"].as_array().unwrap().len(), 2);
-        assert!(listed["rows"][0]["object"]["metadata"]["managedFields"].is_array());
+        let metadata = json!({"resourceVersion": "12"});
+        let listed = |include: table::Include| {
+            let query = Query::parse(Some("labelSelector=app%3Dweb"));
+            let selectors = Selectors::from_query(&query).unwrap();
+            let mut items = ListItems {
+                paths: selectors.paths(),
+                selectors,
+                output: Output::Table(include),
+                limit: 0,
+                count: 0,
+            };
+            let mut rows = Vec::new();
+            items.encode(&kvs, &mut Vec::new(), &mut rows).unwrap();
+            let listed: Value =
+                serde_json::from_slice(&table::encode_list(res, &rows, &metadata)).unwrap();
+            let want = table::for_objects(res, &decoded, Some(metadata.clone()), true, include);
+            assert_eq!(listed, want, "{include:?}");
+            assert_eq!(listed["rows"].as_array().unwrap().len(), 2);
+            listed
+        };
+        let rows = listed(table::Include::Metadata);
+        assert_eq!(rows["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+        assert!(rows["rows"][0]["object"]["metadata"]["managedFields"].is_array());
+        assert!(rows["rows"][0]["object"]["spec"].is_null());
+        let rows = listed(table::Include::Object);
+        assert_eq!(rows["rows"][1]["object"], decoded[1], "the whole object");
+        assert_eq!(rows["rows"][1]["object"]["kind"], "Pod");
+        assert_eq!(
+            rows["rows"][1]["object"]["metadata"]["resourceVersion"],
+            "12"
+        );
+        let rows = listed(table::Include::None);
+        assert_eq!(rows["rows"][0]["object"], Value::Null);
+        assert_eq!(
+            table::Include::from_query(Some("Everything"))
+                .unwrap_err()
+                .into_response()
+                .status(),
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! authenticates while it has not expired, names this server's audience, and its service
 //! account still exists with the same uid, as upstream's bound tokens do.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -48,7 +50,16 @@ pub struct TokenSigner {
     key: EcdsaKeyPair,
     kid: String,
     rng: SystemRandom,
+    /// Tokens whose signature checked out, by the SHA-256 of their bytes, with what they
+    /// claim and their `nbf`. Whether given bytes carry this signer's signature never changes,
+    /// so a token presented again is not verified again (ECDSA verification is most of a
+    /// token-authenticated request's CPU otherwise); expiry is still checked on every use, and
+    /// the service account's existence by the caller. Forgeries are never remembered.
+    verified: Mutex<HashMap<[u8; 32], (TokenClaims, i64)>>,
 }
+
+/// Verified tokens remembered at most; when full, the memory starts over.
+const VERIFIED_TOKENS: usize = 4096;
 
 /// What a valid token says.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,7 +146,12 @@ impl TokenSigner {
             .map_err(|e| format!("service account key: {e}"))?;
         let digest = ring::digest::digest(&ring::digest::SHA256, key.public_key().as_ref());
         let kid = URL_SAFE_NO_PAD.encode(digest.as_ref());
-        Ok(TokenSigner { key, kid, rng })
+        Ok(TokenSigner {
+            key,
+            kid,
+            rng,
+            verified: Mutex::default(),
+        })
     }
 
     /// The JSON Web Key Set with the public key that checks this signer's tokens, as served
@@ -201,6 +217,32 @@ impl TokenSigner {
     /// (another issuer's token, a forged or altered one, an expired one). The service
     /// account's existence is the caller's to check.
     pub fn verify(&self, token: &str) -> Option<TokenClaims> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let id: [u8; 32] = digest.as_ref().try_into().expect("SHA-256 is 32 bytes");
+        let known = self.remembered().get(&id).cloned();
+        let (claims, nbf) = match known {
+            Some(known) => known,
+            None => {
+                let signed = self.verify_signature(token)?;
+                let mut verified = self.remembered();
+                if verified.len() >= VERIFIED_TOKENS {
+                    verified.clear();
+                }
+                verified.insert(id, signed.clone());
+                signed
+            }
+        };
+        let t = now();
+        (claims.expires > t && nbf <= t + 60).then_some(claims)
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (TokenClaims, i64)>> {
+        self.verified.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The claims (and `nbf`) of a token with this signer's signature and issuer, whatever
+    /// the time.
+    fn verify_signature(&self, token: &str) -> Option<(TokenClaims, i64)> {
         let mut parts = token.split('.');
         let (header, claims, sig) = (parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() {
@@ -219,10 +261,10 @@ impl TokenSigner {
             return None;
         }
         let c: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
-        let t = now();
-        if c["iss"] != ISSUER || c["exp"].as_i64()? <= t || c["nbf"].as_i64()? > t + 60 {
+        if c["iss"] != ISSUER {
             return None;
         }
+        let nbf = c["nbf"].as_i64()?;
         let audiences = match &c["aud"] {
             Value::String(a) => vec![a.clone()],
             aud @ Value::Array(_) => crate::api::strings(aud),
@@ -237,7 +279,7 @@ impl TokenSigner {
                 o["uid"].as_str()?.to_owned(),
             ))
         });
-        Some(TokenClaims {
+        let claims = TokenClaims {
             bound,
             namespace: c["kubernetes.io"]["namespace"].as_str()?.to_owned(),
             name: sa["name"].as_str()?.to_owned(),
@@ -245,7 +287,8 @@ impl TokenSigner {
             audiences,
             expires: c["exp"].as_i64()?,
             jti: c["jti"].as_str().unwrap_or("").to_owned(),
-        })
+        };
+        Some((claims, nbf))
     }
 }
 
@@ -598,8 +641,25 @@ mod tests {
             Some(("Pod".to_owned(), "web-0".to_owned(), "p-9".to_owned()))
         );
         assert!(s.verify(&expired).is_none());
+        assert!(
+            s.verify(&expired).is_none(),
+            "still refused when presented again"
+        );
         for junk in ["", "a.b", "a.b.c", "a.b.c.d", &format!("{token}x")] {
             assert!(s.verify(junk).is_none(), "{junk}");
         }
+
+        // Presented again, a token is answered from memory: the same claims, until it
+        // expires. Only signatures that checked out are remembered.
+        assert_eq!(s.verify(&token), Some(claims_again(&s, &token)));
+        assert_eq!(s.remembered().len(), 3, "token, expired, pod_bound");
+        for (claims, _) in s.remembered().values_mut() {
+            claims.expires = now() - 1;
+        }
+        assert!(s.verify(&token).is_none(), "expired while remembered");
+    }
+
+    fn claims_again(s: &TokenSigner, token: &str) -> TokenClaims {
+        s.verify_signature(token).expect("signed by s").0
     }
 }

@@ -12,7 +12,6 @@
 //! (and a service account's own groups when no group is given), never the requester's.
 
 use axum::http::HeaderMap;
-use dao_store::Store;
 
 use crate::Identity;
 use crate::auth;
@@ -121,8 +120,8 @@ fn service_account(user: &str) -> Option<(&str, &str)> {
 /// The identity a request acts as: `requester`'s own when it carries no impersonation
 /// headers, the impersonated one when RBAC lets `requester` impersonate everything asked for;
 /// upstream's 403 (naming the first thing refused) otherwise.
-pub async fn resolve(
-    store: &dyn Store,
+pub fn resolve(
+    rbac: &rbac::RbacIndex,
     requester: &Identity,
     headers: &HeaderMap,
 ) -> Result<Option<Identity>, ApiError> {
@@ -135,7 +134,7 @@ pub async fn resolve(
             resource: Some(resource),
             path: String::new(),
         };
-        if !rbac::authorize(store, requester, &a).await?.allowed {
+        if !rbac::authorize(rbac, requester, &a).allowed {
             return Err(rbac::forbidden(requester, &a));
         }
     }

@@ -241,9 +241,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     services::bootstrap(&*config.store, local_addr.port()).await?;
 
     let tls = tls_config(&pki)?;
+    let (stop, mut stopped) = watch::channel(false);
+    let rbac = rbac::RbacIndex::start(config.store.clone(), stop.subscribe()).await?;
     let state = AppState {
         api: Arc::new(api::ApiState {
             store: config.store.clone(),
+            rbac,
             tokens: Some(
                 auth::TokenSigner::from_pkcs8(&pki.service_account_key_der()?)
                     .map_err(ServerError::Tokens)?,
@@ -255,7 +258,6 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     };
     let app = router(state);
     let local_app = app.clone();
-    let (stop, mut stopped) = watch::channel(false);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let task = tokio::spawn(async move {
         loop {
@@ -489,7 +491,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         }
     }
     let requester = req.extensions().get::<Identity>().expect("set above");
-    match impersonation::resolve(&*state.api.store, requester, req.headers()).await {
+    match impersonation::resolve(&state.api.rbac, requester, req.headers()) {
         Ok(Some(acting)) => {
             req.extensions_mut().insert(acting);
         }
@@ -500,10 +502,8 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     if !rbac::is_master(identity) {
         let watch = api::Query::parse(req.uri().query()).flag("watch");
         let attributes = rbac::Attributes::from_request(req.method().as_str(), &path, watch);
-        match rbac::authorize(&*state.api.store, identity, &attributes).await {
-            Ok(d) if d.allowed => {}
-            Ok(_) => return rbac::forbidden(identity, &attributes).into_response(),
-            Err(e) => return e.into_response(),
+        if !rbac::authorize(&state.api.rbac, identity, &attributes).allowed {
+            return rbac::forbidden(identity, &attributes).into_response();
         }
     }
     next.run(req).await
@@ -608,12 +608,12 @@ async fn review(
     let kind = review.kind;
     let result = async {
         let body = api::parse_body(headers, body)?;
-        let store = &*state.api.store;
+        let rbac = &state.api.rbac;
         let review = match kind {
             "SelfSubjectReview" => auth::self_subject_review(identity),
             "TokenReview" => auth::token_review(&state.api, &state.admin_token, &body).await?,
-            "SelfSubjectRulesReview" => rbac::rules_review(store, identity, &body).await?,
-            _ => rbac::access_review(store, identity, kind, namespace, &body).await?,
+            "SelfSubjectRulesReview" => rbac::rules_review(rbac, identity, &body),
+            _ => rbac::access_review(rbac, identity, kind, namespace, &body)?,
         };
         Ok(api::json_response(StatusCode::CREATED, &review))
     }

@@ -4,15 +4,18 @@
 //!
 //! Members of `system:masters` are allowed everything before RBAC is asked, as upstream's
 //! privileged-group authorizer does (the admin credentials and Dao's in-process components);
-//! everyone else gets exactly what their bindings grant. Roles and bindings are read from the
-//! store on each request that needs them: there is no cache yet, so a request by a non-admin
-//! costs a few range reads of the (in-memory) live keys.
+//! everyone else gets exactly what their bindings grant. Roles and bindings are read from
+//! [`RbacIndex`], an in-memory copy of them that a watch keeps current.
 
-use dao_store::{RangeRequest, Store};
-use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, Subject,
-};
+mod index;
+
+use std::sync::Arc;
+
+use k8s_openapi::api::rbac::v1::{PolicyRule, Subject};
 use serde_json::{Value, json};
+
+use index::Objects;
+pub use index::RbacIndex;
 
 use crate::Identity;
 use crate::status::{ApiError, Cause};
@@ -164,62 +167,67 @@ fn describe_subject(s: &Subject, binding_ns: Option<&str>) -> String {
     }
 }
 
-async fn objects<T: serde::de::DeserializeOwned>(
-    store: &dyn Store,
-    prefix: String,
-) -> Result<Vec<T>, ApiError> {
-    let page = store.range(RangeRequest::prefix(prefix)).await?;
-    Ok(page
-        .kvs
-        .iter()
-        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-        .collect())
-}
-
-async fn object<T: serde::de::DeserializeOwned>(
-    store: &dyn Store,
-    key: String,
-) -> Result<Option<T>, ApiError> {
-    let (kv, _) = store.get(&key, None).await?;
-    Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
-}
-
 /// The rules of the role a binding refers to (`Role` in `namespace`, or `ClusterRole`);
 /// `None` when it does not exist or is of another kind.
-async fn role_rules(
-    store: &dyn Store,
+fn role_rules(
+    objects: &Objects,
     kind: &str,
     namespace: &str,
     name: &str,
-) -> Result<Option<Vec<PolicyRule>>, ApiError> {
-    Ok(match kind {
-        "ClusterRole" => object::<ClusterRole>(store, format!("{PREFIX}clusterroles/{name}"))
-            .await?
-            .map(|r| r.rules.unwrap_or_default()),
-        "Role" => object::<Role>(store, format!("{PREFIX}roles/{namespace}/{name}"))
-            .await?
-            .map(|r| r.rules.unwrap_or_default()),
+) -> Option<Arc<[PolicyRule]>> {
+    match kind {
+        "ClusterRole" => objects.cluster_roles.get(name).cloned(),
+        "Role" => objects.roles.get(namespace)?.get(name).cloned(),
         _ => None,
-    })
+    }
 }
 
-/// One binding that applies to the subject, with the rules its role grants.
-struct Grant {
-    /// `ClusterRoleBinding "x" of ClusterRole "y" to Group "z"`.
-    how: String,
-    rules: Vec<PolicyRule>,
+/// How a grant reaches its subject: the binding, its role and the subject it names.
+struct Via<'a> {
+    /// `Some(namespace)` for a RoleBinding.
+    namespace: Option<&'a str>,
+    binding: &'a str,
+    role_kind: &'a str,
+    role: &'a str,
+    subject: &'a Subject,
 }
 
-/// Every grant that applies to `who` in `namespace` ("" for cluster-wide only).
-async fn grants(
-    store: &dyn Store,
+impl Via<'_> {
+    /// `ClusterRoleBinding "x" of ClusterRole "y" to Group "z"`, as upstream's reason says.
+    fn describe(&self) -> String {
+        match self.namespace {
+            None => format!(
+                "ClusterRoleBinding \"{}\" of {} \"{}\" to {}",
+                self.binding,
+                self.role_kind,
+                self.role,
+                describe_subject(self.subject, None)
+            ),
+            Some(ns) => format!(
+                "RoleBinding \"{}/{ns}\" of {} \"{}\" to {}",
+                self.binding,
+                self.role_kind,
+                self.role,
+                describe_subject(self.subject, Some(ns))
+            ),
+        }
+    }
+}
+
+/// Call `f` with every grant that applies to `who` in `namespace` ("" for cluster-wide
+/// only): ClusterRoleBindings, then the namespace's RoleBindings, each in name order, until
+/// `f` returns true.
+fn each_grant(
+    objects: &Objects,
     who: &Identity,
     namespace: &str,
-) -> Result<Vec<Grant>, ApiError> {
-    let mut out = Vec::new();
-    let crbs: Vec<ClusterRoleBinding> =
-        objects(store, format!("{PREFIX}clusterrolebindings/")).await?;
-    for b in crbs {
+    mut f: impl FnMut(&Via<'_>, &Arc<[PolicyRule]>) -> bool,
+) {
+    for (name, b) in &objects.cluster_bindings {
+        // A ClusterRoleBinding can only refer to a ClusterRole.
+        if b.role_ref.kind != "ClusterRole" {
+            continue;
+        }
         let Some(subject) = b
             .subjects
             .iter()
@@ -228,28 +236,23 @@ async fn grants(
         else {
             continue;
         };
-        // A ClusterRoleBinding can only refer to a ClusterRole.
-        if b.role_ref.kind != "ClusterRole" {
-            continue;
-        }
-        if let Some(rules) = role_rules(store, "ClusterRole", "", &b.role_ref.name).await? {
-            out.push(Grant {
-                how: format!(
-                    "ClusterRoleBinding \"{}\" of ClusterRole \"{}\" to {}",
-                    b.metadata.name.as_deref().unwrap_or(""),
-                    b.role_ref.name,
-                    describe_subject(subject, None)
-                ),
-                rules,
-            });
+        if let Some(rules) = objects.cluster_roles.get(&b.role_ref.name) {
+            let via = Via {
+                namespace: None,
+                binding: name,
+                role_kind: "ClusterRole",
+                role: &b.role_ref.name,
+                subject,
+            };
+            if f(&via, rules) {
+                return;
+            }
         }
     }
     if namespace.is_empty() {
-        return Ok(out);
+        return;
     }
-    let rbs: Vec<RoleBinding> =
-        objects(store, format!("{PREFIX}rolebindings/{namespace}/")).await?;
-    for b in rbs {
+    for (name, b) in objects.bindings.get(namespace).into_iter().flatten() {
         let Some(subject) = b
             .subjects
             .iter()
@@ -259,19 +262,31 @@ async fn grants(
             continue;
         };
         let kind = b.role_ref.kind.as_str();
-        if let Some(rules) = role_rules(store, kind, namespace, &b.role_ref.name).await? {
-            out.push(Grant {
-                how: format!(
-                    "RoleBinding \"{}/{namespace}\" of {kind} \"{}\" to {}",
-                    b.metadata.name.as_deref().unwrap_or(""),
-                    b.role_ref.name,
-                    describe_subject(subject, Some(namespace))
-                ),
-                rules,
-            });
+        if let Some(rules) = role_rules(objects, kind, namespace, &b.role_ref.name) {
+            let via = Via {
+                namespace: Some(namespace),
+                binding: name,
+                role_kind: kind,
+                role: &b.role_ref.name,
+                subject,
+            };
+            if f(&via, &rules) {
+                return;
+            }
         }
     }
-    Ok(out)
+}
+
+/// Every rule `who` holds in `namespace` ("" for cluster-wide only), grant by grant.
+fn held_rules(rbac: &RbacIndex, who: &Identity, namespace: &str) -> Vec<Arc<[PolicyRule]>> {
+    rbac.read(|objects| {
+        let mut out = Vec::new();
+        each_grant(objects, who, namespace, |_, rules| {
+            out.push(rules.clone());
+            false
+        });
+        out
+    })
 }
 
 /// Whether `who` is in `system:masters`, which may do everything.
@@ -280,16 +295,12 @@ pub(crate) fn is_master(who: &Identity) -> bool {
 }
 
 /// Whether `who` may do `a`.
-pub async fn authorize(
-    store: &dyn Store,
-    who: &Identity,
-    a: &Attributes,
-) -> Result<Decision, ApiError> {
+pub fn authorize(rbac: &RbacIndex, who: &Identity, a: &Attributes) -> Decision {
     if is_master(who) {
-        return Ok(Decision {
+        return Decision {
             allowed: true,
             reason: String::new(),
-        });
+        };
     }
     // Non-resource paths and cluster-scoped resources: only cluster-wide bindings count.
     let namespace = a
@@ -297,18 +308,20 @@ pub async fn authorize(
         .as_ref()
         .map(|r| r.namespace.as_str())
         .unwrap_or("");
-    for g in grants(store, who, namespace).await? {
-        if g.rules.iter().any(|rule| rule_allows(rule, a)) {
-            return Ok(Decision {
-                allowed: true,
-                reason: format!("RBAC: allowed by {}", g.how),
-            });
-        }
+    let mut reason = None;
+    rbac.read(|objects| {
+        each_grant(objects, who, namespace, |via, rules| {
+            if rules.iter().any(|rule| rule_allows(rule, a)) {
+                reason = Some(format!("RBAC: allowed by {}", via.describe()));
+                return true;
+            }
+            false
+        })
+    });
+    Decision {
+        allowed: reason.is_some(),
+        reason: reason.unwrap_or_default(),
     }
-    Ok(Decision {
-        allowed: false,
-        reason: String::new(),
-    })
 }
 
 /// Upstream's 403 for a request RBAC does not allow.
@@ -458,8 +471,8 @@ fn not_held(wanted: &[PolicyRule], held: &[PolicyRule]) -> Vec<String> {
 /// writer holds (or the writer may `escalate` it), a binding may only grant a role whose rules
 /// its writer holds (or the writer may `bind` it). Without it, anyone allowed to write
 /// RoleBindings could bind themselves `cluster-admin`.
-pub async fn check_escalation(
-    store: &dyn Store,
+pub fn check_escalation(
+    rbac: &RbacIndex,
     res: &crate::registry::Resource,
     namespace: Option<&str>,
     obj: &Value,
@@ -491,10 +504,7 @@ pub async fn check_escalation(
     };
     let wanted: Vec<PolicyRule> = match res.kind {
         "Role" | "ClusterRole" => {
-            if authorize(store, &who, &may("escalate", res.plural, &name))
-                .await?
-                .allowed
-            {
+            if authorize(rbac, &who, &may("escalate", res.plural, &name)).allowed {
                 return Ok(());
             }
             serde_json::from_value(obj["rules"].clone()).unwrap_or_default()
@@ -510,10 +520,7 @@ pub async fn check_escalation(
             } else {
                 "clusterroles"
             };
-            if authorize(store, &who, &may("bind", plural, role))
-                .await?
-                .allowed
-            {
+            if authorize(rbac, &who, &may("bind", plural, role)).allowed {
                 return Ok(());
             }
             let kind = if kind == "Role" {
@@ -521,16 +528,15 @@ pub async fn check_escalation(
             } else {
                 "ClusterRole"
             };
-            role_rules(store, kind, &namespace, role)
-                .await?
+            rbac.read(|objects| role_rules(objects, kind, &namespace, role))
+                .map(|rules| rules.to_vec())
                 .unwrap_or_default()
         }
         _ => return Ok(()),
     };
-    let held: Vec<PolicyRule> = grants(store, &who, &namespace)
-        .await?
-        .into_iter()
-        .flat_map(|g| g.rules)
+    let held: Vec<PolicyRule> = held_rules(rbac, &who, &namespace)
+        .iter()
+        .flat_map(|rules| rules.iter().cloned())
         .collect();
     let missing = not_held(&wanted, &held);
     if missing.is_empty() {
@@ -601,8 +607,8 @@ fn review_attributes(kind: &str, spec: &Value) -> Result<Attributes, ApiError> {
 
 /// `selfsubjectaccessreviews`, `subjectaccessreviews` and `localsubjectaccessreviews`
 /// (`namespace` is the local review's path namespace): the body with `status` answered.
-pub async fn access_review(
-    store: &dyn Store,
+pub fn access_review(
+    rbac: &RbacIndex,
     caller: &Identity,
     kind: &str,
     namespace: Option<&str>,
@@ -662,7 +668,7 @@ pub async fn access_review(
             ));
         }
     }
-    let decision = authorize(store, &subject, &a).await?;
+    let decision = authorize(rbac, &subject, &a);
     let mut status = json!({"allowed": decision.allowed});
     if !decision.reason.is_empty() {
         status["reason"] = json!(decision.reason);
@@ -678,17 +684,13 @@ pub async fn access_review(
 }
 
 /// `selfsubjectrulesreviews`: every rule the caller holds in `spec.namespace`.
-pub async fn rules_review(
-    store: &dyn Store,
-    caller: &Identity,
-    body: &Value,
-) -> Result<Value, ApiError> {
+pub fn rules_review(rbac: &RbacIndex, caller: &Identity, body: &Value) -> Value {
     let namespace = body["spec"]["namespace"].as_str().unwrap_or("");
     let mut resource_rules = Vec::new();
     let mut non_resource_rules = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for g in grants(store, caller, namespace).await? {
-        for rule in g.rules {
+    for rules in held_rules(rbac, caller, namespace) {
+        for rule in rules.iter().cloned() {
             let v = serde_json::to_value(&rule).expect("a rule serializes");
             if !seen.insert(v.to_string()) {
                 continue;
@@ -710,7 +712,7 @@ pub async fn rules_review(
             }
         }
     }
-    Ok(json!({
+    json!({
         "kind": "SelfSubjectRulesReview",
         "apiVersion": "authorization.k8s.io/v1",
         "metadata": {"creationTimestamp": null},
@@ -720,7 +722,7 @@ pub async fn rules_review(
             "nonResourceRules": non_resource_rules,
             "incomplete": false,
         },
-    }))
+    })
 }
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
@@ -1253,6 +1255,94 @@ mod tests {
                 ("get", None, path)
             );
         }
+    }
+
+    #[test]
+    fn decisions_come_from_the_bindings_that_name_the_subject() {
+        let store_key = |plural: &str, rest: &str| format!("{PREFIX}{plural}/{rest}");
+        let objects: Vec<(String, Value)> = vec![
+            (
+                store_key("clusterroles", "pod-reader"),
+                json!({"metadata": {"name": "pod-reader"},
+                    "rules": [rule(&[""], &["pods"], &["get", "list"])]}),
+            ),
+            (
+                store_key("roles", "team/cm-writer"),
+                json!({"metadata": {"name": "cm-writer", "namespace": "team"},
+                    "rules": [rule(&[""], &["configmaps"], &["create"])]}),
+            ),
+            // Everyone authenticated may read pods in every namespace ...
+            (
+                store_key("clusterrolebindings", "readers"),
+                json!({"metadata": {"name": "readers"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pod-reader"},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}]}),
+            ),
+            // ... carol may create ConfigMaps in "team" only ...
+            (
+                store_key("rolebindings", "team/carol-writes"),
+                json!({"metadata": {"name": "carol-writes", "namespace": "team"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-writer"},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}]}),
+            ),
+            // ... and a binding to a role that does not exist grants nothing.
+            (
+                store_key("rolebindings", "team/dangling"),
+                json!({"metadata": {"name": "dangling", "namespace": "team"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}]}),
+            ),
+        ];
+        let encoded: Vec<(String, Vec<u8>)> = objects
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::to_vec(v).unwrap()))
+            .collect();
+        let index = RbacIndex::fixed(encoded.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+        let carol = Identity {
+            user: "carol".into(),
+            groups: vec!["system:authenticated".into()],
+            ..Default::default()
+        };
+        let dave = Identity {
+            user: "dave".into(),
+            ..Default::default()
+        };
+        let decide =
+            |who: &Identity, method: &str, path: &str| authorize(&index, who, &attrs(method, path));
+        assert_eq!(
+            decide(&carol, "GET", "/api/v1/namespaces/other/pods").reason,
+            "RBAC: allowed by ClusterRoleBinding \"readers\" of ClusterRole \"pod-reader\" to Group \"system:authenticated\""
+        );
+        assert_eq!(
+            decide(&carol, "POST", "/api/v1/namespaces/team/configmaps").reason,
+            "RBAC: allowed by RoleBinding \"carol-writes/team\" of Role \"cm-writer\" to User \"carol\""
+        );
+        for (who, method, path) in [
+            (&carol, "POST", "/api/v1/namespaces/other/configmaps"),
+            (&carol, "DELETE", "/api/v1/namespaces/team/pods/p"),
+            (&dave, "GET", "/api/v1/namespaces/team/pods"),
+        ] {
+            assert_eq!(
+                decide(who, method, path),
+                Decision {
+                    allowed: false,
+                    reason: String::new()
+                },
+                "{} {method} {path}",
+                who.user
+            );
+        }
+        let held: Vec<PolicyRule> = held_rules(&index, &carol, "team")
+            .iter()
+            .flat_map(|r| r.iter().cloned())
+            .collect();
+        assert_eq!(
+            serde_json::to_value(&held).unwrap(),
+            json!([
+                rule(&[""], &["pods"], &["get", "list"]),
+                rule(&[""], &["configmaps"], &["create"])
+            ])
+        );
     }
 
     #[test]

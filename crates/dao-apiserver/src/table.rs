@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::registry::Resource;
 use crate::selector::format_label_selector;
+use crate::status::ApiError;
 
 struct Column {
     name: &'static str,
@@ -1609,13 +1610,53 @@ fn column_definitions(res: &Resource) -> Vec<Value> {
         .collect()
 }
 
-/// A `meta.k8s.io/v1` Table of `objects`; rows carry the objects' metadata as
-/// PartialObjectMetadata (upstream's default `includeObject=Metadata`).
+/// What each row of a Table carries besides its cells: the request's `includeObject`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Include {
+    /// Nothing (`"object": null`).
+    None,
+    /// The object's metadata as a PartialObjectMetadata (upstream's default).
+    #[default]
+    Metadata,
+    /// The whole object, as a GET returns it: what `kubectl get --sort-by` asks for, to sort
+    /// on any field.
+    Object,
+}
+
+impl Include {
+    /// The `includeObject` query parameter; upstream's 400 for a value it does not know.
+    pub fn from_query(value: Option<&str>) -> Result<Include, ApiError> {
+        match value.unwrap_or("") {
+            "" | "Metadata" => Ok(Include::Metadata),
+            "None" => Ok(Include::None),
+            "Object" => Ok(Include::Object),
+            other => Err(ApiError::bad_request(format!(
+                "unrecognized includeObject value: {other:?}"
+            ))),
+        }
+    }
+
+    /// A row's `object` for `obj` (a whole object with its resourceVersion).
+    fn row_object(self, obj: &Value) -> Value {
+        match self {
+            Include::None => Value::Null,
+            Include::Metadata => json!({
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
+            }),
+            Include::Object => obj.clone(),
+        }
+    }
+}
+
+/// A `meta.k8s.io/v1` Table of `objects`; rows carry what `include` asks for.
 pub fn for_objects(
     res: &Resource,
     objects: &[Value],
     list_metadata: Option<Value>,
     include_columns: bool,
+    include: Include,
 ) -> Value {
     let now = Utc::now();
     let definitions: Vec<Value> = if include_columns {
@@ -1628,11 +1669,7 @@ pub fn for_objects(
         .map(|obj| {
             json!({
                 "cells": cells(res, obj, now),
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
-                },
+                "object": include.row_object(obj),
             })
         })
         .collect();
@@ -1649,10 +1686,10 @@ pub fn for_objects(
 }
 
 /// One row of a listed table: the object (decoded without its managedFields, which no
-/// column reads) and its row object, a `PartialObjectMetadata` already encoded.
+/// column reads) and its row object (see [`Include`]) already encoded.
 pub struct ListRow {
     pub object: Value,
-    pub partial: Vec<u8>,
+    pub row_object: Vec<u8>,
 }
 
 /// A LIST as a Table, encoded straight to bytes: the same document as [`for_objects`], but
@@ -1662,7 +1699,7 @@ pub fn encode_list(res: &Resource, rows: &[ListRow], list_metadata: &Value) -> V
     let now = Utc::now();
     let definitions = column_definitions(res);
     let mut out =
-        Vec::with_capacity(rows.iter().map(|r| r.partial.len() + 160).sum::<usize>() + 4096);
+        Vec::with_capacity(rows.iter().map(|r| r.row_object.len() + 160).sum::<usize>() + 4096);
     out.extend_from_slice(b"{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":");
     serde_json::to_writer(&mut out, list_metadata).expect("a JSON value serializes");
     out.extend_from_slice(b",\"columnDefinitions\":");
@@ -1676,7 +1713,7 @@ pub fn encode_list(res: &Resource, rows: &[ListRow], list_metadata: &Value) -> V
         serde_json::to_writer(&mut out, &cells(res, &row.object, now))
             .expect("a JSON value serializes");
         out.extend_from_slice(b",\"object\":");
-        out.extend_from_slice(&row.partial);
+        out.extend_from_slice(&row.row_object);
         out.push(b'}');
     }
     out.extend_from_slice(b"]}");
@@ -1798,7 +1835,13 @@ mod tests {
     #[test]
     fn table_shape() {
         let res = crate::registry::find("", "v1", "pods").unwrap();
-        let t = for_objects(res, &[json!({"metadata": meta("p")})], None, true);
+        let t = for_objects(
+            res,
+            &[json!({"metadata": meta("p")})],
+            None,
+            true,
+            Include::Metadata,
+        );
         assert_eq!(t["kind"], "Table");
         let cols = t["columnDefinitions"].as_array().unwrap();
         assert_eq!(cols[0]["name"], "Name");
@@ -1808,7 +1851,7 @@ mod tests {
         assert_eq!(cols[5]["priority"], 1);
         assert_eq!(t["rows"][0]["cells"][0], "p");
         assert_eq!(t["rows"][0]["object"]["metadata"]["name"], "p");
-        let t = for_objects(res, &[], None, false);
+        let t = for_objects(res, &[], None, false, Include::Metadata);
         assert!(t.get("columnDefinitions").is_none());
         let rs = columns_for("apps", "replicasets");
         assert_eq!((rs[1].name, rs[1].kind), ("Desired", "integer"));

@@ -36,6 +36,32 @@ pub struct ApiBench {
     /// yardstick's 13k objects); 0 skips it.
     #[arg(long, default_value_t = 13_000)]
     pub memory_objects: usize,
+    /// Who the create runs authenticate as: `admin` (the admin client certificate, in
+    /// `system:masters`, which skips RBAC) and `service-account` (a service account token
+    /// bound to ClusterRole `edit` in the namespace: token authentication and RBAC on every
+    /// request, as for a workload or a controller run out of process).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "admin,service-account"
+    )]
+    pub identities: Vec<Identity>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identity {
+    Admin,
+    ServiceAccount,
+}
+
+impl Identity {
+    fn name(self) -> &'static str {
+        match self {
+            Identity::Admin => "admin",
+            Identity::ServiceAccount => "service account",
+        }
+    }
 }
 
 fn progress(msg: &str) {
@@ -81,10 +107,13 @@ impl ServerProcess {
     }
 
     pub(crate) async fn client(&self) -> Result<Client> {
+        Ok(Client::try_from(self.config().await?)?)
+    }
+
+    /// The admin kubeconfig as a kube-rs `Config`.
+    pub(crate) async fn config(&self) -> Result<Config> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
-        let config =
-            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-        Ok(Client::try_from(config)?)
+        Ok(Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -157,10 +186,67 @@ async fn namespace(client: &Client, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Create ConfigMaps from `clients` clients (each its own kube::Client and connections)
-/// for `seconds`; returns (creates, creates/s, latencies).
+/// A kube-rs `Config` that authenticates as service account `bench` in `ns`, which a
+/// RoleBinding gives ClusterRole `edit` there: created through `admin`, token from the
+/// TokenRequest API.
+async fn service_account_config(admin: &Client, base: &Config, ns: &str) -> Result<Config> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some("bench".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
+    sas.create(&PostParams::default(), &sa).await?;
+    let binding = RoleBinding {
+        metadata: ObjectMeta {
+            name: Some("bench-edit".into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: "edit".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: "bench".into(),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        }]),
+    };
+    Api::<RoleBinding>::namespaced(admin.clone(), ns)
+        .create(&PostParams::default(), &binding)
+        .await?;
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = sas
+        .create_token_request("bench", &PostParams::default(), &request)
+        .await?
+        .status
+        .context("TokenRequest answered without a status")?
+        .token;
+    let mut config = base.clone();
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    Ok(config)
+}
+
+/// Create ConfigMaps from `clients` clients (each its own kube::Client and connections, all
+/// with `config`) for `seconds`; returns (creates, creates/s, latencies).
 async fn create_run(
-    server: &ServerProcess,
+    config: &Config,
     ns: &str,
     clients: usize,
     seconds: f64,
@@ -170,7 +256,7 @@ async fn create_run(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let api: Api<ConfigMap> = Api::namespaced(server.client().await?, ns);
+        let api: Api<ConfigMap> = Api::namespaced(Client::try_from(config.clone())?, ns);
         let value = value.to_owned();
         tasks.push(tokio::spawn(async move {
             let mut lat = Latencies::new();
@@ -253,15 +339,31 @@ pub async fn run(args: ApiBench) -> Result<()> {
     let (server, _) = ServerProcess::start(&dir.path().join("main")).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (idle_rss, _) = server.memory_kib();
-    let client = server.client().await?;
+    let admin_config = server.config().await?;
+    let client = Client::try_from(admin_config.clone())?;
 
     let mut rows = Vec::new();
     for &c in &args.clients {
-        let ns = format!("create-{c}");
-        namespace(&client, &ns).await?;
-        progress(&format!("{c} clients creating for {}s", args.seconds));
-        let (n, rate, lat) = create_run(&server, &ns, c, args.seconds, &value).await?;
-        rows.push((c, n, rate, lat.ms(0.5), lat.ms(0.99)));
+        for &identity in &args.identities {
+            let ns = match identity {
+                Identity::Admin => format!("create-{c}"),
+                Identity::ServiceAccount => format!("create-sa-{c}"),
+            };
+            namespace(&client, &ns).await?;
+            let config = match identity {
+                Identity::Admin => admin_config.clone(),
+                Identity::ServiceAccount => {
+                    service_account_config(&client, &admin_config, &ns).await?
+                }
+            };
+            progress(&format!(
+                "{c} clients creating for {}s as {}",
+                args.seconds,
+                identity.name()
+            ));
+            let (n, rate, lat) = create_run(&config, &ns, c, args.seconds, &value).await?;
+            rows.push((identity, c, n, rate, lat.ms(0.5), lat.ms(0.99)));
+        }
     }
 
     let mut lists = Vec::new();
@@ -313,10 +415,13 @@ pub async fn run(args: ApiBench) -> Result<()> {
         "Idle RSS after start: {:.1} MiB.\n",
         idle_rss as f64 / 1024.0
     );
-    println!("| clients | creates | creates/s | p50 ms | p99 ms |");
-    println!("|---:|---:|---:|---:|---:|");
-    for (c, n, rate, p50, p99) in &rows {
-        println!("| {c} | {n} | {rate:.0} | {p50:.2} | {p99:.2} |");
+    println!("| identity | clients | creates | creates/s | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (identity, c, n, rate, p50, p99) in &rows {
+        println!(
+            "| {} | {c} | {n} | {rate:.0} | {p50:.2} | {p99:.2} |",
+            identity.name()
+        );
     }
     println!(
         "\n| LIST of ConfigMaps (512 B) | median ms (of 3), decoded | of which body received | server RSS after | server peak RSS |"

@@ -595,3 +595,140 @@ async fn server_side_apply_creates_then_updates() {
         updated.metadata.resource_version
     );
 }
+
+/// RBAC changes govern the very next request: a service account (token from the
+/// TokenRequest API) is refused, allowed as soon as a RoleBinding is written, refused again as
+/// soon as it is deleted, and a ClusterRole edited in between changes what the binding grants,
+/// each checked with no pause after the write. The token is presented many times and keeps
+/// working (verified signatures are remembered) until its service account is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_writes_govern_the_next_request() {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = DaoServer::start(&dir.path().join("data"), &[]);
+    let admin = client(&server).await;
+    let meta = |name: &str| kube::api::ObjectMeta {
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    let pp = PostParams::default();
+    Api::<Namespace>::all(admin.clone())
+        .create(
+            &pp,
+            &Namespace {
+                metadata: meta("team"),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), "team");
+    sas.create(
+        &pp,
+        &ServiceAccount {
+            metadata: meta("app"),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let token = sas
+        .create_token_request(
+            "app",
+            &pp,
+            &TokenRequest {
+                spec: TokenRequestSpec {
+                    expiration_seconds: Some(3600),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    let as_app: Api<ConfigMap> = Api::namespaced(Client::try_from(config).unwrap(), "team");
+    let status = |r: kube::Result<_>| match r {
+        Ok(_) => 200,
+        Err(kube::Error::Api(s)) => s.code,
+        Err(e) => panic!("{e}"),
+    };
+    let list = || async { status(as_app.list(&ListParams::default()).await.map(|_| ())) };
+    let create = |name: &'static str| {
+        let as_app = as_app.clone();
+        async move {
+            status(
+                as_app
+                    .create(&PostParams::default(), &configmap(name, &[]))
+                    .await
+                    .map(|_| ()),
+            )
+        }
+    };
+    assert_eq!(list().await, 403);
+
+    let rule = |verbs: &[&str]| PolicyRule {
+        api_groups: Some(vec!["".into()]),
+        resources: Some(vec!["configmaps".into()]),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..Default::default()
+    };
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    let mut role = ClusterRole {
+        metadata: meta("cm-reader"),
+        rules: Some(vec![rule(&["list"])]),
+        ..Default::default()
+    };
+    roles.create(&pp, &role).await.unwrap();
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), "team");
+    let binding = RoleBinding {
+        metadata: meta("app-reads"),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: "cm-reader".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: "app".into(),
+            namespace: Some("team".into()),
+            ..Default::default()
+        }]),
+    };
+    for round in 0..3 {
+        bindings.create(&pp, &binding).await.unwrap();
+        assert_eq!(list().await, 200, "round {round}: granted");
+        assert_eq!(create("x").await, 403, "round {round}: only list");
+        bindings
+            .delete("app-reads", &DeleteParams::default())
+            .await
+            .unwrap();
+        assert_eq!(list().await, 403, "round {round}: revoked");
+    }
+    bindings.create(&pp, &binding).await.unwrap();
+    role.rules = Some(vec![rule(&["list", "create"])]);
+    role.metadata = roles.get("cm-reader").await.unwrap().metadata;
+    roles.replace("cm-reader", &pp, &role).await.unwrap();
+    assert_eq!(
+        create("made-by-app").await,
+        200,
+        "the edited role grants create"
+    );
+    assert_eq!(list().await, 200);
+
+    sas.delete("app", &DeleteParams::default()).await.unwrap();
+    assert_eq!(list().await, 401, "the token died with its service account");
+}

@@ -325,6 +325,26 @@ fn everyday(c: &Cluster) {
         bad.trim(),
         "error: failed to create configmap: ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
     );
+    // `--sort-by` asks for Tables that carry whole objects (`includeObject=Object`), so any
+    // field sorts, here one only the objects' data holds.
+    for (name, rank) in [("third", "3"), ("first", "1"), ("second", "2")] {
+        c.ok(&[
+            "create",
+            "configmap",
+            name,
+            "-n",
+            "team-a",
+            &format!("--from-literal=rank={rank}"),
+            "--from-literal=sorted=yes",
+        ]);
+    }
+    c.ok(&["delete", "configmap", "lit", "-n", "team-a"]);
+    let sorted = c.ok(&["get", "cm", "-n", "team-a", "--sort-by=.data.rank"]);
+    let names: Vec<&str> = sorted
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, ["NAME", "first", "second", "third"], "{sorted}");
     // Deleting a namespace empties it, then removes it.
     c.ok(&["delete", "namespace", "team-a"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -336,7 +356,7 @@ fn everyday(c: &Cluster) {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(
-        !c.run(33, &["get", "cm", "lit", "-n", "team-a"])
+        !c.run(33, &["get", "cm", "first", "-n", "team-a"])
             .status
             .success()
     );
