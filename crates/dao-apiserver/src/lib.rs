@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 mod api;
 mod apply;
 mod auth;
+mod compress;
 mod defaults;
 mod discovery;
 mod eviction;
@@ -430,6 +431,7 @@ fn router(state: AppState) -> Router {
         )
         .fallback(dispatch)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn(compress::large_responses))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }

@@ -1053,6 +1053,86 @@ fn anonymous_requests_are_refused_except_health() {
     );
 }
 
+/// Large responses go out gzip-encoded to clients that accept gzip, as upstream's
+/// APIResponseCompression does above 128 KiB: kubectl (whose HTTP transport asks for gzip)
+/// reads them as ever; raw HTTP shows the encoding, and that small responses, clients that do
+/// not ask and watches get none.
+#[test]
+fn large_responses_are_gzip_encoded() {
+    let c = Cluster::start(false);
+    c.ok(&["create", "namespace", "big"]);
+    let items: Vec<serde_json::Value> = (0..300)
+        .map(|i| {
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("cm-{i:03}"), "namespace": "big"},
+                "data": {"payload": "p".repeat(600)}})
+        })
+        .collect();
+    let list = c.file(
+        "big.json",
+        &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string(),
+    );
+    c.ok(&["create", "-f", &list]);
+    let listed = c.ok(&["get", "cm", "-n", "big", "--no-headers"]);
+    assert_eq!(listed.lines().count(), 300, "{listed}");
+
+    let kubeconfig = std::fs::read_to_string(&c.kubeconfig).unwrap();
+    let server = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap()
+        .to_owned();
+    let token = std::fs::read_to_string(
+        Path::new(&c.kubeconfig)
+            .parent()
+            .unwrap()
+            .join("pki/admin.token"),
+    )
+    .unwrap();
+    let auth = format!("Authorization: Bearer {}", token.trim());
+    // The response headers (lower-cased) and the body as curl hands it over.
+    let curl = |path: &str, extra: &[&str]| {
+        let out = Command::new("curl")
+            .args([
+                "-sk",
+                "-D",
+                "-",
+                "-o",
+                "/dev/stderr",
+                "-m",
+                "2",
+                "-H",
+                &auth,
+            ])
+            .args(extra)
+            .arg(format!("{server}{path}"))
+            .output()
+            .expect("curl");
+        (
+            String::from_utf8_lossy(&out.stdout).to_ascii_lowercase(),
+            out.stderr,
+        )
+    };
+    let gzip = ["-H", "Accept-Encoding: gzip"];
+    let (headers, body) = curl("/api/v1/namespaces/big/configmaps", &gzip);
+    assert!(headers.contains("content-encoding: gzip"), "{headers}");
+    assert!(headers.contains("vary: accept-encoding"), "{headers}");
+    assert!(body.len() < 64 * 1024, "compressed to {} bytes", body.len());
+    assert_eq!(&body[..2], b"\x1f\x8b", "a gzip stream");
+    let (_, body) = curl("/api/v1/namespaces/big/configmaps", &["--compressed"]);
+    let decoded: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(decoded["items"].as_array().unwrap().len(), 300);
+    for (path, extra) in [
+        ("/api/v1/namespaces/big/configmaps", &[][..]),
+        ("/api/v1/namespaces/big/configmaps/cm-000", &gzip[..]),
+        ("/api/v1/namespaces/big/configmaps?watch=true", &gzip[..]),
+    ] {
+        let (headers, _) = curl(path, extra);
+        assert!(headers.starts_with("http/"), "{path}: {headers}");
+        assert!(!headers.contains("content-encoding"), "{path}: {headers}");
+    }
+}
+
 /// kubectl's generators (`create deployment|job|cronjob|service|ingress|...`, `run`,
 /// `expose`) send protobuf bodies; what gets stored is what upstream stores for them.
 #[test]
