@@ -1383,6 +1383,255 @@ fn service(spec: &Value, out: &mut Vec<Cause>) {
     );
 }
 
+// ---- ingresses, autoscalers ------------------------------------------------------------
+
+const WILDCARD_DNS1123_SUBDOMAIN_FMT: &str =
+    "\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+
+/// Upstream's `IsWildcardDNS1123Subdomain`: `*.` and a DNS-1123 subdomain.
+fn wildcard_dns1123_subdomain(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 253 {
+        errs.push(max_len_error(253));
+    }
+    let ok = s
+        .strip_prefix("*.")
+        .is_some_and(|rest| !rest.is_empty() && rest.split('.').all(label_chars_ok));
+    if !ok {
+        errs.push(regex_error(
+            "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character",
+            WILDCARD_DNS1123_SUBDOMAIN_FMT,
+            &["*.example.com"],
+        ));
+    }
+    errs
+}
+
+/// An Ingress host (a rule's or a TLS entry's): a DNS name, perhaps a wildcard one.
+fn ingress_host(host: &str, path: &Path, out: &mut Vec<Cause>) {
+    if host.contains('*') {
+        each(path, host, wildcard_dns1123_subdomain(host), out);
+    } else {
+        each(path, host, dns1123_subdomain(host), out);
+    }
+}
+
+/// An Ingress backend: a Service (name, and a port by name or number) or a resource.
+fn ingress_backend(b: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let service = b.get("service").filter(|v| !v.is_null());
+    let resource = b.get("resource").filter(|v| !v.is_null());
+    match (service, resource) {
+        (Some(_), Some(_)) => out.push(invalid(
+            path,
+            "\"\"",
+            "cannot set both resource and service backends",
+        )),
+        (Some(svc), None) => {
+            let sp = path.child("service");
+            let name = str_of(svc, "name");
+            if name.is_empty() {
+                out.push(required(&sp.child("name"), ""));
+            } else {
+                each(&sp.child("name"), name, dns1035_label(name), out);
+            }
+            let port = &svc["port"];
+            let port_name_ = str_of(port, "name");
+            let number = port.get("number").and_then(Value::as_i64).unwrap_or(0);
+            match (port_name_.is_empty(), number == 0) {
+                (false, false) => out.push(invalid(
+                    path,
+                    "\"\"",
+                    "cannot set both port name & port number",
+                )),
+                (false, true) => each(
+                    &sp.child("port").child("name"),
+                    port_name_,
+                    port_name(port_name_),
+                    out,
+                ),
+                (true, false) => {
+                    if let Some(m) = port_number(number) {
+                        out.push(invalid(
+                            &sp.child("port").child("number"),
+                            &number.to_string(),
+                            m,
+                        ));
+                    }
+                }
+                (true, true) => out.push(required(path, "port name or number is required")),
+            }
+        }
+        (None, Some(r)) => {
+            for f in ["kind", "name"] {
+                if str_of(r, f).is_empty() {
+                    out.push(required(&path.child("resource").child(f), ""));
+                }
+            }
+        }
+        (None, None) => out.push(invalid(
+            path,
+            "\"\"",
+            "resource or service backend is required",
+        )),
+    }
+}
+
+/// An Ingress spec, as upstream's `ValidateIngressSpec` (networking.k8s.io/v1).
+fn ingress(spec: &Value, out: &mut Vec<Cause>) {
+    let path = Path::root("spec");
+    let rules = spec.get("rules").and_then(Value::as_array);
+    let default_backend = spec.get("defaultBackend").filter(|v| !v.is_null());
+    if rules.is_none_or(|r| r.is_empty()) && default_backend.is_none() {
+        let rendered = if rules.is_some() {
+            "[]networking.IngressRule{}"
+        } else {
+            "[]networking.IngressRule(nil)"
+        };
+        out.push(invalid(
+            &path,
+            rendered,
+            "either `defaultBackend` or `rules` must be specified",
+        ));
+    }
+    if let Some(b) = default_backend {
+        ingress_backend(b, &path.child("defaultBackend"), out);
+    }
+    for (i, rule) in items(spec, "rules") {
+        let rp = path.child("rules").index(i);
+        let host = str_of(rule, "host");
+        if !host.is_empty() {
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                out.push(invalid(
+                    &rp.child("host"),
+                    &go_str(host),
+                    "must be a DNS name, not an IP address",
+                ));
+            }
+            ingress_host(host, &rp.child("host"), out);
+        }
+        let Some(http) = rule.get("http").filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let hp = rp.child("http");
+        if http
+            .get("paths")
+            .and_then(Value::as_array)
+            .is_none_or(|p| p.is_empty())
+        {
+            out.push(required(&hp.child("paths"), ""));
+        }
+        for (j, p) in items(http, "paths") {
+            let pp = hp.child("paths").index(j);
+            let value = str_of(p, "path");
+            let absolute = |out: &mut Vec<Cause>| {
+                if !value.starts_with('/') {
+                    out.push(invalid(
+                        &pp.child("path"),
+                        &go_str(value),
+                        "must be an absolute path",
+                    ));
+                }
+            };
+            match p.get("pathType").and_then(Value::as_str) {
+                None => {
+                    out.push(required(
+                        &pp.child("pathType"),
+                        "pathType must be specified",
+                    ));
+                    continue;
+                }
+                Some("Exact" | "Prefix") => {
+                    absolute(out);
+                    if !value.is_empty() {
+                        for seq in ["//", "/./", "/../", "%2f", "%2F"] {
+                            if value.contains(seq) {
+                                out.push(invalid(
+                                    &pp.child("path"),
+                                    &go_str(value),
+                                    &format!("must not contain '{seq}'"),
+                                ));
+                            }
+                        }
+                        for suffix in ["/..", "/."] {
+                            if value.ends_with(suffix) {
+                                out.push(invalid(
+                                    &pp.child("path"),
+                                    &go_str(value),
+                                    &format!("cannot end with '{suffix}'"),
+                                ));
+                            }
+                        }
+                    }
+                }
+                Some("ImplementationSpecific") => {
+                    if !value.is_empty() {
+                        absolute(out);
+                    }
+                }
+                Some(other) => out.push(not_supported(
+                    &pp.child("pathType"),
+                    other,
+                    &["Exact", "ImplementationSpecific", "Prefix"],
+                )),
+            }
+            ingress_backend(&p["backend"], &pp.child("backend"), out);
+        }
+    }
+    for (i, tls) in items(spec, "tls") {
+        for (j, host) in items(tls, "hosts") {
+            let host = host.as_str().unwrap_or("");
+            ingress_host(
+                host,
+                &path.child("tls").index(i).child("hosts").index(j),
+                out,
+            );
+        }
+    }
+}
+
+/// A HorizontalPodAutoscaler spec (autoscaling/v1 and v2), as upstream's
+/// `validateHorizontalPodAutoscalerSpec` without the metrics and behavior details.
+fn horizontal_pod_autoscaler(spec: &Value, out: &mut Vec<Cause>) {
+    let path = Path::root("spec");
+    let min = spec.get("minReplicas").and_then(Value::as_i64);
+    let max = spec.get("maxReplicas").and_then(Value::as_i64).unwrap_or(0);
+    if let Some(min) = min
+        && min < 1
+    {
+        out.push(invalid(
+            &path.child("minReplicas"),
+            &min.to_string(),
+            "must be greater than or equal to 1",
+        ));
+    }
+    if max < 1 {
+        out.push(invalid(
+            &path.child("maxReplicas"),
+            &max.to_string(),
+            "must be greater than 0",
+        ));
+    }
+    if let Some(min) = min
+        && max < min
+    {
+        out.push(invalid(
+            &path.child("maxReplicas"),
+            &max.to_string(),
+            "must be greater than or equal to `minReplicas`",
+        ));
+    }
+    let target = &spec["scaleTargetRef"];
+    let tp = path.child("scaleTargetRef");
+    for f in ["kind", "name"] {
+        let v = str_of(target, f);
+        if v.is_empty() {
+            out.push(required(&tp.child(f), ""));
+        } else {
+            each(&tp.child(f), v, path_segment_name(v), out);
+        }
+    }
+}
+
 /// The most a ConfigMap's or Secret's data may hold.
 const MAX_DATA_SIZE: usize = 1024 * 1024;
 
@@ -1482,6 +1731,8 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
         ("", "Service") => service(spec, &mut out),
         ("", "ConfigMap") => data_maps(obj, &["data", "binaryData"], &mut out),
         ("", "Secret") => secret(obj, &mut out),
+        ("networking.k8s.io", "Ingress") => ingress(spec, &mut out),
+        ("autoscaling", "HorizontalPodAutoscaler") => horizontal_pod_autoscaler(spec, &mut out),
         _ => {}
     }
     out
@@ -1692,6 +1943,79 @@ mod tests {
                 }
             }
         })
+    }
+
+    #[test]
+    fn ingresses() {
+        let backend = json!({"service": {"name": "web", "port": {"number": 80}}});
+        let ing = |rules: Value| json!({"metadata": {"name": "i"}, "spec": {"rules": rules}});
+        check(
+            "networking.k8s.io",
+            "ingresses",
+            ing(json!([{"host": "*.example.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix", "backend": backend},
+                {"pathType": "ImplementationSpecific", "backend": backend}]}}])),
+            &[],
+        );
+        check(
+            "networking.k8s.io",
+            "ingresses",
+            ing(json!([{"host": "*.bad*host", "http": {"paths": [
+                {"path": "noslash", "pathType": "Prefix", "backend": backend},
+                {"path": "/a//b/.", "pathType": "Exact", "backend": {"service": {"name": "Web", "port": {}}}},
+                {"path": "/", "backend": backend},
+                {"path": "/", "pathType": "Regex", "backend": {}}]}},
+                {"host": "10.0.0.1"}])),
+            &[
+                "spec.rules[0].host: Invalid value: \"*.bad*host\": a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for validation is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+                "spec.rules[0].http.paths[0].path: Invalid value: \"noslash\": must be an absolute path",
+                "spec.rules[0].http.paths[1].path: Invalid value: \"/a//b/.\": must not contain '//'",
+                "spec.rules[0].http.paths[1].path: Invalid value: \"/a//b/.\": cannot end with '/.'",
+                "spec.rules[0].http.paths[1].backend.service.name: Invalid value: \"Web\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+                "spec.rules[0].http.paths[1].backend: Required value: port name or number is required",
+                "spec.rules[0].http.paths[2].pathType: Required value: pathType must be specified",
+                "spec.rules[0].http.paths[3].pathType: Unsupported value: \"Regex\": supported values: \"Exact\", \"ImplementationSpecific\", \"Prefix\"",
+                "spec.rules[0].http.paths[3].backend: Invalid value: \"\": resource or service backend is required",
+                "spec.rules[1].host: Invalid value: \"10.0.0.1\": must be a DNS name, not an IP address",
+            ],
+        );
+        check(
+            "networking.k8s.io",
+            "ingresses",
+            json!({"metadata": {"name": "i"}, "spec": {}}),
+            &[
+                "spec: Invalid value: []networking.IngressRule(nil): either `defaultBackend` or `rules` must be specified",
+            ],
+        );
+    }
+
+    #[test]
+    fn horizontal_pod_autoscalers() {
+        let hpa = |spec: Value| json!({"metadata": {"name": "h"}, "spec": spec});
+        let target = json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"});
+        check(
+            "autoscaling",
+            "horizontalpodautoscalers",
+            hpa(json!({"scaleTargetRef": target, "minReplicas": 1, "maxReplicas": 3})),
+            &[],
+        );
+        check(
+            "autoscaling",
+            "horizontalpodautoscalers",
+            hpa(json!({"scaleTargetRef": target, "minReplicas": 5, "maxReplicas": 2})),
+            &["spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"],
+        );
+        check(
+            "autoscaling",
+            "horizontalpodautoscalers",
+            hpa(json!({"scaleTargetRef": {"kind": "a/b"}, "minReplicas": 0, "maxReplicas": 0})),
+            &[
+                "spec.minReplicas: Invalid value: 0: must be greater than or equal to 1",
+                "spec.maxReplicas: Invalid value: 0: must be greater than 0",
+                "spec.scaleTargetRef.kind: Invalid value: \"a/b\": may not contain '/'",
+                "spec.scaleTargetRef.name: Required value",
+            ],
+        );
     }
 
     #[test]

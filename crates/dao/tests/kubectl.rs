@@ -1422,6 +1422,38 @@ fn invalid_objects_get_upstream_field_errors() {
     }
     not_found("deploy", "web");
 
+    // An Ingress with a malformed wildcard host and a relative Prefix path; an autoscaler
+    // whose range is upside down.
+    let out = c.fails(&[
+        "apply",
+        "-f",
+        &c.file(
+            "ingress.yaml",
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: ing\nspec:\n  rules:\n  - host: \"*.bad*host\"\n    http:\n      paths:\n      - path: noslash\n        pathType: Prefix\n        backend: {service: {name: web, port: {number: 80}}}\n",
+        ),
+    ]);
+    for line in [
+        "The Ingress \"ing\" is invalid: ",
+        "* spec.rules[0].host: Invalid value: \"*.bad*host\": a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for validation is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        "* spec.rules[0].http.paths[0].path: Invalid value: \"noslash\": must be an absolute path",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line:?} in:\n{out}");
+    }
+    not_found("ingress", "ing");
+    let out = c.fails(&[
+        "apply",
+        "-f",
+        &c.file(
+            "hpa.yaml",
+            "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: h\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  minReplicas: 5\n  maxReplicas: 2\n",
+        ),
+    ]);
+    assert!(
+        out.contains("The HorizontalPodAutoscaler \"h\" is invalid: spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"),
+        "{out}"
+    );
+    not_found("hpa", "h");
+
     // A Job's pods may not restart forever: the defaulted restartPolicy is refused.
     let out = c.fails(&[
         "create",
