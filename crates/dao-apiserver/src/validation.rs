@@ -1288,8 +1288,22 @@ fn cron_job(obj: &Value, out: &mut Vec<Cause>) {
     }
     let spec = &obj["spec"];
     let path = Path::root("spec");
-    if str_of(spec, "schedule").is_empty() {
-        out.push(required(&path.child("schedule"), ""));
+    let schedule = str_of(spec, "schedule");
+    let sp = path.child("schedule");
+    if schedule.is_empty() {
+        out.push(required(&sp, ""));
+    } else if schedule.contains("TZ") {
+        out.push(invalid(
+            &sp,
+            &go_str(schedule),
+            "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+        ));
+    } else if !schedule.trim_start().starts_with("@every ") {
+        // robfig/cron's `@every <duration>` parses upstream; Dao's CronJob controller does
+        // not run it (it reports UnparseableSchedule), but the API takes what upstream takes.
+        if let Err(e) = dao_cron::check(schedule) {
+            out.push(invalid(&sp, &go_str(schedule), &e));
+        }
     }
     one_of(
         spec,
@@ -1985,6 +1999,34 @@ mod tests {
             json!({"metadata": {"name": "i"}, "spec": {}}),
             &[
                 "spec: Invalid value: []networking.IngressRule(nil): either `defaultBackend` or `rules` must be specified",
+            ],
+        );
+    }
+
+    #[test]
+    fn cron_job_schedules() {
+        let cj = |schedule: &str| {
+            json!({"metadata": {"name": "cj"}, "spec": {"schedule": schedule, "jobTemplate": {"spec": {
+                "template": {"spec": {"restartPolicy": "OnFailure",
+                    "containers": [{"name": "c", "image": "busybox"}]}}}}}})
+        };
+        for ok in ["*/5 * * * *", "@hourly", "0 9 * * mon-fri", "@every 90s"] {
+            check("batch", "cronjobs", cj(ok), &[]);
+        }
+        check(
+            "batch",
+            "cronjobs",
+            cj("61 * * * *"),
+            &[
+                "spec.schedule: Invalid value: \"61 * * * *\": end of range (61) above maximum (59): 61",
+            ],
+        );
+        check(
+            "batch",
+            "cronjobs",
+            cj("TZ=UTC 0 * * * *"),
+            &[
+                "spec.schedule: Invalid value: \"TZ=UTC 0 * * * *\": cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
             ],
         );
     }

@@ -1454,6 +1454,19 @@ fn invalid_objects_get_upstream_field_errors() {
     );
     not_found("hpa", "h");
 
+    // A CronJob schedule upstream's cron parser refuses, in its words.
+    assert_eq!(
+        c.fails(&[
+            "create",
+            "cronjob",
+            "cj",
+            "--image=busybox",
+            "--schedule=61 * * * *",
+        ]),
+        "error: failed to create cronjob: CronJob.batch \"cj\" is invalid: spec.schedule: Invalid value: \"61 * * * *\": end of range (61) above maximum (59): 61\n"
+    );
+    not_found("cronjob", "cj");
+
     // A Job's pods may not restart forever: the defaulted restartPolicy is refused.
     let out = c.fails(&[
         "create",
