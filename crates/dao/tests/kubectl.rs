@@ -1392,6 +1392,11 @@ fn invalid_objects_get_upstream_field_errors() {
         let out = c.fails(&["get", kind, name]);
         assert!(out.contains("NotFound"), "{kind}/{name} was stored: {out}");
     };
+    let has_lines = |out: &str, lines: &[&str]| {
+        for line in lines {
+            assert!(out.lines().any(|l| l == *line), "{line:?} in:\n{out}");
+        }
+    };
 
     // A selector that does not select the template's pods.
     let mismatch = c.file(
@@ -1411,15 +1416,16 @@ fn invalid_objects_get_upstream_field_errors() {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {tier: \"front end\"}\nspec:\n  replicas: -1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: Web\n",
     );
     let out = c.fails(&["apply", "-f", &several]);
-    for line in [
-        "The Deployment \"web\" is invalid: ",
-        "* metadata.labels: Invalid value: \"front end\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
-        "* spec.replicas: Invalid value: -1: must be greater than or equal to 0",
-        "* spec.template.spec.containers[0].name: Invalid value: \"Web\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
-        "* spec.template.spec.containers[0].image: Required value",
-    ] {
-        assert!(out.lines().any(|l| l == line), "{line:?} in:\n{out}");
-    }
+    has_lines(
+        &out,
+        &[
+            "The Deployment \"web\" is invalid: ",
+            "* metadata.labels: Invalid value: \"front end\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+            "* spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+            "* spec.template.spec.containers[0].name: Invalid value: \"Web\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+            "* spec.template.spec.containers[0].image: Required value",
+        ],
+    );
     not_found("deploy", "web");
 
     // An Ingress with a malformed wildcard host and a relative Prefix path; an autoscaler
@@ -1432,13 +1438,14 @@ fn invalid_objects_get_upstream_field_errors() {
             "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: ing\nspec:\n  rules:\n  - host: \"*.bad*host\"\n    http:\n      paths:\n      - path: noslash\n        pathType: Prefix\n        backend: {service: {name: web, port: {number: 80}}}\n",
         ),
     ]);
-    for line in [
-        "The Ingress \"ing\" is invalid: ",
-        "* spec.rules[0].host: Invalid value: \"*.bad*host\": a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for validation is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
-        "* spec.rules[0].http.paths[0].path: Invalid value: \"noslash\": must be an absolute path",
-    ] {
-        assert!(out.lines().any(|l| l == line), "{line:?} in:\n{out}");
-    }
+    has_lines(
+        &out,
+        &[
+            "The Ingress \"ing\" is invalid: ",
+            "* spec.rules[0].host: Invalid value: \"*.bad*host\": a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for validation is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+            "* spec.rules[0].http.paths[0].path: Invalid value: \"noslash\": must be an absolute path",
+        ],
+    );
     not_found("ingress", "ing");
     let out = c.fails(&[
         "apply",

@@ -31,7 +31,7 @@ pub(crate) struct Objects {
     /// ClusterRole name → its rules.
     pub(crate) cluster_roles: HashMap<String, Arc<[PolicyRule]>>,
     /// Namespace → Role name → its rules.
-    pub(crate) roles: HashMap<String, HashMap<String, Arc<[PolicyRule]>>>,
+    pub(crate) roles: HashMap<String, BTreeMap<String, Arc<[PolicyRule]>>>,
     /// ClusterRoleBindings in name order (the order RBAC reports the first that allows).
     pub(crate) cluster_bindings: BTreeMap<String, ClusterRoleBinding>,
     /// Namespace → RoleBindings there in name order.
@@ -75,14 +75,7 @@ impl Objects {
                             .or_default()
                             .insert(name, r.rules.unwrap_or_default().into());
                     }
-                    None => {
-                        if let Some(in_ns) = self.roles.get_mut(&ns) {
-                            in_ns.remove(&name);
-                            if in_ns.is_empty() {
-                                self.roles.remove(&ns);
-                            }
-                        }
-                    }
+                    None => remove_namespaced(&mut self.roles, &ns, &name),
                 }
             }
             "clusterrolebindings" => {
@@ -103,14 +96,7 @@ impl Objects {
                     Some(b) => {
                         self.bindings.entry(ns).or_default().insert(name, b);
                     }
-                    None => {
-                        if let Some(in_ns) = self.bindings.get_mut(&ns) {
-                            in_ns.remove(&name);
-                            if in_ns.is_empty() {
-                                self.bindings.remove(&ns);
-                            }
-                        }
-                    }
+                    None => remove_namespaced(&mut self.bindings, &ns, &name),
                 }
             }
             _ => {}
@@ -121,6 +107,16 @@ impl Objects {
         match e.kind {
             EventKind::Put => self.apply(&e.kv.key, Some(&e.kv.value)),
             EventKind::Delete => self.apply(&e.kv.key, None),
+        }
+    }
+}
+
+/// Forget `name` in `ns`, and the namespace once it holds nothing.
+fn remove_namespaced<V>(by_ns: &mut HashMap<String, BTreeMap<String, V>>, ns: &str, name: &str) {
+    if let Some(in_ns) = by_ns.get_mut(ns) {
+        in_ns.remove(name);
+        if in_ns.is_empty() {
+            by_ns.remove(ns);
         }
     }
 }
