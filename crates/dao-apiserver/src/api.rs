@@ -656,12 +656,8 @@ impl ListItems {
             _ => {
                 let object = decode(kv)?;
                 row_object.clear();
-                let whole = match include {
-                    table::Include::None => Value::Null,
-                    table::Include::Metadata => partial(&object),
-                    table::Include::Object => object.clone(),
-                };
-                serde_json::to_writer(&mut row_object, &whole).expect("a JSON value serializes");
+                serde_json::to_writer(&mut row_object, &include.row_object(&object))
+                    .expect("a JSON value serializes");
                 object
             }
         };

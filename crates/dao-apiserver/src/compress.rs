@@ -43,15 +43,9 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 /// Whether the response to this request streams for as long as the client stays (a watch, a
 /// followed log, an upgrade to a stream protocol): those are never held back to compress.
 fn streams(req: &Request) -> bool {
-    let query = req.uri().query().unwrap_or("");
-    let flag = |name: &str| {
-        query.split('&').any(|pair| {
-            pair.split_once('=')
-                .is_some_and(|(k, v)| k == name && matches!(v, "true" | "1"))
-        })
-    };
-    flag("watch")
-        || flag("follow")
+    let query = crate::api::Query::parse(req.uri().query());
+    query.flag("watch")
+        || query.flag("follow")
         || req.uri().path().contains("/watch/")
         || req.headers().contains_key(header::UPGRADE)
 }

@@ -195,22 +195,16 @@ struct Via<'a> {
 impl Via<'_> {
     /// `ClusterRoleBinding "x" of ClusterRole "y" to Group "z"`, as upstream's reason says.
     fn describe(&self) -> String {
-        match self.namespace {
-            None => format!(
-                "ClusterRoleBinding \"{}\" of {} \"{}\" to {}",
-                self.binding,
-                self.role_kind,
-                self.role,
-                describe_subject(self.subject, None)
-            ),
-            Some(ns) => format!(
-                "RoleBinding \"{}/{ns}\" of {} \"{}\" to {}",
-                self.binding,
-                self.role_kind,
-                self.role,
-                describe_subject(self.subject, Some(ns))
-            ),
-        }
+        let (kind, binding) = match self.namespace {
+            None => ("ClusterRoleBinding", self.binding.to_owned()),
+            Some(ns) => ("RoleBinding", format!("{}/{ns}", self.binding)),
+        };
+        format!(
+            "{kind} \"{binding}\" of {} \"{}\" to {}",
+            self.role_kind,
+            self.role,
+            describe_subject(self.subject, self.namespace)
+        )
     }
 }
 

@@ -1637,7 +1637,7 @@ impl Include {
     }
 
     /// A row's `object` for `obj` (a whole object with its resourceVersion).
-    fn row_object(self, obj: &Value) -> Value {
+    pub(crate) fn row_object(self, obj: &Value) -> Value {
         match self {
             Include::None => Value::Null,
             Include::Metadata => json!({

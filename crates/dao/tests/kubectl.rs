@@ -138,6 +138,25 @@ impl Cluster {
         (path, token)
     }
 
+    /// The API server's URL, as the admin kubeconfig names it.
+    fn server_url(&self) -> String {
+        std::fs::read_to_string(&self.kubeconfig)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The admin bearer token the server created on first start.
+    fn admin_token(&self) -> String {
+        let path = Path::new(&self.kubeconfig)
+            .parent()
+            .unwrap()
+            .join("pki/admin.token");
+        std::fs::read_to_string(path).unwrap().trim().to_owned()
+    }
+
     fn file(&self, name: &str, content: &str) -> String {
         let path = self.dir.path().join(name);
         std::fs::write(&path, content).unwrap();
@@ -992,12 +1011,7 @@ fn kubectl_explain_and_validation_read_openapi_v2_protobuf() {
 #[test]
 fn anonymous_requests_are_refused_except_health() {
     let c = Cluster::start(false);
-    let kubeconfig = std::fs::read_to_string(&c.kubeconfig).unwrap();
-    let server = kubeconfig
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("server: "))
-        .unwrap()
-        .to_owned();
+    let server = c.server_url();
     let curl = |path: &str| {
         let out = Command::new("curl")
             .args([
@@ -1023,18 +1037,12 @@ fn anonymous_requests_are_refused_except_health() {
     ] {
         assert_eq!(curl(path), "401", "{path}");
     }
-    let token = std::fs::read_to_string(
-        Path::new(&c.kubeconfig)
-            .parent()
-            .unwrap()
-            .join("pki/admin.token"),
-    )
-    .unwrap();
+    let token = c.admin_token();
     let out = Command::new("curl")
         .args([
             "-sk",
             "-H",
-            &format!("Authorization: Bearer {}", token.trim()),
+            &format!("Authorization: Bearer {token}"),
             &format!("{server}/api/v1/namespaces/default"),
         ])
         .output()
@@ -1076,20 +1084,9 @@ fn large_responses_are_gzip_encoded() {
     let listed = c.ok(&["get", "cm", "-n", "big", "--no-headers"]);
     assert_eq!(listed.lines().count(), 300, "{listed}");
 
-    let kubeconfig = std::fs::read_to_string(&c.kubeconfig).unwrap();
-    let server = kubeconfig
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("server: "))
-        .unwrap()
-        .to_owned();
-    let token = std::fs::read_to_string(
-        Path::new(&c.kubeconfig)
-            .parent()
-            .unwrap()
-            .join("pki/admin.token"),
-    )
-    .unwrap();
-    let auth = format!("Authorization: Bearer {}", token.trim());
+    let server = c.server_url();
+    let token = c.admin_token();
+    let auth = format!("Authorization: Bearer {token}");
     // The response headers (lower-cased) and the body as curl hands it over.
     let curl = |path: &str, extra: &[&str]| {
         let out = Command::new("curl")

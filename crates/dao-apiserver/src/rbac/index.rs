@@ -29,7 +29,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 pub(crate) struct Objects {
     /// ClusterRole name → its rules.
-    pub(crate) cluster_roles: HashMap<String, Arc<[PolicyRule]>>,
+    pub(crate) cluster_roles: BTreeMap<String, Arc<[PolicyRule]>>,
     /// Namespace → Role name → its rules.
     pub(crate) roles: HashMap<String, BTreeMap<String, Arc<[PolicyRule]>>>,
     /// ClusterRoleBindings in name order (the order RBAC reports the first that allows).
@@ -48,57 +48,25 @@ impl Objects {
         else {
             return;
         };
-        let namespaced = || {
-            rest.split_once('/')
-                .map(|(ns, n)| (ns.to_owned(), n.to_owned()))
+        fn decoded<T: serde::de::DeserializeOwned>(value: Option<&[u8]>) -> Option<T> {
+            value.and_then(|v| serde_json::from_slice(v).ok())
+        }
+        let rules = |rules: Option<Vec<PolicyRule>>| -> Arc<[PolicyRule]> {
+            rules.unwrap_or_default().into()
         };
         match plural {
-            "clusterroles" => {
-                match value.and_then(|v| serde_json::from_slice::<ClusterRole>(v).ok()) {
-                    Some(r) => {
-                        self.cluster_roles
-                            .insert(rest.to_owned(), r.rules.unwrap_or_default().into());
-                    }
-                    None => {
-                        self.cluster_roles.remove(rest);
-                    }
-                }
-            }
-            "roles" => {
-                let Some((ns, name)) = namespaced() else {
-                    return;
-                };
-                match value.and_then(|v| serde_json::from_slice::<Role>(v).ok()) {
-                    Some(r) => {
-                        self.roles
-                            .entry(ns)
-                            .or_default()
-                            .insert(name, r.rules.unwrap_or_default().into());
-                    }
-                    None => remove_namespaced(&mut self.roles, &ns, &name),
-                }
-            }
-            "clusterrolebindings" => {
-                match value.and_then(|v| serde_json::from_slice::<ClusterRoleBinding>(v).ok()) {
-                    Some(b) => {
-                        self.cluster_bindings.insert(rest.to_owned(), b);
-                    }
-                    None => {
-                        self.cluster_bindings.remove(rest);
-                    }
-                }
-            }
-            "rolebindings" => {
-                let Some((ns, name)) = namespaced() else {
-                    return;
-                };
-                match value.and_then(|v| serde_json::from_slice::<RoleBinding>(v).ok()) {
-                    Some(b) => {
-                        self.bindings.entry(ns).or_default().insert(name, b);
-                    }
-                    None => remove_namespaced(&mut self.bindings, &ns, &name),
-                }
-            }
+            "clusterroles" => set(
+                &mut self.cluster_roles,
+                rest,
+                decoded::<ClusterRole>(value).map(|r| rules(r.rules)),
+            ),
+            "roles" => set_namespaced(
+                &mut self.roles,
+                rest,
+                decoded::<Role>(value).map(|r| rules(r.rules)),
+            ),
+            "clusterrolebindings" => set(&mut self.cluster_bindings, rest, decoded(value)),
+            "rolebindings" => set_namespaced(&mut self.bindings, rest, decoded(value)),
             _ => {}
         }
     }
@@ -111,12 +79,37 @@ impl Objects {
     }
 }
 
-/// Forget `name` in `ns`, and the namespace once it holds nothing.
-fn remove_namespaced<V>(by_ns: &mut HashMap<String, BTreeMap<String, V>>, ns: &str, name: &str) {
-    if let Some(in_ns) = by_ns.get_mut(ns) {
-        in_ns.remove(name);
-        if in_ns.is_empty() {
-            by_ns.remove(ns);
+/// Hold `value` under `name`, or forget `name` when there is none.
+fn set<V>(map: &mut BTreeMap<String, V>, name: &str, value: Option<V>) {
+    match value {
+        Some(v) => {
+            map.insert(name.to_owned(), v);
+        }
+        None => {
+            map.remove(name);
+        }
+    }
+}
+
+/// [`set`] for `ns/name`, in the namespace's map; a namespace left empty is forgotten. A
+/// key without a namespace is ignored.
+fn set_namespaced<V>(
+    by_ns: &mut HashMap<String, BTreeMap<String, V>>,
+    ns_name: &str,
+    value: Option<V>,
+) {
+    let Some((ns, name)) = ns_name.split_once('/') else {
+        return;
+    };
+    match value {
+        Some(v) => set(by_ns.entry(ns.to_owned()).or_default(), name, Some(v)),
+        None => {
+            if let Some(in_ns) = by_ns.get_mut(ns) {
+                set(in_ns, name, None);
+                if in_ns.is_empty() {
+                    by_ns.remove(ns);
+                }
+            }
         }
     }
 }
