@@ -413,10 +413,7 @@ pub async fn handle(
                 None,
             )
             .await?;
-            Ok(with_warnings(
-                json_response(StatusCode::OK, &updated),
-                &warnings,
-            ))
+            Ok(with_warnings(updated.response(StatusCode::OK), &warnings))
         }
         (&Method::PATCH, Some(name), sub) if crate::apply::is_apply(headers) => {
             crate::apply::handle(&state, &target, name, sub, &query, &body).await
@@ -819,6 +816,27 @@ fn ok_json(body: Vec<u8>) -> Response {
         .into_response()
 }
 
+/// What a write saved: the object, and the bytes the store holds with their revision when
+/// the write reached the store (not for a dry run or an update that changed nothing).
+pub(crate) struct Saved {
+    pub obj: Value,
+    stored: Option<(Bytes, i64)>,
+}
+
+impl Saved {
+    /// The answer to the write. From the stored bytes with the revision spliced in where the
+    /// write reached the store, so the object is not serialized a second time.
+    pub(crate) fn response(&self, code: StatusCode) -> Response {
+        if let Some((bytes, revision)) = &self.stored {
+            let mut out = Vec::with_capacity(bytes.len() + 48);
+            if raw_object(&mut out, bytes, *revision, false, false) {
+                return (code, [(header::CONTENT_TYPE, "application/json")], out).into_response();
+            }
+        }
+        json_response(code, &self.obj)
+    }
+}
+
 fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -853,8 +871,16 @@ async fn namespace_must_exist(state: &ApiState, ns: &str) -> ApiResult<()> {
     match state.store.get(&ns_res.key(None, ns), None).await?.0 {
         None => Err(ApiError::namespace_not_found(ns)),
         Some(kv) => {
-            let obj = decode(&kv)?;
-            if obj.pointer("/metadata/deletionTimestamp").is_some() {
+            // Read from the stored bytes: this runs on every namespaced create.
+            let b = &kv.value;
+            let terminating = match scan::object_field(b, 0, b"metadata") {
+                Some(meta) => scan::object_field(b, meta, b"deletionTimestamp")
+                    .is_some_and(|at| !b[at..].starts_with(b"null")),
+                None => decode(&kv)?
+                    .pointer("/metadata/deletionTimestamp")
+                    .is_some_and(|t| !t.is_null()),
+            };
+            if terminating {
                 return Err(ApiError {
                     code: 403,
                     reason: "Forbidden",
@@ -1114,12 +1140,17 @@ pub(crate) async fn create(
         }
         crate::services::allocate(&*state.store, &mut obj).await?;
     }
-    match state.store.put(&key, encode(&obj), Expect::Absent).await {
+    let bytes = encode(&obj);
+    match state.store.put(&key, bytes.clone(), Expect::Absent).await {
         Ok(Outcome::Applied { revision, .. }) => {
             state.settle(res, revision).await;
             obj["metadata"]["resourceVersion"] = json!(revision.to_string());
+            let saved = Saved {
+                obj,
+                stored: Some((bytes, revision)),
+            };
             Ok(with_warnings(
-                json_response(StatusCode::CREATED, &obj),
+                saved.response(StatusCode::CREATED),
                 &warnings,
             ))
         }
@@ -1178,7 +1209,7 @@ pub(crate) async fn update(
     dry: bool,
     track: Track<'_>,
     live: Option<Value>,
-) -> ApiResult<Value> {
+) -> ApiResult<Saved> {
     let res = target.res;
     match sub {
         None => {}
@@ -1297,13 +1328,16 @@ pub(crate) async fn update(
     );
     if obj == old {
         // No change: upstream answers with the object as it is, at its current version.
-        return Ok(old);
+        return Ok(Saved {
+            obj: old,
+            stored: None,
+        });
     }
     obj["metadata"]["resourceVersion"] = asked_version;
     if dry {
         // Everything checked and defaulted; nothing written. The version stays the current one.
         obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
-        return Ok(obj);
+        return Ok(Saved { obj, stored: None });
     }
     // The last finalizer removed from an object being deleted: it goes away now.
     let finalizers_empty = obj
@@ -1319,16 +1353,20 @@ pub(crate) async fn update(
             Outcome::Applied { revision, .. } => {
                 state.settle(res, revision).await;
                 obj["metadata"]["resourceVersion"] = json!(revision.to_string());
-                Ok(obj)
+                Ok(Saved { obj, stored: None })
             }
             Outcome::Rejected { .. } => Err(ApiError::conflict(res, name)),
         };
     }
-    match state.store.put(&key, encode(&obj), expect).await? {
+    let bytes = encode(&obj);
+    match state.store.put(&key, bytes.clone(), expect).await? {
         Outcome::Applied { revision, .. } => {
             state.settle(res, revision).await;
             obj["metadata"]["resourceVersion"] = json!(revision.to_string());
-            Ok(obj)
+            Ok(Saved {
+                obj,
+                stored: Some((bytes, revision)),
+            })
         }
         Outcome::Rejected { current: None, .. } => Err(ApiError::not_found(res, name)),
         Outcome::Rejected { .. } => Err(ApiError::conflict(res, name)),
@@ -1394,11 +1432,8 @@ async fn patch(
         match update(state, target, name, sub, doc, dry, track, Some(current)).await {
             Err(e) if e.reason == "Conflict" && !precondition => continue,
             Err(e) => return Err(e),
-            Ok(obj) => {
-                return Ok(with_warnings(
-                    json_response(StatusCode::OK, &obj),
-                    &warnings,
-                ));
+            Ok(saved) => {
+                return Ok(with_warnings(saved.response(StatusCode::OK), &warnings));
             }
         }
     }
@@ -1506,7 +1541,7 @@ async fn scale(
         )
         .await
         {
-            Ok(saved) => return Ok(json_response(StatusCode::OK, &scale_of(&saved))),
+            Ok(saved) => return Ok(json_response(StatusCode::OK, &scale_of(&saved.obj))),
             Err(e) if e.reason == "Conflict" && *method == Method::PATCH => continue,
             Err(e) => return Err(e),
         }

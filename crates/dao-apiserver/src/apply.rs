@@ -161,7 +161,7 @@ pub async fn handle(
             Err(e) => return Err(e),
             Ok(saved) => {
                 return Ok(api::with_warnings(
-                    api::json_response(StatusCode::OK, &saved),
+                    saved.response(StatusCode::OK),
                     &warnings,
                 ));
             }

@@ -1,6 +1,9 @@
 //! The table of built-in resources: one row per resource, read by discovery, routing and the
 //! generic handlers. Adding a built-in kind means adding a row, not a handler.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 /// One resource of one group-version.
 #[derive(Clone, Debug)]
 pub struct Resource {
@@ -601,7 +604,19 @@ pub fn find_review(group: &str, version: &str, plural: &str) -> Option<&'static 
 
 /// The resource served at `group`/`version` under `plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    lookup(RESOURCES, group, version, plural)
+    type Table = HashMap<(&'static str, &'static str, &'static str), &'static Resource>;
+    // Every request looks its resource up (often more than once): hashed, not a scan of the
+    // table's string triples.
+    static BY_NAME: LazyLock<Table> = LazyLock::new(|| {
+        let mut table = Table::new();
+        for r in RESOURCES {
+            table.entry((r.group, r.version, r.plural)).or_insert(r);
+        }
+        table
+    });
+    // The table's keys are 'static; looked up with shorter-lived ones (HashMap is covariant).
+    let table: &HashMap<(&str, &str, &str), &'static Resource> = &BY_NAME;
+    table.get(&(group, version, plural)).copied()
 }
 
 /// Group-versions in upstream's discovery order (preferred version first within a group).

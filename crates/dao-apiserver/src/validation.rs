@@ -1305,6 +1305,18 @@ fn cron_job(obj: &Value, out: &mut Vec<Cause>) {
             out.push(invalid(&sp, &go_str(schedule), &e));
         }
     }
+    // Upstream's order: schedule, startingDeadlineSeconds, timeZone, concurrencyPolicy, the
+    // job template, the history limits.
+    non_negative(
+        &spec["startingDeadlineSeconds"],
+        &path.child("startingDeadlineSeconds"),
+        out,
+    );
+    if let Some(zone) = spec.get("timeZone").and_then(Value::as_str)
+        && let Err(e) = dao_cron::check_time_zone(zone)
+    {
+        out.push(invalid(&path.child("timeZone"), &go_str(zone), &e));
+    }
     one_of(
         spec,
         "concurrencyPolicy",
@@ -1312,14 +1324,6 @@ fn cron_job(obj: &Value, out: &mut Vec<Cause>) {
         &["Allow", "Forbid", "Replace"],
         out,
     );
-    non_negative(
-        &spec["startingDeadlineSeconds"],
-        &path.child("startingDeadlineSeconds"),
-        out,
-    );
-    for f in ["successfulJobsHistoryLimit", "failedJobsHistoryLimit"] {
-        non_negative(&spec[f], &path.child(f), out);
-    }
     let jpath = path.child("jobTemplate");
     let jmeta = spec
         .pointer("/jobTemplate/metadata")
@@ -1335,6 +1339,9 @@ fn cron_job(obj: &Value, out: &mut Vec<Cause>) {
         &jpath.child("spec"),
         out,
     );
+    for f in ["successfulJobsHistoryLimit", "failedJobsHistoryLimit"] {
+        non_negative(&spec[f], &path.child(f), out);
+    }
 }
 
 // ---- services, config maps, secrets -----------------------------------------------------
@@ -2027,6 +2034,42 @@ mod tests {
             cj("TZ=UTC 0 * * * *"),
             &[
                 "spec.schedule: Invalid value: \"TZ=UTC 0 * * * *\": cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+            ],
+        );
+        let zoned = |zone: &str| {
+            let mut c = cj("0 9 * * *");
+            c["spec"]["timeZone"] = json!(zone);
+            c
+        };
+        check("batch", "cronjobs", zoned("Europe/Berlin"), &[]);
+        check(
+            "batch",
+            "cronjobs",
+            zoned("Mars/Olympus"),
+            &["spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus"],
+        );
+        check(
+            "batch",
+            "cronjobs",
+            zoned("Local"),
+            &[
+                "spec.timeZone: Invalid value: \"Local\": timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones",
+            ],
+        );
+        // Several causes in upstream's order.
+        let mut several = zoned("");
+        several["spec"]["startingDeadlineSeconds"] = json!(-1);
+        several["spec"]["concurrencyPolicy"] = json!("Sometimes");
+        several["spec"]["failedJobsHistoryLimit"] = json!(-2);
+        check(
+            "batch",
+            "cronjobs",
+            several,
+            &[
+                "spec.startingDeadlineSeconds: Invalid value: -1: must be greater than or equal to 0",
+                "spec.timeZone: Invalid value: \"\": timeZone must be nil or non-empty string",
+                "spec.concurrencyPolicy: Unsupported value: \"Sometimes\": supported values: \"Allow\", \"Forbid\", \"Replace\"",
+                "spec.failedJobsHistoryLimit: Invalid value: -2: must be greater than or equal to 0",
             ],
         );
     }

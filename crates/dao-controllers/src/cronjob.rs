@@ -9,8 +9,8 @@
 //! → create the Job → delete finished Jobs beyond the history limits, oldest first → write
 //! status → requeue at the next schedule time.
 //!
-//! Time zones: `spec.timeZone` is read from the system's tz database (`/usr/share/zoneinfo`,
-//! or `$ZONEINFO`) and interpreted with jiff; a zone missing there is reported as upstream does
+//! Time zones: `spec.timeZone` is read from the system's tz database (`dao_cron::time_zone`:
+//! `$ZONEINFO`, then `/usr/share/zoneinfo`) and interpreted with jiff; a zone missing there is reported as upstream does
 //! (`UnknownTimeZone`) and nothing is scheduled. Unset means UTC (upstream: the controller
 //! manager's local zone, which is UTC in a normal deployment).
 
@@ -225,7 +225,7 @@ impl CronJobController {
         let spec = cj.spec.clone().unwrap_or_default();
         let tz = match spec.time_zone.as_deref() {
             None => TimeZone::UTC,
-            Some(zone) => match load_time_zone(zone) {
+            Some(zone) => match dao_cron::time_zone(zone) {
                 Some(tz) => tz,
                 None => {
                     self.recorder.record(
@@ -509,33 +509,6 @@ pub fn rfc3339(t: Timestamp, tz: &TimeZone) -> String {
     )
 }
 
-/// A zone from the system's tz database; "UTC"/"Etc/UTC" always work.
-pub fn load_time_zone(name: &str) -> Option<TimeZone> {
-    if matches!(name, "UTC" | "Etc/UTC") {
-        return Some(TimeZone::UTC);
-    }
-    if name.is_empty()
-        || name.starts_with('/')
-        || name
-            .split('/')
-            .any(|p| p == ".." || p == "." || p.is_empty())
-    {
-        return None;
-    }
-    let dirs = std::env::var("ZONEINFO")
-        .ok()
-        .into_iter()
-        .chain(["/usr/share/zoneinfo".to_owned()]);
-    for dir in dirs {
-        if let Ok(data) = std::fs::read(std::path::Path::new(&dir).join(name))
-            && let Ok(tz) = TimeZone::tzif(name, &data)
-        {
-            return Some(tz);
-        }
-    }
-    None
-}
-
 /// Where the search for unmet schedule times starts: the last schedule time (else the
 /// creation time), moved up to `now - startingDeadlineSeconds` when that is later.
 pub fn earliest_time(
@@ -668,24 +641,6 @@ mod tests {
             next_requeue(&every_minute(), ts("2024-05-01T10:00:30Z")),
             Some(Duration::from_millis(30_100))
         );
-    }
-
-    #[test]
-    fn time_zones() {
-        assert!(load_time_zone("UTC").is_some());
-        assert!(load_time_zone("Etc/UTC").is_some());
-        assert!(load_time_zone("../etc/passwd").is_none());
-        assert!(load_time_zone("/etc/passwd").is_none());
-        assert!(load_time_zone("Not/AZone").is_none());
-        if std::path::Path::new("/usr/share/zoneinfo/America/New_York").exists() {
-            let tz = load_time_zone("America/New_York").unwrap();
-            let s = Schedule::parse("0 9 * * *", tz).unwrap();
-            // Daylight saving time in May: UTC-4.
-            assert_eq!(
-                s.next(ts("2024-05-01T00:00:00Z")),
-                Some(ts("2024-05-01T13:00:00Z"))
-            );
-        }
     }
 
     #[test]

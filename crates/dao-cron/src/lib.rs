@@ -160,6 +160,66 @@ pub fn check(spec: &str) -> Result<(), String> {
     Schedule::parse(spec, TimeZone::UTC).map(|_| ())
 }
 
+/// A zone of the system's tz database (`$ZONEINFO`, then `/usr/share/zoneinfo`, Debian's
+/// `tzdata`), as Go's `time.LoadLocation` finds one; "UTC" (and "") always work. `None` for a
+/// zone that is not there or a name that is not a tz database path.
+pub fn time_zone(name: &str) -> Option<TimeZone> {
+    if matches!(name, "" | "UTC" | "Etc/UTC") {
+        return Some(TimeZone::UTC);
+    }
+    if name.starts_with('/')
+        || name
+            .split('/')
+            .any(|p| p == ".." || p == "." || p.is_empty())
+    {
+        return None;
+    }
+    let dirs = std::env::var("ZONEINFO")
+        .ok()
+        .into_iter()
+        .chain(["/usr/share/zoneinfo".to_owned()]);
+    for dir in dirs {
+        if let Ok(data) = std::fs::read(std::path::Path::new(&dir).join(name))
+            && let Ok(tz) = TimeZone::tzif(name, &data)
+        {
+            return Some(tz);
+        }
+    }
+    None
+}
+
+/// Whether a CronJob's `spec.timeZone` is one the API takes; upstream's message if not (its
+/// `validateTimeZone`: tz database naming rules, no `Local`, and the zone must exist).
+pub fn check_time_zone(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("timeZone must be nil or non-empty string".into());
+    }
+    // Each path component: 1 to 14 of letters, digits, '.', '-', '_', '+', not starting with
+    // '-', and not '.' or '..'.
+    let component_ok = |p: &str| {
+        (1..=14).contains(&p.len())
+            && p != "."
+            && p != ".."
+            && !p.starts_with('-')
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+'))
+    };
+    if !name.split('/').all(component_ok) {
+        return Err(format!("unknown time zone {name}"));
+    }
+    if name.eq_ignore_ascii_case("Local") {
+        // Go loads "Local" (the process's own zone), so this is the only complaint about it.
+        return Err(
+            "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones"
+                .into(),
+        );
+    }
+    match time_zone(name) {
+        Some(_) => Ok(()),
+        None => Err(format!("unknown time zone {name}")),
+    }
+}
+
 fn has(bits: u64, v: i8) -> bool {
     (0..64).contains(&v) && bits & (1 << v) != 0
 }
@@ -275,6 +335,53 @@ mod tests {
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn time_zones_from_the_tz_database() {
+        // Needs Debian's tzdata (scripts/setup installs it).
+        assert!(time_zone("UTC").is_some());
+        assert!(time_zone("Etc/UTC").is_some());
+        assert!(time_zone("../etc/passwd").is_none());
+        assert!(time_zone("/etc/passwd").is_none());
+        assert!(time_zone("Not/AZone").is_none());
+        let tz = time_zone("America/New_York").expect("tzdata has America/New_York");
+        let s = Schedule::parse("0 9 * * *", tz).unwrap();
+        // Daylight saving time in May: UTC-4.
+        assert_eq!(
+            s.next(ts("2024-05-01T00:00:00Z")),
+            Some(ts("2024-05-01T13:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn time_zone_checks_in_upstreams_words() {
+        for ok in [
+            "UTC",
+            "Europe/Berlin",
+            "America/Argentina/Buenos_Aires",
+            "Etc/GMT+5",
+        ] {
+            assert_eq!(check_time_zone(ok), Ok(()), "{ok}");
+        }
+        for (zone, want) in [
+            ("", "timeZone must be nil or non-empty string"),
+            ("Mars/Olympus", "unknown time zone Mars/Olympus"),
+            ("../../etc/passwd", "unknown time zone ../../etc/passwd"),
+            ("Europe//Berlin", "unknown time zone Europe//Berlin"),
+            ("America/-York", "unknown time zone America/-York"),
+            ("America/New York", "unknown time zone America/New York"),
+            (
+                "Antarctica/DumontDUrvilleX",
+                "unknown time zone Antarctica/DumontDUrvilleX",
+            ),
+            (
+                "local",
+                "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones",
+            ),
+        ] {
+            assert_eq!(check_time_zone(zone), Err(want.to_owned()), "{zone:?}");
+        }
     }
 
     #[test]

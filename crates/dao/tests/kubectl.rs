@@ -1470,6 +1470,20 @@ fn invalid_objects_get_upstream_field_errors() {
         "error: failed to create cronjob: CronJob.batch \"cj\" is invalid: spec.schedule: Invalid value: \"61 * * * *\": end of range (61) above maximum (59): 61\n"
     );
     not_found("cronjob", "cj");
+    // A time zone the tz database does not have.
+    let out = c.fails(&[
+        "apply",
+        "-f",
+        &c.file(
+            "zoned.yaml",
+            "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: cj\nspec:\n  schedule: \"0 9 * * *\"\n  timeZone: Mars/Olympus\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers:\n          - name: c\n            image: busybox\n",
+        ),
+    ]);
+    assert!(
+        out.contains("The CronJob \"cj\" is invalid: spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus"),
+        "{out}"
+    );
+    not_found("cronjob", "cj");
 
     // A Job's pods may not restart forever: the defaulted restartPolicy is refused.
     let out = c.fails(&[
