@@ -102,6 +102,43 @@ pub fn pod_spec(spec: &mut Value) {
 }
 
 /// Apply the defaults of `res`'s kind to `obj`.
+/// An autoscaler's defaults: at least one replica; in autoscaling/v2 a CPU utilization target
+/// of 80% when no metric is given, and upstream's scaling rules for whatever a given
+/// `behavior` leaves out (scale-down's stabilization window is left to the controller).
+fn autoscaler(version: &str, spec: &mut Value) {
+    default_field(spec, "minReplicas", json!(1));
+    if version != "v2" || !spec.is_object() {
+        return;
+    }
+    if spec
+        .get("metrics")
+        .and_then(Value::as_array)
+        .is_none_or(|m| m.is_empty())
+    {
+        spec["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 80}}}]);
+    }
+    let Some(behavior) = spec.get_mut("behavior").filter(|b| b.is_object()) else {
+        return;
+    };
+    let up = json!({"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+        {"type": "Pods", "value": 4, "periodSeconds": 15},
+        {"type": "Percent", "value": 100, "periodSeconds": 15}]});
+    let down = json!({"selectPolicy": "Max", "policies": [
+        {"type": "Percent", "value": 100, "periodSeconds": 15}]});
+    for (rules, defaults) in [("scaleUp", up), ("scaleDown", down)] {
+        if !behavior.get(rules).is_some_and(Value::is_object) {
+            behavior[rules] = defaults;
+            continue;
+        }
+        if let Value::Object(d) = defaults {
+            for (k, v) in d {
+                default_field(&mut behavior[rules], &k, v);
+            }
+        }
+    }
+}
+
 pub fn apply(res: &Resource, obj: &mut Value) {
     let template_spec = |obj: &mut Value| {
         if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
@@ -118,6 +155,11 @@ pub fn apply(res: &Resource, obj: &mut Value) {
         ("", "PodTemplate") => {
             if let Some(spec) = obj.pointer_mut("/template/spec") {
                 pod_spec(spec);
+            }
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                autoscaler(res.version, spec);
             }
         }
         ("apps", "Deployment") => {

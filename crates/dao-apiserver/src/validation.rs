@@ -1612,7 +1612,9 @@ fn ingress(spec: &Value, out: &mut Vec<Cause>) {
 
 /// A HorizontalPodAutoscaler spec (autoscaling/v1 and v2), as upstream's
 /// `validateHorizontalPodAutoscalerSpec` without the metrics and behavior details.
-fn horizontal_pod_autoscaler(spec: &Value, out: &mut Vec<Cause>) {
+/// HorizontalPodAutoscalers, as upstream validates them after defaulting; `v2` adds the
+/// metrics and behavior that autoscaling/v1 does not have.
+fn horizontal_pod_autoscaler(spec: &Value, v2: bool, out: &mut Vec<Cause>) {
     let path = Path::root("spec");
     let min = spec.get("minReplicas").and_then(Value::as_i64);
     let max = spec.get("maxReplicas").and_then(Value::as_i64).unwrap_or(0);
@@ -1641,14 +1643,323 @@ fn horizontal_pod_autoscaler(spec: &Value, out: &mut Vec<Cause>) {
             "must be greater than or equal to `minReplicas`",
         ));
     }
-    let target = &spec["scaleTargetRef"];
-    let tp = path.child("scaleTargetRef");
+    cross_version_ref(&spec["scaleTargetRef"], &path.child("scaleTargetRef"), out);
+    if !v2 {
+        return;
+    }
+    let mp = path.child("metrics");
+    let mut scales_to_zero = false;
+    for (i, m) in items(spec, "metrics") {
+        metric_spec(m, &mp.index(i), out);
+        scales_to_zero |= matches!(str_of(m, "type"), "Object" | "External");
+    }
+    if min == Some(0) && !scales_to_zero {
+        out.push(forbidden(
+            &mp,
+            "must specify at least one Object or External metric to support scaling to zero replicas",
+        ));
+    }
+    let bp = path.child("behavior");
+    for rules in ["scaleUp", "scaleDown"] {
+        if let Some(r) = spec
+            .pointer(&format!("/behavior/{rules}"))
+            .filter(|r| r.is_object())
+        {
+            scaling_rules(r, &bp.child(rules), out);
+        }
+    }
+}
+
+/// `kind` and `name` of a reference to an object of any version (a scale target, a metric's
+/// described object).
+fn cross_version_ref(r: &Value, path: &Path, out: &mut Vec<Cause>) {
     for f in ["kind", "name"] {
-        let v = str_of(target, f);
+        let v = str_of(r, f);
         if v.is_empty() {
-            out.push(required(&tp.child(f), ""));
+            out.push(required(&path.child(f), ""));
         } else {
-            each(&tp.child(f), v, path_segment_name(v), out);
+            each(&path.child(f), v, path_segment_name(v), out);
+        }
+    }
+}
+
+const METRIC_SOURCE_TYPES: &[&str] = &[
+    "ContainerResource",
+    "External",
+    "Object",
+    "Pods",
+    "Resource",
+];
+
+type SourceCheck = fn(&Value, &Path, &mut Vec<Cause>);
+
+/// One entry of an autoscaler's `metrics`: a known type, exactly its source, and the source's
+/// own checks (only the first source given is checked, as upstream does).
+fn metric_spec(m: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let ty = str_of(m, "type");
+    let tp = path.child("type");
+    if ty.is_empty() {
+        out.push(required(&tp, "must specify a metric source type"));
+    }
+    if !METRIC_SOURCE_TYPES.contains(&ty) {
+        out.push(not_supported(&tp, ty, METRIC_SOURCE_TYPES));
+    }
+    let sources: [(&str, &str, SourceCheck); 5] = [
+        ("object", "Object", object_metric),
+        ("external", "External", external_metric),
+        ("pods", "Pods", pods_metric),
+        ("resource", "Resource", resource_metric),
+        (
+            "containerResource",
+            "ContainerResource",
+            container_resource_metric,
+        ),
+    ];
+    let mut present = Vec::new();
+    for (field, _, check) in &sources {
+        if let Some(src) = m.get(*field).filter(|v| !v.is_null()) {
+            present.push(*field);
+            if present.len() == 1 {
+                check(src, &path.child(field), out);
+            }
+        }
+    }
+    let expected = match sources.iter().find(|(_, t, _)| *t == ty) {
+        Some((field, _, _)) => {
+            if !present.contains(field) {
+                out.push(required(
+                    &path.child(field),
+                    "must populate information for the given metric source",
+                ));
+            }
+            *field
+        }
+        None => {
+            out.push(not_supported(&tp, ty, METRIC_SOURCE_TYPES));
+            ""
+        }
+    };
+    if present.len() != 1 {
+        for field in present.iter().filter(|f| **f != expected) {
+            out.push(forbidden(
+                &path.child(field),
+                "must populate the given metric source only",
+            ));
+        }
+    }
+}
+
+fn metric_identifier(id: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let name = str_of(id, "name");
+    let np = path.child("name");
+    if name.is_empty() {
+        out.push(required(&np, "must specify a metric name"));
+    } else {
+        each(&np, name, path_segment_name(name), out);
+    }
+}
+
+/// A metric's target. Quantities are shown as written (upstream prints Go's struct of the
+/// parsed quantity).
+fn metric_target(t: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let ty = str_of(t, "type");
+    if ty.is_empty() {
+        out.push(required(
+            &path.child("type"),
+            "must specify a metric target type",
+        ));
+    }
+    if !matches!(ty, "Utilization" | "Value" | "AverageValue") {
+        out.push(invalid(
+            &path.child("type"),
+            &go_str(ty),
+            "must be either Utilization, Value, or AverageValue",
+        ));
+    }
+    for f in ["value", "averageValue"] {
+        if let Some(q) = t.get(f).and_then(Value::as_str)
+            && quantity_value(q).is_some_and(|v| v <= 0.0)
+        {
+            out.push(invalid(&path.child(f), &go_str(q), "must be positive"));
+        }
+    }
+    if let Some(u) = t.get("averageUtilization").and_then(Value::as_i64)
+        && u < 1
+    {
+        out.push(invalid(
+            &path.child("averageUtilization"),
+            &u.to_string(),
+            "must be greater than 0",
+        ));
+    }
+}
+
+fn has(v: &Value, key: &str) -> bool {
+    v.get(key).is_some_and(|x| !x.is_null())
+}
+
+fn object_metric(src: &Value, path: &Path, out: &mut Vec<Cause>) {
+    cross_version_ref(&src["describedObject"], &path.child("describedObject"), out);
+    metric_identifier(&src["metric"], &path.child("metric"), out);
+    let target = &src["target"];
+    let tp = path.child("target");
+    metric_target(target, &tp, out);
+    if !has(target, "value") && !has(target, "averageValue") {
+        out.push(required(
+            &tp.child("averageValue"),
+            "must set either a target value or averageValue",
+        ));
+    }
+}
+
+fn external_metric(src: &Value, path: &Path, out: &mut Vec<Cause>) {
+    metric_identifier(&src["metric"], &path.child("metric"), out);
+    let target = &src["target"];
+    let tp = path.child("target");
+    metric_target(target, &tp, out);
+    match (has(target, "value"), has(target, "averageValue")) {
+        (false, false) => out.push(required(
+            &tp.child("averageValue"),
+            "must set either a target value for metric or a per-pod target",
+        )),
+        (true, true) => out.push(forbidden(
+            &tp.child("value"),
+            "may not set both a target value for metric and a per-pod target",
+        )),
+        _ => {}
+    }
+}
+
+fn pods_metric(src: &Value, path: &Path, out: &mut Vec<Cause>) {
+    metric_identifier(&src["metric"], &path.child("metric"), out);
+    let target = &src["target"];
+    let tp = path.child("target");
+    metric_target(target, &tp, out);
+    if !has(target, "averageValue") {
+        out.push(required(
+            &tp.child("averageValue"),
+            "must specify a positive target averageValue",
+        ));
+    }
+}
+
+/// What Resource and ContainerResource sources share: a raw value or a utilization target.
+fn utilization_or_value(target: &Value, tp: &Path, out: &mut Vec<Cause>) {
+    metric_target(target, tp, out);
+    match (
+        has(target, "averageUtilization"),
+        has(target, "averageValue"),
+    ) {
+        (false, false) => out.push(required(
+            &tp.child("averageUtilization"),
+            "must set either a target raw value or a target utilization",
+        )),
+        (true, true) => out.push(forbidden(
+            &tp.child("averageValue"),
+            "may not set both a target raw value and a target utilization",
+        )),
+        _ => {}
+    }
+}
+
+fn resource_metric(src: &Value, path: &Path, out: &mut Vec<Cause>) {
+    if str_of(src, "name").is_empty() {
+        out.push(required(
+            &path.child("name"),
+            "must specify a resource name",
+        ));
+    }
+    utilization_or_value(&src["target"], &path.child("target"), out);
+}
+
+fn container_resource_metric(src: &Value, path: &Path, out: &mut Vec<Cause>) {
+    if str_of(src, "name").is_empty() {
+        out.push(required(
+            &path.child("name"),
+            "must specify a resource name",
+        ));
+    }
+    let container = str_of(src, "container");
+    let cp = path.child("container");
+    if container.is_empty() {
+        out.push(required(&cp, "must specify a container"));
+    } else {
+        each(&cp, container, dns1123_label(container), out);
+    }
+    utilization_or_value(&src["target"], &path.child("target"), out);
+}
+
+/// `behavior.scaleUp` / `behavior.scaleDown`, after defaulting filled in what was left out.
+fn scaling_rules(rules: &Value, path: &Path, out: &mut Vec<Cause>) {
+    if let Some(w) = rules
+        .get("stabilizationWindowSeconds")
+        .and_then(Value::as_i64)
+    {
+        let wp = path.child("stabilizationWindowSeconds");
+        if w < 0 {
+            out.push(invalid(
+                &wp,
+                &w.to_string(),
+                "must be greater than or equal to zero",
+            ));
+        }
+        if w > 3600 {
+            out.push(invalid(
+                &wp,
+                &w.to_string(),
+                "must be less than or equal to 3600",
+            ));
+        }
+    }
+    if let Some(p) = rules.get("selectPolicy").and_then(Value::as_str)
+        && !matches!(p, "Disabled" | "Max" | "Min")
+    {
+        out.push(not_supported(
+            &path.child("selectPolicy"),
+            p,
+            &["Disabled", "Max", "Min"],
+        ));
+    }
+    let pp = path.child("policies");
+    if rules
+        .get("policies")
+        .and_then(Value::as_array)
+        .is_none_or(|p| p.is_empty())
+    {
+        out.push(required(&pp, "must specify at least one Policy"));
+    }
+    for (i, policy) in items(rules, "policies") {
+        let ip = pp.index(i);
+        let ty = str_of(policy, "type");
+        if !matches!(ty, "Pods" | "Percent") {
+            out.push(not_supported(&ip.child("type"), ty, &["Percent", "Pods"]));
+        }
+        let value = policy.get("value").and_then(Value::as_i64).unwrap_or(0);
+        if value <= 0 {
+            out.push(invalid(
+                &ip.child("value"),
+                &value.to_string(),
+                "must be greater than zero",
+            ));
+        }
+        let period = policy
+            .get("periodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let per = ip.child("periodSeconds");
+        if period <= 0 {
+            out.push(invalid(
+                &per,
+                &period.to_string(),
+                "must be greater than zero",
+            ));
+        }
+        if period > 1800 {
+            out.push(invalid(
+                &per,
+                &period.to_string(),
+                "must be less than or equal to 1800",
+            ));
         }
     }
 }
@@ -1753,7 +2064,9 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
         ("", "ConfigMap") => data_maps(obj, &["data", "binaryData"], &mut out),
         ("", "Secret") => secret(obj, &mut out),
         ("networking.k8s.io", "Ingress") => ingress(spec, &mut out),
-        ("autoscaling", "HorizontalPodAutoscaler") => horizontal_pod_autoscaler(spec, &mut out),
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            horizontal_pod_autoscaler(spec, res.version == "v2", &mut out)
+        }
         _ => {}
     }
     out
@@ -2099,7 +2412,95 @@ mod tests {
                 "spec.maxReplicas: Invalid value: 0: must be greater than 0",
                 "spec.scaleTargetRef.kind: Invalid value: \"a/b\": may not contain '/'",
                 "spec.scaleTargetRef.name: Required value",
+                // The defaulted CPU metric cannot scale to zero.
+                "spec.metrics: Forbidden: must specify at least one Object or External metric to support scaling to zero replicas",
             ],
+        );
+        let with = |extra: Value| {
+            let mut spec = json!({"scaleTargetRef": target, "maxReplicas": 3});
+            for (k, v) in extra.as_object().unwrap() {
+                spec[k] = v.clone();
+            }
+            hpa(spec)
+        };
+        // Every kind of metric, well formed.
+        check(
+            "autoscaling",
+            "horizontalpodautoscalers",
+            with(json!({"metrics": [
+                {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}},
+                {"type": "ContainerResource", "containerResource": {"name": "memory", "container": "app", "target": {"type": "AverageValue", "averageValue": "500Mi"}}},
+                {"type": "Pods", "pods": {"metric": {"name": "packets-per-second"}, "target": {"type": "AverageValue", "averageValue": "1k"}}},
+                {"type": "Object", "object": {"describedObject": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "main"}, "metric": {"name": "requests-per-second"}, "target": {"type": "Value", "value": "10k"}}},
+                {"type": "External", "external": {"metric": {"name": "queue_messages"}, "target": {"type": "AverageValue", "averageValue": "30"}}},
+            ], "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}})),
+            &[],
+        );
+        check(
+            "autoscaling",
+            "horizontalpodautoscalers",
+            with(json!({"metrics": [
+                {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 0}}},
+                {"type": "Pods", "resource": {"name": "cpu", "target": {"type": "Percentage", "averageValue": "-1"}}},
+                {"type": "Object", "object": {"describedObject": {"kind": "Ingress"}, "metric": {}, "target": {"type": "Value"}}},
+                {"type": "Sideways"},
+                {"type": "External", "external": {"metric": {"name": "q"}, "target": {"type": "Value", "value": "1", "averageValue": "1"}}, "pods": {}},
+            ]})),
+            &[
+                "spec.metrics[0].resource.target.averageUtilization: Invalid value: 0: must be greater than 0",
+                "spec.metrics[1].resource.target.type: Invalid value: \"Percentage\": must be either Utilization, Value, or AverageValue",
+                "spec.metrics[1].resource.target.averageValue: Invalid value: \"-1\": must be positive",
+                "spec.metrics[1].pods: Required value: must populate information for the given metric source",
+                "spec.metrics[2].object.describedObject.name: Required value",
+                "spec.metrics[2].object.metric.name: Required value: must specify a metric name",
+                "spec.metrics[2].object.target.averageValue: Required value: must set either a target value or averageValue",
+                "spec.metrics[3].type: Unsupported value: \"Sideways\": supported values: \"ContainerResource\", \"External\", \"Object\", \"Pods\", \"Resource\"",
+                "spec.metrics[3].type: Unsupported value: \"Sideways\": supported values: \"ContainerResource\", \"External\", \"Object\", \"Pods\", \"Resource\"",
+                "spec.metrics[4].external.target.value: Forbidden: may not set both a target value for metric and a per-pod target",
+                "spec.metrics[4].pods: Forbidden: must populate the given metric source only",
+            ],
+        );
+        check(
+            "autoscaling",
+            "horizontalpodautoscalers",
+            with(json!({"behavior": {
+                "scaleUp": {"stabilizationWindowSeconds": 4000, "selectPolicy": "Sometimes", "policies": []},
+                "scaleDown": {"stabilizationWindowSeconds": -1, "policies": [{"type": "Nodes", "value": 0, "periodSeconds": 2000}]},
+            }})),
+            &[
+                "spec.behavior.scaleUp.stabilizationWindowSeconds: Invalid value: 4000: must be less than or equal to 3600",
+                "spec.behavior.scaleUp.selectPolicy: Unsupported value: \"Sometimes\": supported values: \"Disabled\", \"Max\", \"Min\"",
+                "spec.behavior.scaleUp.policies: Required value: must specify at least one Policy",
+                "spec.behavior.scaleDown.stabilizationWindowSeconds: Invalid value: -1: must be greater than or equal to zero",
+                "spec.behavior.scaleDown.policies[0].type: Unsupported value: \"Nodes\": supported values: \"Percent\", \"Pods\"",
+                "spec.behavior.scaleDown.policies[0].value: Invalid value: 0: must be greater than zero",
+                "spec.behavior.scaleDown.policies[0].periodSeconds: Invalid value: 2000: must be less than or equal to 1800",
+            ],
+        );
+    }
+
+    #[test]
+    fn autoscaler_defaults() {
+        let mut v2 = json!({"spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}}});
+        crate::defaults::apply(res("autoscaling", "horizontalpodautoscalers"), &mut v2);
+        assert_eq!(
+            v2["spec"],
+            json!({"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 3, "minReplicas": 1,
+                "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}],
+                "behavior": {
+                    "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+                        {"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]},
+                    "scaleDown": {"stabilizationWindowSeconds": 60, "selectPolicy": "Max", "policies": [
+                        {"type": "Percent", "value": 100, "periodSeconds": 15}]}}})
+        );
+        // autoscaling/v1 has no metrics: only the replica floor.
+        let v1 = crate::registry::find("autoscaling", "v1", "horizontalpodautoscalers").unwrap();
+        let mut old = json!({"spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 3}});
+        crate::defaults::apply(v1, &mut old);
+        assert_eq!(
+            old["spec"],
+            json!({"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 3, "minReplicas": 1})
         );
     }
 

@@ -1195,6 +1195,20 @@ fn kubectl_create_generators_send_protobuf() {
         job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"].is_string()
     );
 
+    // `kubectl autoscale` without --cpu-percent: the server's defaults give the autoscaler its
+    // floor and the CPU target, as upstream's.
+    assert!(
+        c.ok(&["autoscale", "deployment", "web", "--max=4"])
+            .contains("horizontalpodautoscaler.autoscaling/web autoscaled")
+    );
+    let hpa = json(&["get", "hpa.v2.autoscaling", "web"]);
+    assert_eq!(hpa["spec"]["minReplicas"], 1);
+    assert_eq!(
+        hpa["spec"]["metrics"],
+        serde_json::json!([{"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 80}}}])
+    );
+
     c.ok(&[
         "create",
         "cronjob",
@@ -1455,6 +1469,24 @@ fn invalid_objects_get_upstream_field_errors() {
     assert!(
         out.contains("The HorizontalPodAutoscaler \"h\" is invalid: spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"),
         "{out}"
+    );
+    not_found("hpa", "h");
+    // Scaling rules out of range, after the server filled in the rest of `behavior`.
+    let out = c.fails(&[
+        "apply",
+        "-f",
+        &c.file(
+            "hpa-behavior.yaml",
+            "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: h\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  maxReplicas: 4\n  behavior:\n    scaleDown:\n      policies:\n      - {type: Percent, value: 0, periodSeconds: 2000}\n",
+        ),
+    ]);
+    has_lines(
+        &out,
+        &[
+            "The HorizontalPodAutoscaler \"h\" is invalid: ",
+            "* spec.behavior.scaleDown.policies[0].value: Invalid value: 0: must be greater than zero",
+            "* spec.behavior.scaleDown.policies[0].periodSeconds: Invalid value: 2000: must be less than or equal to 1800",
+        ],
     );
     not_found("hpa", "h");
 
