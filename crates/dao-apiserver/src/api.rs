@@ -481,7 +481,11 @@ pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
 pub(crate) async fn get(state: &ApiState, target: &Target, name: &str) -> ApiResult<Value> {
     let key = target.res.key(target.namespace.as_deref(), name);
     match state.store.get(&key, None).await?.0 {
-        Some(kv) => decode(&kv),
+        Some(kv) => {
+            let mut obj = decode(&kv)?;
+            crate::convert::to_view(target.res, &mut obj);
+            Ok(obj)
+        }
         None => Err(ApiError::not_found(target.res, name)),
     }
 }
@@ -549,6 +553,9 @@ fn decode_continue(token: &str) -> ApiResult<(i64, String)> {
 
 /// The selected objects of a LIST, encoded page by page as the store returns them.
 struct ListItems {
+    res: &'static Resource,
+    /// The request's version is a view converted from the stored one: items are decoded.
+    convert: bool,
     selectors: Selectors,
     paths: Vec<Vec<String>>,
     output: Output,
@@ -579,8 +586,11 @@ impl ListItems {
                 }
                 continue;
             }
-            // JSON out: select and copy on the stored bytes (see `raw_list_item`).
-            if let Some(selected) = selected(&self.selectors, &self.paths, &kv.value) {
+            // JSON out: select and copy on the stored bytes (see `raw_list_item`), unless the
+            // request's version is a converted view.
+            if !self.convert
+                && let Some(selected) = selected(&self.selectors, &self.paths, &kv.value)
+            {
                 if !selected {
                     continue;
                 }
@@ -604,6 +614,7 @@ impl ListItems {
             if !self.selectors.matches(&obj) {
                 continue;
             }
+            crate::convert::to_view(self.res, &mut obj);
             if self.count > 0 {
                 out.push(b',');
             }
@@ -639,7 +650,8 @@ impl ListItems {
             _ => kv.value.len().min(8192) + 128,
         });
         let rv = kv.mod_revision;
-        let fast = raw_object(&mut trimmed, &kv.value, rv, false, true)
+        let fast = !self.convert
+            && raw_object(&mut trimmed, &kv.value, rv, false, true)
             && match include {
                 table::Include::None => {
                     row_object.extend_from_slice(b"null");
@@ -651,7 +663,8 @@ impl ListItems {
         let object = match fast.then(|| serde_json::from_slice::<Value>(&trimmed).ok()) {
             Some(Some(object)) => object,
             _ => {
-                let object = decode(kv)?;
+                let mut object = decode(kv)?;
+                crate::convert::to_view(self.res, &mut object);
                 row_object.clear();
                 serde_json::to_writer(&mut row_object, &include.row_object(&object))
                     .expect("a JSON value serializes");
@@ -705,6 +718,8 @@ async fn list(state: &ApiState, target: &Target, query: &Query, output: Output) 
         revision = query.get("resourceVersion").and_then(|r| r.parse().ok());
     }
     let mut items = ListItems {
+        res: target.res,
+        convert: crate::convert::needed(target.res),
         selectors,
         paths,
         output,
@@ -824,6 +839,13 @@ pub(crate) struct Saved {
 }
 
 impl Saved {
+    /// A write of `obj` (in the request's version) stored as `bytes` at `revision`.
+    fn new(res: &Resource, obj: Value, bytes: Bytes, revision: i64) -> Saved {
+        // A converted view is answered in the request's version, not from the stored bytes.
+        let stored = (!crate::convert::needed(res)).then_some((bytes, revision));
+        Saved { obj, stored }
+    }
+
     /// The answer to the write. From the stored bytes with the revision spliced in where the
     /// write reached the store, so the object is not serialized a second time.
     pub(crate) fn response(&self, code: StatusCode) -> Response {
@@ -835,6 +857,26 @@ impl Saved {
         }
         json_response(code, &self.obj)
     }
+}
+
+/// The bytes to store for `obj`, written in `res`'s version: in the storage version.
+fn stored_form(res: &Resource, obj: &Value) -> Bytes {
+    if crate::convert::needed(res) {
+        let mut stored = obj.clone();
+        crate::convert::to_storage(res, &mut stored);
+        return encode(&stored);
+    }
+    encode(obj)
+}
+
+/// A stored object answered in `res`'s version.
+fn view_response(res: &Resource, code: StatusCode, obj: &Value) -> Response {
+    if crate::convert::needed(res) {
+        let mut view = obj.clone();
+        crate::convert::to_view(res, &mut view);
+        return json_response(code, &view);
+    }
+    json_response(code, obj)
 }
 
 fn random_suffix() -> String {
@@ -1140,15 +1182,12 @@ pub(crate) async fn create(
         }
         crate::services::allocate(&*state.store, &mut obj).await?;
     }
-    let bytes = encode(&obj);
+    let bytes = stored_form(res, &obj);
     match state.store.put(&key, bytes.clone(), Expect::Absent).await {
         Ok(Outcome::Applied { revision, .. }) => {
             state.settle(res, revision).await;
             obj["metadata"]["resourceVersion"] = json!(revision.to_string());
-            let saved = Saved {
-                obj,
-                stored: Some((bytes, revision)),
-            };
+            let saved = Saved::new(res, obj, bytes, revision);
             Ok(with_warnings(
                 saved.response(StatusCode::CREATED),
                 &warnings,
@@ -1230,7 +1269,11 @@ pub(crate) async fn update(
     let old = match live {
         Some(old) => old,
         None => match state.store.get(&key, None).await?.0 {
-            Some(current) => decode(&current)?,
+            Some(current) => {
+                let mut old = decode(&current)?;
+                crate::convert::to_view(res, &mut old);
+                old
+            }
             None => return Err(ApiError::not_found(res, name)),
         },
     };
@@ -1358,15 +1401,12 @@ pub(crate) async fn update(
             Outcome::Rejected { .. } => Err(ApiError::conflict(res, name)),
         };
     }
-    let bytes = encode(&obj);
+    let bytes = stored_form(res, &obj);
     match state.store.put(&key, bytes.clone(), expect).await? {
         Outcome::Applied { revision, .. } => {
             state.settle(res, revision).await;
             obj["metadata"]["resourceVersion"] = json!(revision.to_string());
-            Ok(Saved {
-                obj,
-                stored: Some((bytes, revision)),
-            })
+            Ok(Saved::new(res, obj, bytes, revision))
         }
         Outcome::Rejected { current: None, .. } => Err(ApiError::not_found(res, name)),
         Outcome::Rejected { .. } => Err(ApiError::conflict(res, name)),
@@ -1603,7 +1643,7 @@ pub(crate) async fn delete(
             };
         if dry {
             // Preconditions checked; nothing deleted or marked.
-            return Ok(json_response(StatusCode::OK, &obj));
+            return Ok(view_response(res, StatusCode::OK, &obj));
         }
         let marked = obj.pointer("/metadata/deletionTimestamp").is_some();
         // Propagation other than Background keeps the owner until the garbage collector has
@@ -1676,7 +1716,7 @@ pub(crate) async fn delete(
             if res.plural == "namespaces" {
                 crate::namespaces::spawn_finalize(state.store.clone(), name.to_owned());
             }
-            return Ok(json_response(StatusCode::OK, &obj));
+            return Ok(view_response(res, StatusCode::OK, &obj));
         }
         match state
             .store
@@ -1688,7 +1728,7 @@ pub(crate) async fn delete(
                 if res.plural == "services" {
                     crate::services::release(&*state.store, &obj).await;
                 }
-                return Ok(json_response(StatusCode::OK, &obj));
+                return Ok(view_response(res, StatusCode::OK, &obj));
             }
             Outcome::Rejected { .. } => continue,
         }
@@ -1723,7 +1763,11 @@ async fn delete_collection(state: &ApiState, target: &Target, query: &Query) -> 
             subresource: None,
         };
         match delete(state, &t, &name, b"", dry).await {
-            Ok(_) => deleted.push(obj),
+            Ok(_) => {
+                let mut obj = obj;
+                crate::convert::to_view(target.res, &mut obj);
+                deleted.push(obj)
+            }
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
         }
@@ -2121,6 +2165,8 @@ fn fast_event(selectors: &Selectors, paths: &[Vec<String>], event: &Event, outpu
 /// "0") starting with the current state as ADDED events.
 async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, output: Output) -> ApiResult {
     let table = matches!(output, Output::Table(_));
+    // Tables and converted views are built from decoded objects, not the stored bytes.
+    let decoded = table || crate::convert::needed(target.res);
     let selectors = Selectors::from_query(query)?;
     let selected_paths = selectors.paths();
     /// The current state sent first: ready lines, or objects still to encode.
@@ -2145,7 +2191,7 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, output: Out
             .range(RangeRequest::prefix(prefix.clone()))
             .await?;
         for kv in &page.kvs {
-            if !table && let Some(selected) = selected(&selectors, &selected_paths, &kv.value) {
+            if !decoded && let Some(selected) = selected(&selectors, &selected_paths, &kv.value) {
                 if !selected {
                     continue;
                 }
@@ -2174,7 +2220,8 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, output: Out
         .await?;
     let body = async_stream::stream! {
         let mut first = true;
-        let mut encode_event = |kind: &str, obj: Value| -> Bytes {
+        let mut encode_event = |kind: &str, mut obj: Value| -> Bytes {
+            crate::convert::to_view(res, &mut obj);
             let object = match output {
                 Output::Table(include) => {
                     let t = table::for_objects(res, &[obj], None, first, include);
@@ -2218,7 +2265,7 @@ async fn watch(state: Arc<ApiState>, target: &Target, query: &Query, output: Out
                         // JSON out: select on the few fields the selectors read and splice the
                         // resourceVersion into the stored bytes, instead of decoding and
                         // re-encoding whole objects (most of a busy server's watch work).
-                        if !table {
+                        if !decoded {
                             match fast_event(&selectors, &selected_paths, &event, output) {
                                 Fast::Line(line) => {
                                     yield Ok(line);
@@ -2464,6 +2511,8 @@ mod tests {
             let query = Query::parse(Some("labelSelector=app%3Dweb"));
             let selectors = Selectors::from_query(&query).unwrap();
             let mut items = ListItems {
+                res,
+                convert: false,
                 paths: selectors.paths(),
                 selectors,
                 output: Output::Table(include),

@@ -24,6 +24,7 @@ mod api;
 mod apply;
 mod auth;
 mod compress;
+mod convert;
 mod defaults;
 mod discovery;
 mod eviction;

@@ -1201,7 +1201,7 @@ fn kubectl_create_generators_send_protobuf() {
         c.ok(&["autoscale", "deployment", "web", "--max=4"])
             .contains("horizontalpodautoscaler.autoscaling/web autoscaled")
     );
-    let hpa = json(&["get", "hpa.v2.autoscaling", "web"]);
+    let hpa = json(&["get", "horizontalpodautoscalers.v2.autoscaling", "web"]);
     assert_eq!(hpa["spec"]["minReplicas"], 1);
     assert_eq!(
         hpa["spec"]["metrics"],
@@ -1314,6 +1314,96 @@ fn kubectl_create_generators_send_protobuf() {
     assert_eq!(
         json(&["get", "service", "web-svc"])["spec"]["selector"],
         serde_json::json!({"app": "web"})
+    );
+}
+
+/// An autoscaler written in autoscaling/v1 reads in v2 and back, as upstream converts it:
+/// v1's CPU target is v2's CPU utilization metric, and what v1 has no field for travels in
+/// annotations.
+#[test]
+fn autoscalers_read_in_either_version() {
+    let c = Cluster::start(false);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&c.ok(&all)).unwrap()
+    };
+    let v1 = c.file(
+        "v1.yaml",
+        "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: old\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  maxReplicas: 4\n  targetCPUUtilizationPercentage: 70\n",
+    );
+    assert!(c.ok(&["apply", "-f", &v1]).contains("created"));
+    let as_v2 = json(&["get", "horizontalpodautoscalers.v2.autoscaling", "old"]);
+    assert_eq!(as_v2["apiVersion"], "autoscaling/v2");
+    assert_eq!(
+        as_v2["spec"]["metrics"],
+        serde_json::json!([{"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 70}}}])
+    );
+    assert!(
+        as_v2["spec"]
+            .get("targetCPUUtilizationPercentage")
+            .is_none()
+    );
+    let as_v1 = json(&["get", "horizontalpodautoscalers.v1.autoscaling", "old"]);
+    assert_eq!(as_v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(as_v1["spec"]["targetCPUUtilizationPercentage"], 70);
+    assert!(as_v1["spec"].get("metrics").is_none());
+    // The v1 manifest applied again changes nothing.
+    assert!(c.ok(&["apply", "-f", &v1]).contains("unchanged"));
+    // A v1 list and a v1 watch are converted too.
+    let list = json(&["get", "horizontalpodautoscalers.v1.autoscaling"]);
+    assert_eq!(
+        list["items"][0]["spec"]["targetCPUUtilizationPercentage"],
+        70
+    );
+    let watched = c.ok(&[
+        "get",
+        "--raw",
+        "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers?watch=true&timeoutSeconds=1",
+    ]);
+    let event: serde_json::Value = serde_json::from_str(watched.lines().next().unwrap()).unwrap();
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["apiVersion"], "autoscaling/v1");
+    assert_eq!(
+        event["object"]["spec"]["targetCPUUtilizationPercentage"],
+        70
+    );
+
+    // A v2 autoscaler with a metric v1 cannot express: v1 sees it in the annotation.
+    c.ok(&[
+        "apply",
+        "-f",
+        &c.file(
+            "v2.yaml",
+            "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: new\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  maxReplicas: 4\n  metrics:\n  - type: Pods\n    pods:\n      metric: {name: rps}\n      target: {type: AverageValue, averageValue: 1k}\n",
+        ),
+    ]);
+    let as_v1 = json(&["get", "horizontalpodautoscalers.v1.autoscaling", "new"]);
+    let annotation = as_v1["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/metrics"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&annotation).unwrap(),
+        serde_json::json!([{"type": "Pods", "pods": {"metricName": "rps", "targetAverageValue": "1k"}}])
+    );
+    // Labelled through v1, the metric survives in v2.
+    c.ok(&[
+        "label",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "new",
+        "tier=web",
+    ]);
+    let as_v2 = json(&["get", "horizontalpodautoscalers.v2.autoscaling", "new"]);
+    assert_eq!(as_v2["metadata"]["labels"]["tier"], "web");
+    assert_eq!(as_v2["spec"]["metrics"][0]["pods"]["metric"]["name"], "rps");
+    assert!(
+        as_v2["metadata"]
+            .get("annotations")
+            .and_then(|a| a.get("autoscaling.alpha.kubernetes.io/metrics"))
+            .is_none(),
+        "{as_v2}"
     );
 }
 
