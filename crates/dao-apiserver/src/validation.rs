@@ -1817,15 +1817,32 @@ fn external_metric(src: &Value, path: &Path, out: &mut Vec<Cause>) {
     let target = &src["target"];
     let tp = path.child("target");
     metric_target(target, &tp, out);
-    match (has(target, "value"), has(target, "averageValue")) {
-        (false, false) => out.push(required(
-            &tp.child("averageValue"),
-            "must set either a target value for metric or a per-pod target",
-        )),
-        (true, true) => out.push(forbidden(
-            &tp.child("value"),
+    exactly_one_target(
+        target,
+        &tp,
+        ("value", "averageValue"),
+        "must set either a target value for metric or a per-pod target",
+        (
+            "value",
             "may not set both a target value for metric and a per-pod target",
-        )),
+        ),
+        out,
+    );
+}
+
+/// Of two targets one must be set (else `Required` at the second, with `neither`) and not
+/// both (else `Forbidden` at `both.0`, with `both.1`).
+fn exactly_one_target(
+    target: &Value,
+    tp: &Path,
+    (a, b): (&str, &str),
+    neither: &str,
+    both: (&str, &str),
+    out: &mut Vec<Cause>,
+) {
+    match (has(target, a), has(target, b)) {
+        (false, false) => out.push(required(&tp.child(b), neither)),
+        (true, true) => out.push(forbidden(&tp.child(both.0), both.1)),
         _ => {}
     }
 }
@@ -1846,20 +1863,17 @@ fn pods_metric(src: &Value, path: &Path, out: &mut Vec<Cause>) {
 /// What Resource and ContainerResource sources share: a raw value or a utilization target.
 fn utilization_or_value(target: &Value, tp: &Path, out: &mut Vec<Cause>) {
     metric_target(target, tp, out);
-    match (
-        has(target, "averageUtilization"),
-        has(target, "averageValue"),
-    ) {
-        (false, false) => out.push(required(
-            &tp.child("averageUtilization"),
-            "must set either a target raw value or a target utilization",
-        )),
-        (true, true) => out.push(forbidden(
-            &tp.child("averageValue"),
+    exactly_one_target(
+        target,
+        tp,
+        ("averageValue", "averageUtilization"),
+        "must set either a target raw value or a target utilization",
+        (
+            "averageValue",
             "may not set both a target raw value and a target utilization",
-        )),
-        _ => {}
-    }
+        ),
+        out,
+    );
 }
 
 fn resource_metric(src: &Value, path: &Path, out: &mut Vec<Cause>) {

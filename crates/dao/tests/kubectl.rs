@@ -76,6 +76,13 @@ impl Cluster {
         self.ok_with(33, args)
     }
 
+    /// `kubectl ARGS -o json`, parsed.
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
     fn ok_with(&self, minor: u32, args: &[&str]) -> String {
         let out = self.run(minor, args);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1135,11 +1142,7 @@ fn large_responses_are_gzip_encoded() {
 #[test]
 fn kubectl_create_generators_send_protobuf() {
     let c = Cluster::start(false);
-    let json = |args: &[&str]| -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&c.ok(&all)).unwrap()
-    };
+    let json = |args: &[&str]| c.json(args);
     assert!(
         c.ok(&[
             "create",
@@ -1323,11 +1326,7 @@ fn kubectl_create_generators_send_protobuf() {
 #[test]
 fn autoscalers_read_in_either_version() {
     let c = Cluster::start(false);
-    let json = |args: &[&str]| -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&c.ok(&all)).unwrap()
-    };
+    let json = |args: &[&str]| c.json(args);
     let v1 = c.file(
         "v1.yaml",
         "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: old\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  maxReplicas: 4\n  targetCPUUtilizationPercentage: 70\n",
