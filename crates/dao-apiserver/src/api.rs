@@ -1301,9 +1301,29 @@ pub(crate) async fn update(
     obj["kind"] = json!(res.kind);
     if sub == Some("status") {
         // The status subresource changes only status.
-        let status = obj.get("status").cloned().unwrap_or(Value::Null);
+        let status = obj
+            .as_object_mut()
+            .and_then(|o| o.remove("status"))
+            .unwrap_or(Value::Null);
         let applied = matches!(track, Track::Done).then(|| crate::managed::take(&mut obj));
-        obj = old.clone();
+        // Everything else as stored: the fields the request left as they are stay, the rest
+        // are copied from the stored object (comparing costs less than copying it whole,
+        // and a status write, the agents' most common one, leaves them all).
+        match (&mut obj, &old) {
+            (Value::Object(new), Value::Object(was)) => {
+                new.retain(|k, _| was.contains_key(k));
+                for (k, v) in was.iter().filter(|(k, _)| *k != "status") {
+                    match new.get_mut(k) {
+                        Some(n) if n == v => {}
+                        Some(n) => *n = v.clone(),
+                        None => {
+                            new.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+            _ => obj = old.clone(),
+        }
         obj["status"] = status;
         if let Some(Some(fields)) = applied {
             obj["metadata"]["managedFields"] = fields;

@@ -732,3 +732,66 @@ async fn rbac_writes_govern_the_next_request() {
     sas.delete("app", &DeleteParams::default()).await.unwrap();
     assert_eq!(list().await, 401, "the token died with its service account");
 }
+
+/// The status subresource changes only status, and the main resource never changes status,
+/// as upstream's strategies keep them apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_spec_are_written_apart() {
+    use k8s_openapi::api::apps::v1::Deployment;
+
+    let dir = tempfile::tempdir().unwrap();
+    // No controllers: nothing else writes the Deployment's status.
+    let server = DaoServer::start(&dir.path().join("data"), &["--no-controllers".into()]);
+    let deployments: Api<Deployment> = Api::namespaced(client(&server).await, "default");
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    let pp = PatchParams::default();
+    // Through status: the status lands, the spec and label changes do not.
+    let patched = deployments
+        .patch_status(
+            "web",
+            &pp,
+            &Patch::Merge(serde_json::json!({
+                "metadata": {"labels": {"sneaky": "yes"}},
+                "spec": {"replicas": 7},
+                "status": {"replicas": 2, "observedGeneration": 1}
+            })),
+        )
+        .await
+        .unwrap();
+    let status = patched.status.clone().unwrap_or_default();
+    assert_eq!(status.replicas, Some(2));
+    assert_eq!(status.observed_generation, Some(1));
+    let spec = patched.spec.clone().unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    assert!(!patched.metadata.labels.unwrap().contains_key("sneaky"));
+    assert_eq!(patched.metadata.generation, Some(1));
+    // Through the main resource: the spec lands (a new generation), the status does not.
+    let patched = deployments
+        .patch(
+            "web",
+            &pp,
+            &Patch::Merge(serde_json::json!({
+                "spec": {"replicas": 3},
+                "status": {"replicas": 9}
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.spec.unwrap().replicas, Some(3));
+    assert_eq!(patched.status.unwrap().replicas, Some(2));
+    assert_eq!(patched.metadata.generation, Some(2));
+    // And what is stored is what was answered.
+    let stored = deployments.get("web").await.unwrap();
+    assert_eq!(stored.spec.unwrap().replicas, Some(3));
+    assert_eq!(stored.status.unwrap().replicas, Some(2));
+}
