@@ -553,9 +553,8 @@ fn decode_continue(token: &str) -> ApiResult<(i64, String)> {
 
 /// The selected objects of a LIST, encoded page by page as the store returns them.
 struct ListItems {
+    /// Its items are decoded when `res`'s version is a view converted from the stored one.
     res: &'static Resource,
-    /// The request's version is a view converted from the stored one: items are decoded.
-    convert: bool,
     selectors: Selectors,
     paths: Vec<Vec<String>>,
     output: Output,
@@ -588,7 +587,7 @@ impl ListItems {
             }
             // JSON out: select and copy on the stored bytes (see `raw_list_item`), unless the
             // request's version is a converted view.
-            if !self.convert
+            if !crate::convert::needed(self.res)
                 && let Some(selected) = selected(&self.selectors, &self.paths, &kv.value)
             {
                 if !selected {
@@ -650,7 +649,7 @@ impl ListItems {
             _ => kv.value.len().min(8192) + 128,
         });
         let rv = kv.mod_revision;
-        let fast = !self.convert
+        let fast = !crate::convert::needed(self.res)
             && raw_object(&mut trimmed, &kv.value, rv, false, true)
             && match include {
                 table::Include::None => {
@@ -719,7 +718,6 @@ async fn list(state: &ApiState, target: &Target, query: &Query, output: Output) 
     }
     let mut items = ListItems {
         res: target.res,
-        convert: crate::convert::needed(target.res),
         selectors,
         paths,
         output,
@@ -2532,7 +2530,6 @@ mod tests {
             let selectors = Selectors::from_query(&query).unwrap();
             let mut items = ListItems {
                 res,
-                convert: false,
                 paths: selectors.paths(),
                 selectors,
                 output: Output::Table(include),

@@ -45,6 +45,14 @@ fn take(obj: &mut Value, key: &str) -> Option<Value> {
     obj.as_object_mut()?.remove(key).filter(|v| !v.is_null())
 }
 
+/// The elements of an array (none for anything else), without copying them.
+fn elements(v: Option<Value>) -> Vec<Value> {
+    match v {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    }
+}
+
 fn is_cpu_utilization(m: &Value) -> bool {
     m["type"] == "Resource"
         && m.pointer("/resource/name") == Some(&json!("cpu"))
@@ -236,9 +244,7 @@ fn hpa_v2_to_v1(obj: &mut Value) {
     obj["apiVersion"] = json!("autoscaling/v1");
     let mut spec = take(obj, "spec").unwrap_or_else(|| json!({}));
     let mut status = take(obj, "status");
-    let metrics = take(&mut spec, "metrics")
-        .and_then(|m| m.as_array().cloned())
-        .unwrap_or_default();
+    let metrics = elements(take(&mut spec, "metrics"));
     if let Some(cpu) = metrics.iter().find(|m| is_cpu_utilization(m)) {
         spec["targetCPUUtilizationPercentage"] =
             cpu["resource"]["target"]["averageUtilization"].clone();
@@ -256,9 +262,7 @@ fn hpa_v2_to_v1(obj: &mut Value) {
     }
     obj["spec"] = spec;
     if let Some(status) = status.as_mut() {
-        let current = take(status, "currentMetrics")
-            .and_then(|m| m.as_array().cloned())
-            .unwrap_or_default();
+        let current = elements(take(status, "currentMetrics"));
         if let Some(u) = current
             .iter()
             .find(|m| m["type"] == "Resource" && m.pointer("/resource/name") == Some(&json!("cpu")))
@@ -284,9 +288,7 @@ fn hpa_v1_to_v2(obj: &mut Value) {
     obj["apiVersion"] = json!("autoscaling/v2");
     let mut spec = take(obj, "spec").unwrap_or_else(|| json!({}));
     let cpu = take(&mut spec, "targetCPUUtilizationPercentage");
-    let mut metrics: Vec<Value> = take_annotation(obj, METRICS)
-        .and_then(|m| m.as_array().cloned())
-        .unwrap_or_default()
+    let mut metrics: Vec<Value> = elements(take_annotation(obj, METRICS))
         .iter()
         .map(metric_spec_to_v2)
         .collect();

@@ -101,7 +101,6 @@ pub fn pod_spec(spec: &mut Value) {
     }
 }
 
-/// Apply the defaults of `res`'s kind to `obj`.
 /// An autoscaler's defaults: at least one replica; in autoscaling/v2 a CPU utilization target
 /// of 80% when no metric is given, and upstream's scaling rules for whatever a given
 /// `behavior` leaves out (scale-down's stabilization window is left to the controller).
@@ -139,6 +138,7 @@ fn autoscaler(version: &str, spec: &mut Value) {
     }
 }
 
+/// Apply the defaults of `res`'s kind to `obj`.
 pub fn apply(res: &Resource, obj: &mut Value) {
     let template_spec = |obj: &mut Value| {
         if let Some(spec) = obj.pointer_mut("/spec/template/spec") {

@@ -1610,10 +1610,8 @@ fn ingress(spec: &Value, out: &mut Vec<Cause>) {
     }
 }
 
-/// A HorizontalPodAutoscaler spec (autoscaling/v1 and v2), as upstream's
-/// `validateHorizontalPodAutoscalerSpec` without the metrics and behavior details.
-/// HorizontalPodAutoscalers, as upstream validates them after defaulting; `v2` adds the
-/// metrics and behavior that autoscaling/v1 does not have.
+/// A HorizontalPodAutoscaler spec, as upstream's `validateHorizontalPodAutoscalerSpec` checks
+/// it after defaulting; `v2` adds the metrics and behavior that autoscaling/v1 does not have.
 fn horizontal_pod_autoscaler(spec: &Value, v2: bool, out: &mut Vec<Cause>) {
     let path = Path::root("spec");
     let min = spec.get("minReplicas").and_then(Value::as_i64);
@@ -1876,23 +1874,22 @@ fn utilization_or_value(target: &Value, tp: &Path, out: &mut Vec<Cause>) {
     );
 }
 
-fn resource_metric(src: &Value, path: &Path, out: &mut Vec<Cause>) {
+fn resource_name(src: &Value, path: &Path, out: &mut Vec<Cause>) {
     if str_of(src, "name").is_empty() {
         out.push(required(
             &path.child("name"),
             "must specify a resource name",
         ));
     }
+}
+
+fn resource_metric(src: &Value, path: &Path, out: &mut Vec<Cause>) {
+    resource_name(src, path, out);
     utilization_or_value(&src["target"], &path.child("target"), out);
 }
 
 fn container_resource_metric(src: &Value, path: &Path, out: &mut Vec<Cause>) {
-    if str_of(src, "name").is_empty() {
-        out.push(required(
-            &path.child("name"),
-            "must specify a resource name",
-        ));
-    }
+    resource_name(src, path, out);
     let container = str_of(src, "container");
     let cp = path.child("container");
     if container.is_empty() {

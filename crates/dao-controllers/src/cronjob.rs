@@ -10,9 +10,9 @@
 //! status → requeue at the next schedule time.
 //!
 //! Time zones: `spec.timeZone` is read from the system's tz database (`dao_cron::time_zone`:
-//! `$ZONEINFO`, then `/usr/share/zoneinfo`) and interpreted with jiff; a zone missing there is reported as upstream does
-//! (`UnknownTimeZone`) and nothing is scheduled. Unset means UTC (upstream: the controller
-//! manager's local zone, which is UTC in a normal deployment).
+//! `$ZONEINFO`, then `/usr/share/zoneinfo`) and interpreted with jiff; a zone missing there is
+//! reported as upstream does (`UnknownTimeZone`) and nothing is scheduled. Unset means UTC
+//! (upstream: the controller manager's local zone, which is UTC in a normal deployment).
 
 use std::collections::HashSet;
 use std::sync::Arc;
