@@ -877,7 +877,7 @@ fn view_response(res: &Resource, code: StatusCode, obj: &Value) -> Response {
     json_response(code, obj)
 }
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
@@ -1162,6 +1162,14 @@ pub(crate) async fn create(
     if let Track::Update(writer) = track {
         let scope = write_scope(res, None);
         crate::managed::record_update(None, &mut obj, &res.api_version(), scope, writer);
+    }
+    // Admission's additions come after the writer's fields are recorded: upstream's
+    // managedFields do not name them either.
+    if res.group.is_empty()
+        && res.plural == "pods"
+        && let Some(ns) = &target.namespace
+    {
+        crate::pods::admit_service_account(state, &name, ns, &mut obj).await?;
     }
     let key = res.key(target.namespace.as_deref(), &name);
     if dry {

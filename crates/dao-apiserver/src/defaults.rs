@@ -84,6 +84,7 @@ pub fn pod_spec(spec: &mut Value) {
     default_field(spec, "dnsPolicy", json!("ClusterFirst"));
     default_field(spec, "securityContext", json!({}));
     default_field(spec, "schedulerName", json!("default-scheduler"));
+    service_account_alias(spec);
     for list in ["initContainers", "containers"] {
         if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             cs.iter_mut().for_each(container);
@@ -97,6 +98,30 @@ pub fn pod_spec(spec: &mut Value) {
             {
                 m.insert("emptyDir".into(), json!({}));
             }
+        }
+    }
+}
+
+/// `serviceAccount`, the deprecated name of `serviceAccountName`: read when the new field is
+/// empty, and always written back equal to it (upstream's v1 conversion of a PodSpec).
+fn service_account_alias(spec: &mut Value) {
+    let Some(spec) = spec.as_object_mut() else {
+        return;
+    };
+    let named = |k: &str| {
+        spec.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    match named("serviceAccountName").or_else(|| named("serviceAccount")) {
+        Some(account) => {
+            spec.insert("serviceAccountName".into(), json!(account));
+            spec.insert("serviceAccount".into(), json!(account));
+        }
+        None => {
+            spec.remove("serviceAccountName");
+            spec.remove("serviceAccount");
         }
     }
 }
@@ -337,6 +362,27 @@ fn job_spec(spec: &mut Value) {
 mod tests {
     use super::*;
     use crate::registry;
+
+    #[test]
+    fn service_account_is_the_alias_of_service_account_name() {
+        let alias = |spec: Value| {
+            let mut spec = spec;
+            service_account_alias(&mut spec);
+            spec
+        };
+        let both = |name: &str| json!({"serviceAccountName": name, "serviceAccount": name});
+        assert_eq!(alias(json!({"serviceAccount": "old"})), both("old"));
+        assert_eq!(alias(json!({"serviceAccountName": "new"})), both("new"));
+        // The new field wins.
+        assert_eq!(
+            alias(json!({"serviceAccountName": "new", "serviceAccount": "old"})),
+            both("new")
+        );
+        assert_eq!(
+            alias(json!({"serviceAccountName": "", "serviceAccount": ""})),
+            json!({})
+        );
+    }
 
     #[test]
     fn pull_policies() {

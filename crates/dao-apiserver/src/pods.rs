@@ -1,6 +1,8 @@
 //! Pod-specific server behaviour: the `binding` subresource the scheduler uses, graceful
-//! deletion (a bound pod is marked with a deletion time and left for its node to stop), and
-//! upstream's Priority admission (a new pod's priority comes from its PriorityClass).
+//! deletion (a bound pod is marked with a deletion time and left for its node to stop),
+//! upstream's Priority admission (a new pod's priority comes from its PriorityClass) and its
+//! ServiceAccount admission (a new pod runs as a service account that exists, and mounts its
+//! token, the cluster's CA and its namespace).
 
 use chrono::{SecondsFormat, Utc};
 use dao_store::{Expect, Outcome};
@@ -267,9 +269,192 @@ pub async fn admit_priority(state: &ApiState, name: &str, pod: &mut Value) -> Ap
     Ok(())
 }
 
+/// Where upstream mounts a pod's service account token, CA bundle and namespace.
+pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The prefix of the projected volume that ServiceAccount admission adds.
+const TOKEN_VOLUME_PREFIX: &str = "kube-api-access-";
+
+/// Upstream's ServiceAccount admission for a new pod (mirror pods aside): the pod runs as
+/// `spec.serviceAccountName`, `default` when it names none, which must exist (the `default`
+/// one is looked for during about a second and a half, as upstream does, since the
+/// ServiceAccount controller creates it just after its namespace); unless the pod or the
+/// account turns automounting off, every container mounts a `kube-api-access-*` projected
+/// volume (a bound token of 3607 s, `kube-root-ca.crt`'s `ca.crt`, the namespace) read-only at
+/// [`TOKEN_MOUNT_PATH`]; and a pod without image pull secrets gets the account's.
+pub async fn admit_service_account(
+    state: &ApiState,
+    name: &str,
+    namespace: &str,
+    pod: &mut Value,
+) -> ApiResult<()> {
+    let mirror = pod
+        .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+        .is_some();
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    if mirror {
+        return Ok(());
+    }
+    let account = match spec.get("serviceAccountName").and_then(Value::as_str) {
+        Some(a) if !a.is_empty() => a.to_owned(),
+        _ => "default".to_owned(),
+    };
+    spec.insert("serviceAccountName".into(), json!(account));
+    spec.insert("serviceAccount".into(), json!(account));
+    let accounts = crate::registry::find("", "v1", "serviceaccounts").expect("registered");
+    let key = accounts.key(Some(namespace), &account);
+    let attempts = if account == "default" { 10 } else { 1 };
+    let pause = std::time::Duration::from_millis(100 + rand::random_range(0..100));
+    let mut found = None;
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            tokio::time::sleep(pause).await;
+        }
+        if let Some(kv) = state.store.get(&key, None).await?.0 {
+            found = Some(decode(&kv)?);
+            break;
+        }
+    }
+    let Some(sa) = found else {
+        let pods = crate::registry::find("", "v1", "pods").expect("pods registered");
+        return Err(ApiError::forbidden(
+            &pods.qualified_plural(),
+            name,
+            &format!(
+                "error looking up service account {namespace}/{account}: serviceaccount \"{account}\" not found"
+            ),
+        ));
+    };
+    let automount = spec
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+        .or_else(|| sa["automountServiceAccountToken"].as_bool())
+        .unwrap_or(true);
+    if automount {
+        mount_token(spec);
+    }
+    let has_pull_secrets = spec
+        .get("imagePullSecrets")
+        .and_then(Value::as_array)
+        .is_some_and(|s| !s.is_empty());
+    if let Some(secrets) = sa["imagePullSecrets"].as_array()
+        && !has_pull_secrets
+        && !secrets.is_empty()
+    {
+        let names: Vec<Value> = secrets
+            .iter()
+            .map(|s| json!({"name": s["name"].as_str().unwrap_or("")}))
+            .collect();
+        spec.insert("imagePullSecrets".into(), Value::Array(names));
+    }
+    Ok(())
+}
+
+/// Every container and init container without a mount at [`TOKEN_MOUNT_PATH`] mounts the
+/// pod's `kube-api-access-*` volume there, which is added if some container needs it.
+fn mount_token(spec: &mut serde_json::Map<String, Value>) {
+    let existing = spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str())
+        .find(|n| n.starts_with(TOKEN_VOLUME_PREFIX))
+        .map(str::to_owned);
+    let volume = existing
+        .clone()
+        .unwrap_or_else(|| format!("{TOKEN_VOLUME_PREFIX}{}", crate::api::random_suffix()));
+    let mut needed = false;
+    for list in ["initContainers", "containers"] {
+        let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in containers.iter_mut().filter_map(Value::as_object_mut) {
+            let mounts = c.entry("volumeMounts").or_insert_with(|| json!([]));
+            let Some(mounts) = mounts.as_array_mut() else {
+                continue;
+            };
+            if mounts.iter().any(|m| m["mountPath"] == TOKEN_MOUNT_PATH) {
+                continue;
+            }
+            mounts.push(json!({"name": volume, "readOnly": true, "mountPath": TOKEN_MOUNT_PATH}));
+            needed = true;
+        }
+    }
+    if needed && existing.is_none() {
+        let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+        if let Some(volumes) = volumes.as_array_mut() {
+            volumes.push(json!({
+                "name": volume,
+                "projected": {
+                    "defaultMode": 420,
+                    "sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                        {"configMap": {"name": "kube-root-ca.crt",
+                            "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                        {"downwardAPI": {"items": [{"path": "namespace",
+                            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+                    ],
+                },
+            }));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec_of(v: Value) -> serde_json::Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn the_token_volume_is_mounted_where_nothing_else_is() {
+        // One container mounts something of its own at the token's path: it keeps it; the
+        // others (init containers too) get the new volume, added once.
+        let mut spec = spec_of(json!({
+            "initContainers": [{"name": "init"}],
+            "containers": [
+                {"name": "a", "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+                {"name": "b", "volumeMounts": [{"name": "mine", "mountPath": TOKEN_MOUNT_PATH}]},
+            ],
+            "volumes": [{"name": "data", "emptyDir": {}}, {"name": "mine", "emptyDir": {}}],
+        }));
+        mount_token(&mut spec);
+        let volumes = spec["volumes"].as_array().unwrap();
+        assert_eq!(volumes.len(), 3);
+        let name = volumes[2]["name"].as_str().unwrap().to_owned();
+        assert!(name.starts_with(TOKEN_VOLUME_PREFIX), "{name}");
+        let token = json!({"name": name, "readOnly": true, "mountPath": TOKEN_MOUNT_PATH});
+        assert_eq!(spec["initContainers"][0]["volumeMounts"], json!([token]));
+        assert_eq!(spec["containers"][0]["volumeMounts"][1], token);
+        assert_eq!(
+            spec["containers"][1]["volumeMounts"],
+            json!([{"name": "mine", "mountPath": TOKEN_MOUNT_PATH}])
+        );
+
+        // A pod that has a kube-api-access volume already keeps it and its name.
+        let mut again = spec_of(json!({
+            "containers": [{"name": "c"}],
+            "volumes": [{"name": "kube-api-access-abcde", "projected": {"sources": []}}],
+        }));
+        mount_token(&mut again);
+        assert_eq!(again["volumes"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            again["containers"][0]["volumeMounts"][0]["name"],
+            "kube-api-access-abcde"
+        );
+
+        // Every container mounts something there already: no volume is added.
+        let mut none = spec_of(json!({
+            "containers": [{"name": "c", "volumeMounts": [{"name": "x", "mountPath": TOKEN_MOUNT_PATH}]}],
+        }));
+        mount_token(&mut none);
+        assert!(none.get("volumes").is_none());
+    }
 
     #[test]
     fn grace_periods() {

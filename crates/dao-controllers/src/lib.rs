@@ -20,6 +20,7 @@ pub mod nodelifecycle;
 pub mod podgc;
 pub mod queue;
 pub mod replicaset;
+pub mod rootca;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod util;
@@ -59,6 +60,9 @@ pub struct Config {
     /// How long a node that pods are bound to must be missing from the cache before the pod
     /// garbage collector asks the API whether it is gone (upstream: 40 s).
     pub orphaned_pod_quarantine: Duration,
+    /// The PEM bundle that verifies the API server, published in every namespace as the
+    /// `kube-root-ca.crt` ConfigMap (`None`: not published; upstream's `--root-ca-file`).
+    pub root_ca: Option<String>,
 }
 
 impl Default for Config {
@@ -71,6 +75,7 @@ impl Default for Config {
             terminated_pod_gc_threshold: 12500,
             pod_gc_period: Duration::from_secs(20),
             orphaned_pod_quarantine: Duration::from_secs(40),
+            root_ca: None,
         }
     }
 }
@@ -186,6 +191,20 @@ pub async fn run(client: Client, config: Config) {
         .map(|c| nodeipam::NodeIpamController::new(client.clone(), nodes.clone(), c));
 
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(ca) = config.root_ca.clone() {
+        let configmaps = Informer::<k8s_openapi::api::core::v1::ConfigMap>::new();
+        let publisher = rootca::RootCaPublisher::new(
+            client.clone(),
+            namespaces.clone(),
+            configmaps.clone(),
+            ca,
+        );
+        tasks.spawn(configmaps.run(
+            Api::all(client.clone()),
+            watcher::Config::default().fields(&rootca::RootCaPublisher::selector()),
+        ));
+        tasks.spawn(publisher.run());
+    }
     tasks.spawn(
         pods.clone()
             .run(Api::all(client.clone()), watcher::Config::default()),

@@ -133,11 +133,25 @@ pub struct ControllerArgs {
     /// garbage-collected (the pod GC also looks this often, at most every 20 s).
     #[arg(long, default_value_t = 40.0)]
     orphaned_pod_quarantine: f64,
+    /// PEM bundle that verifies the API server, published in every namespace as the
+    /// `kube-root-ca.crt` ConfigMap [default: `dao server`'s own CA; for `dao
+    /// controller-manager`, the kubeconfig's certificate authority]
+    #[arg(long)]
+    root_ca_file: Option<PathBuf>,
 }
 
 impl ControllerArgs {
-    fn config(&self) -> dao_controllers::Config {
-        dao_controllers::Config {
+    /// The controllers' settings; `ca` is the root CA bundle to publish when no
+    /// `--root-ca-file` is given.
+    fn config(&self, ca: Option<String>) -> Result<dao_controllers::Config> {
+        let root_ca = match &self.root_ca_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?,
+            ),
+            None => ca,
+        };
+        Ok(dao_controllers::Config {
             cluster_cidr: Some(self.cluster_cidr.clone()),
             node_cidr_mask: self.node_cidr_mask_size,
             node_monitor_grace_period: std::time::Duration::from_secs_f64(
@@ -150,8 +164,9 @@ impl ControllerArgs {
             orphaned_pod_quarantine: std::time::Duration::from_secs_f64(
                 self.orphaned_pod_quarantine.max(0.0),
             ),
+            root_ca,
             ..dao_controllers::Config::default()
-        }
+        })
     }
 }
 
@@ -182,10 +197,9 @@ fn leader_identity() -> String {
 /// Runs the controllers behind the controller-manager Lease until `stop`, then releases it.
 async fn run_controllers(
     client: kube::Client,
-    args: ControllerArgs,
+    config: dao_controllers::Config,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let config = args.config();
     dao_controllers::leader::Election::new("dao-controller-manager", &leader_identity())
         .run(
             client.clone(),
@@ -254,6 +268,7 @@ async fn server(
         .ok_or_else(|| anyhow::anyhow!("--data-dir is required"))?;
     std::fs::create_dir_all(&data_dir)?;
     let store = args.open().await?;
+    let pki = data_dir.join("pki");
     let server = dao_apiserver::start(dao_apiserver::ServerConfig {
         data_dir,
         listen,
@@ -277,7 +292,9 @@ async fn server(
             "system:kube-controller-manager",
             user_agent!("dao-controller-manager"),
         );
-        background.spawn(run_controllers(client, controllers, stop()));
+        let ca = std::fs::read_to_string(pki.join("ca.crt"))?;
+        let config = controllers.config(Some(ca))?;
+        background.spawn(run_controllers(client, config, stop()));
     }
     if !no_scheduler {
         let client = server.local_client("system:kube-scheduler", user_agent!("dao-scheduler"));
@@ -339,7 +356,8 @@ fn main() -> std::process::ExitCode {
                 let client =
                     client_from_kubeconfig(&kubeconfig, user_agent!("dao-controller-manager"))
                         .await?;
-                run_controllers(client, controllers, shutdown_signal()).await;
+                let config = controllers.config(kubeconfig_ca(&kubeconfig))?;
+                run_controllers(client, config, shutdown_signal()).await;
                 Ok(())
             }
             Command::Agent(args) => agent::run(args).await,
@@ -354,6 +372,35 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The PEM bundle of the certificate authority that a kubeconfig's current cluster trusts
+/// (inline data or a file), if it names one.
+fn kubeconfig_ca(path: &std::path::Path) -> Option<String> {
+    use base64::Engine;
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).ok()?;
+    let context = kubeconfig.current_context.as_deref()?;
+    let cluster = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .cluster
+        .clone();
+    let cluster = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster)?
+        .cluster
+        .as_ref()?;
+    if let Some(data) = &cluster.certificate_authority_data {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .ok()?;
+        return String::from_utf8(pem).ok();
+    }
+    std::fs::read_to_string(cluster.certificate_authority.as_deref()?).ok()
 }
 
 /// A kube-rs client for the cluster a kubeconfig names (its current context), sending

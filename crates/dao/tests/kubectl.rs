@@ -366,9 +366,11 @@ fn everyday(c: &Cluster) {
     }
     c.ok(&["delete", "configmap", "lit", "-n", "team-a"]);
     let sorted = c.ok(&["get", "cm", "-n", "team-a", "--sort-by=.data.rank"]);
+    // (kube-root-ca.crt, which has no rank, is the controllers'.)
     let names: Vec<&str> = sorted
         .lines()
         .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| *n != "kube-root-ca.crt")
         .collect();
     assert_eq!(names, ["NAME", "first", "second", "third"], "{sorted}");
     // Deleting a namespace empties it, then removes it.
@@ -755,7 +757,7 @@ fn everyday(c: &Cluster) {
     let all_cms = c.ok(&["get", "cm", "-o", "name"]);
     assert_eq!(
         all_cms.trim(),
-        "configmap/settings",
+        "configmap/kube-root-ca.crt\nconfigmap/settings",
         "failed requests stored nothing"
     );
 
@@ -781,7 +783,10 @@ fn everyday(c: &Cluster) {
             .contains("service \"web\" deleted")
     );
     let rest = c.run(33, &["get", "cm,secret,deploy,svc", "-o", "name"]);
-    assert_eq!(String::from_utf8_lossy(&rest.stdout).trim(), "");
+    assert_eq!(
+        String::from_utf8_lossy(&rest.stdout).trim(),
+        "configmap/kube-root-ca.crt"
+    );
 }
 
 #[test]
@@ -1089,7 +1094,8 @@ fn large_responses_are_gzip_encoded() {
     );
     c.ok(&["create", "-f", &list]);
     let listed = c.ok(&["get", "cm", "-n", "big", "--no-headers"]);
-    assert_eq!(listed.lines().count(), 300, "{listed}");
+    let ours = |name: &str| name.starts_with("cm-");
+    assert_eq!(listed.lines().filter(|l| ours(l)).count(), 300, "{listed}");
 
     let server = c.server_url();
     let token = c.admin_token();
@@ -1125,7 +1131,9 @@ fn large_responses_are_gzip_encoded() {
     assert_eq!(&body[..2], b"\x1f\x8b", "a gzip stream");
     let (_, body) = curl("/api/v1/namespaces/big/configmaps", &["--compressed"]);
     let decoded: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(decoded["items"].as_array().unwrap().len(), 300);
+    let items = decoded["items"].as_array().unwrap().iter();
+    let names = items.filter_map(|i| i["metadata"]["name"].as_str());
+    assert_eq!(names.filter(|n| ours(n)).count(), 300);
     for (path, extra) in [
         ("/api/v1/namespaces/big/configmaps", &[][..]),
         ("/api/v1/namespaces/big/configmaps/cm-000", &gzip[..]),
@@ -2608,5 +2616,164 @@ fn service_account_issuer_discovery() {
     assert_eq!(
         c.fails(&["get", "--raw", "/openid/v1/jwks", "--as=nobody"]),
         "Error from server (Forbidden): forbidden: User \"nobody\" cannot get path \"/openid/v1/jwks\"\n"
+    );
+}
+
+/// Polls `check` every 100 ms for up to `secs` seconds.
+fn within(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn pods_run_as_their_service_account_with_the_root_ca() {
+    let c = Cluster::start(false);
+    let ca = std::fs::read_to_string(c.server.data_dir.join("pki/ca.crt")).unwrap();
+    let root_ca = |ns: &str| {
+        let out = c.run(
+            33,
+            &[
+                "-n",
+                ns,
+                "get",
+                "configmap",
+                "kube-root-ca.crt",
+                "-o",
+                "json",
+            ],
+        );
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap())
+    };
+
+    // Every namespace gets the CA bundle, a new one too, with upstream's description.
+    c.ok(&["create", "namespace", "team"]);
+    within(10, "kube-root-ca.crt in team", || root_ca("team").is_some());
+    for ns in ["default", "kube-system", "team"] {
+        let cm = root_ca(ns).unwrap_or_else(|| panic!("no kube-root-ca.crt in {ns}"));
+        assert_eq!(cm["data"], serde_json::json!({"ca.crt": ca}), "{ns}");
+        assert!(
+            cm["metadata"]["annotations"]["kubernetes.io/description"]
+                .as_str()
+                .unwrap()
+                .starts_with("Contains a CA bundle that can be used to verify the kube-apiserver"),
+            "{cm}"
+        );
+    }
+    // Deleted or changed, it is put back.
+    c.ok(&["-n", "team", "delete", "configmap", "kube-root-ca.crt"]);
+    within(10, "kube-root-ca.crt recreated", || {
+        root_ca("team").is_some()
+    });
+    c.ok(&[
+        "-n",
+        "team",
+        "patch",
+        "configmap",
+        "kube-root-ca.crt",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"ca.crt":"forged"}}"#,
+    ]);
+    within(10, "kube-root-ca.crt restored", || {
+        root_ca("team").is_some_and(|cm| cm["data"]["ca.crt"] == ca.as_str())
+    });
+
+    // A pod that names no service account runs as `default` and mounts its token, the CA
+    // bundle and its namespace, as upstream's ServiceAccount admission arranges.
+    c.ok(&["-n", "team", "run", "web", "--image=nginx"]);
+    let pod = c.json(&["-n", "team", "get", "pod", "web"]);
+    let spec = &pod["spec"];
+    assert_eq!(
+        (&spec["serviceAccountName"], &spec["serviceAccount"]),
+        (&serde_json::json!("default"), &serde_json::json!("default"))
+    );
+    let volume = &spec["volumes"][0];
+    let name = volume["name"].as_str().unwrap();
+    assert!(
+        name.len() == "kube-api-access-".len() + 5 && name.starts_with("kube-api-access-"),
+        "{volume}"
+    );
+    assert_eq!(
+        volume["projected"],
+        serde_json::json!({
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ],
+        })
+    );
+    assert_eq!(
+        spec["containers"][0]["volumeMounts"],
+        serde_json::json!([{"name": name, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}])
+    );
+    // Admission's additions are not the writer's fields.
+    let fields = pod["metadata"]["managedFields"].to_string();
+    assert!(!fields.contains("f:volumes"), "{fields}");
+    let described = c.ok(&["-n", "team", "describe", "pod", "web"]);
+    for line in [
+        "Service Account:  default".to_owned(),
+        format!("/var/run/secrets/kubernetes.io/serviceaccount from {name} (ro)"),
+    ] {
+        assert!(
+            described.lines().any(|l| l.trim() == line),
+            "{line:?} in:\n{described}"
+        );
+    }
+
+    // An account of its own, with pull secrets and automounting turned off.
+    c.ok(&["-n", "team", "create", "serviceaccount", "robot"]);
+    c.ok(&[
+        "-n",
+        "team",
+        "patch",
+        "serviceaccount",
+        "robot",
+        "-p",
+        r#"{"imagePullSecrets":[{"name":"registry"}],"automountServiceAccountToken":false}"#,
+    ]);
+    c.ok(&[
+        "-n",
+        "team",
+        "run",
+        "bot",
+        "--image=nginx",
+        r#"--overrides={"spec":{"serviceAccountName":"robot"}}"#,
+    ]);
+    let spec = c.json(&["-n", "team", "get", "pod", "bot"])["spec"].clone();
+    assert_eq!(spec["serviceAccountName"], "robot");
+    assert_eq!(
+        spec["imagePullSecrets"],
+        serde_json::json!([{"name": "registry"}])
+    );
+    assert!(spec.get("volumes").is_none(), "{spec}");
+    assert!(
+        spec["containers"][0].get("volumeMounts").is_none(),
+        "{spec}"
+    );
+
+    // An account that does not exist: upstream's 403, and nothing stored.
+    let refused = c.fails(&[
+        "-n",
+        "team",
+        "run",
+        "ghost",
+        "--image=nginx",
+        r#"--overrides={"spec":{"serviceAccountName":"ghost"}}"#,
+    ]);
+    assert_eq!(
+        refused,
+        "Error from server (Forbidden): pods \"ghost\" is forbidden: error looking up service account team/ghost: serviceaccount \"ghost\" not found\n"
+    );
+    let out = c.fails(&["-n", "team", "get", "pod", "ghost"]);
+    assert!(
+        out.contains("NotFound"),
+        "the refused pod was stored: {out}"
     );
 }
