@@ -91,8 +91,7 @@ impl RootCaPublisher {
         let Some(namespace) = self.namespaces.get(ns) else {
             return Ok(Action::Done);
         };
-        let active = namespace.metadata.deletion_timestamp.is_none()
-            && namespace.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating");
+        let active = crate::util::namespace_active(&namespace);
         if !active {
             return Ok(Action::Done);
         }

@@ -66,8 +66,7 @@ impl ServiceAccountController {
         let Some(namespace) = self.namespaces.get(ns) else {
             return Ok(Action::Done);
         };
-        let active = namespace.metadata.deletion_timestamp.is_none()
-            && namespace.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating");
+        let active = crate::util::namespace_active(&namespace);
         if !active || self.accounts.get(&format!("{ns}/default")).is_some() {
             return Ok(Action::Done);
         }
