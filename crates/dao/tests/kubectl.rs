@@ -2777,3 +2777,49 @@ fn pods_run_as_their_service_account_with_the_root_ca() {
         "the refused pod was stored: {out}"
     );
 }
+
+/// `dao controller-manager` in a process of its own publishes the CA bundle its kubeconfig
+/// trusts, as `dao server`'s in-process controllers publish the server's own.
+#[test]
+fn a_separate_controller_manager_publishes_its_kubeconfigs_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::DaoServer::start(&dir.path().join("data"), &["--no-controllers".into()]);
+    let log = std::fs::File::create(dir.path().join("controller-manager.log")).unwrap();
+    let _manager = support::ChildGuard(
+        support::dao()
+            .arg("controller-manager")
+            .arg("--kubeconfig")
+            .arg(&server.kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dao controller-manager"),
+    );
+    let ca = std::fs::read_to_string(server.data_dir.join("pki/ca.crt")).unwrap();
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    let published = || {
+        let out = Command::new(support::kubectl_bin(33))
+            .env("KUBECONFIG", &server.kubeconfig)
+            .env("HOME", dir.path())
+            .args([
+                "get",
+                "configmap",
+                "kube-root-ca.crt",
+                "-o",
+                "jsonpath={.data.ca\\.crt}",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let log_text = || std::fs::read_to_string(dir.path().join("controller-manager.log")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while published() != ca {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kube-root-ca.crt not published; controller-manager log:\n{}",
+            log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
