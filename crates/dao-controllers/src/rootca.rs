@@ -70,17 +70,18 @@ impl RootCaPublisher {
     pub async fn run(self) {
         self.namespaces.wait_synced().await;
         self.configmaps.wait_synced().await;
-        for ns in self.namespaces.keys() {
-            self.queue.add(ns);
-        }
         let this = self.clone();
-        self.queue
-            .clone()
-            .run("root-ca-cert-publisher", 1, move |ns| {
-                let this = this.clone();
-                async move { this.reconcile(&ns).await }
-            })
-            .await;
+        let reconcile = move |ns: String| {
+            let this = this.clone();
+            async move { this.reconcile(&ns).await }
+        };
+        crate::util::run_per_namespace(
+            self.queue.clone(),
+            "root-ca-cert-publisher",
+            &self.namespaces,
+            reconcile,
+        )
+        .await;
     }
 
     fn wanted(&self) -> BTreeMap<String, String> {
@@ -88,10 +89,7 @@ impl RootCaPublisher {
     }
 
     async fn reconcile(&self, ns: &str) -> Result<Action, kube::Error> {
-        let Some(namespace) = self.namespaces.get(ns) else {
-            return Ok(Action::Done);
-        };
-        let active = crate::util::namespace_active(&namespace);
+        let active = crate::util::namespace_active(&self.namespaces, ns);
         if !active {
             return Ok(Action::Done);
         }

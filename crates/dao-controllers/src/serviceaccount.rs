@@ -49,24 +49,22 @@ impl ServiceAccountController {
     pub async fn run(self) {
         self.namespaces.wait_synced().await;
         self.accounts.wait_synced().await;
-        for ns in self.namespaces.keys() {
-            self.queue.add(ns);
-        }
         let this = self.clone();
-        self.queue
-            .clone()
-            .run("serviceaccount", 1, move |ns| {
-                let this = this.clone();
-                async move { this.reconcile(&ns).await }
-            })
-            .await;
+        let reconcile = move |ns: String| {
+            let this = this.clone();
+            async move { this.reconcile(&ns).await }
+        };
+        crate::util::run_per_namespace(
+            self.queue.clone(),
+            "serviceaccount",
+            &self.namespaces,
+            reconcile,
+        )
+        .await;
     }
 
     async fn reconcile(&self, ns: &str) -> Result<Action, kube::Error> {
-        let Some(namespace) = self.namespaces.get(ns) else {
-            return Ok(Action::Done);
-        };
-        let active = crate::util::namespace_active(&namespace);
+        let active = crate::util::namespace_active(&self.namespaces, ns);
         if !active || self.accounts.get(&format!("{ns}/default")).is_some() {
             return Ok(Action::Done);
         }

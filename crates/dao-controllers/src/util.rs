@@ -35,10 +35,31 @@ pub fn selector_matches(
     })
 }
 
-/// Whether a namespace takes new content: not being deleted, not Terminating.
-pub fn namespace_active(ns: &Namespace) -> bool {
-    ns.metadata.deletion_timestamp.is_none()
-        && ns.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating")
+/// Whether the cached namespace `ns` exists and takes new content: not being deleted, not
+/// Terminating.
+pub fn namespace_active(namespaces: &crate::informer::Informer<Namespace>, ns: &str) -> bool {
+    namespaces.get(ns).is_some_and(|n| {
+        n.metadata.deletion_timestamp.is_none()
+            && n.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Terminating")
+    })
+}
+
+/// Runs a controller whose work is keyed by namespace: every cached namespace is queued once,
+/// then `reconcile` works through the queue on one worker. The caller waits for its informers
+/// to sync first.
+pub async fn run_per_namespace<F, Fut>(
+    queue: crate::queue::WorkQueue,
+    name: &'static str,
+    namespaces: &crate::informer::Informer<Namespace>,
+    reconcile: F,
+) where
+    F: Fn(String) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<crate::queue::Action, kube::Error>> + Send,
+{
+    for ns in namespaces.keys() {
+        queue.add(ns);
+    }
+    queue.run(name, 1, reconcile).await;
 }
 
 pub fn pod_ready(pod: &Pod) -> bool {
