@@ -2619,11 +2619,11 @@ fn service_account_issuer_discovery() {
     );
 }
 
-/// Polls `check` every 100 ms for up to `secs` seconds.
-fn within(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+/// Polls `check` every 100 ms for up to `secs` seconds; `why` says what did not happen.
+fn within(secs: u64, mut check: impl FnMut() -> bool, why: impl Fn() -> String) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while !check() {
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        assert!(std::time::Instant::now() < deadline, "timed out: {}", why());
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
@@ -2652,7 +2652,11 @@ fn pods_run_as_their_service_account_with_the_root_ca() {
 
     // Every namespace gets the CA bundle, a new one too, with upstream's description.
     c.ok(&["create", "namespace", "team"]);
-    within(10, "kube-root-ca.crt in team", || root_ca("team").is_some());
+    within(
+        10,
+        || root_ca("team").is_some(),
+        || "kube-root-ca.crt in team".into(),
+    );
     for ns in ["default", "kube-system", "team"] {
         let cm = root_ca(ns).unwrap_or_else(|| panic!("no kube-root-ca.crt in {ns}"));
         assert_eq!(cm["data"], serde_json::json!({"ca.crt": ca}), "{ns}");
@@ -2666,9 +2670,11 @@ fn pods_run_as_their_service_account_with_the_root_ca() {
     }
     // Deleted or changed, it is put back.
     c.ok(&["-n", "team", "delete", "configmap", "kube-root-ca.crt"]);
-    within(10, "kube-root-ca.crt recreated", || {
-        root_ca("team").is_some()
-    });
+    within(
+        10,
+        || root_ca("team").is_some(),
+        || "kube-root-ca.crt recreated".into(),
+    );
     c.ok(&[
         "-n",
         "team",
@@ -2679,9 +2685,11 @@ fn pods_run_as_their_service_account_with_the_root_ca() {
         "-p",
         r#"{"data":{"ca.crt":"forged"}}"#,
     ]);
-    within(10, "kube-root-ca.crt restored", || {
-        root_ca("team").is_some_and(|cm| cm["data"]["ca.crt"] == ca.as_str())
-    });
+    within(
+        10,
+        || root_ca("team").is_some_and(|cm| cm["data"]["ca.crt"] == ca.as_str()),
+        || "kube-root-ca.crt restored".into(),
+    );
 
     // A pod that names no service account runs as `default` and mounts its token, the CA
     // bundle and its namespace, as upstream's ServiceAccount admission arranges.
@@ -2813,13 +2821,14 @@ fn a_separate_controller_manager_publishes_its_kubeconfigs_ca() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let log_text = || std::fs::read_to_string(dir.path().join("controller-manager.log")).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while published() != ca {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "kube-root-ca.crt not published; controller-manager log:\n{}",
-            log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    within(
+        20,
+        || published() == ca,
+        || {
+            format!(
+                "kube-root-ca.crt not published; controller-manager log:\n{}",
+                log_text()
+            )
+        },
+    );
 }
