@@ -333,6 +333,75 @@ pub fn conflict_error(conflicts: &[Conflict]) -> ApiError {
     }
 }
 
+/// The manager `kubectl apply --server-side` applies as; upstream's upgrade path from
+/// client-side apply is for it alone (another `--field-manager` opts out).
+const KUBECTL: &str = "kubectl";
+
+/// Where client-side `kubectl apply` keeps the configuration it applied last.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The fields a server-side apply by kubectl may take from their owners without a conflict:
+/// those of the live object's last-applied annotation (same apiVersion) whose live values
+/// are still the ones it records. None without a usable annotation.
+fn upgradable_from_client_side(live: &Value, api_version: &str, scope: Scope) -> Option<Set> {
+    let text = live
+        .pointer("/metadata/annotations")?
+        .get(LAST_APPLIED)?
+        .as_str()
+        .filter(|t| !t.is_empty())?;
+    let last: Value = serde_json::from_str(text).ok()?;
+    if last.get("apiVersion").and_then(Value::as_str) != Some(api_version) {
+        return None;
+    }
+    let mut fields = managed::field_set(&last, scope);
+    // Applying the annotation onto the live object changes exactly the fields whose values
+    // differ from it or that are gone from the object: those are no longer its to give.
+    let mut restored = live.clone();
+    merge(&mut restored, &last);
+    managed::difference(&mut fields, &managed::diff(live, &restored, scope).changed);
+    Some(fields)
+}
+
+/// After kubectl's server-side apply, an object that carries a last-applied annotation gets
+/// the configuration just applied in it, so that a later client-side apply starts from it.
+fn keep_last_applied_current(object: &mut Value, config: &Value) {
+    let Some(slot) = object
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+        .and_then(|a| a.get_mut(LAST_APPLIED))
+    else {
+        return;
+    };
+    if slot.as_str().is_none_or(str::is_empty) {
+        return;
+    }
+    let mut config = config.clone();
+    if let Some(a) = config
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.remove(LAST_APPLIED);
+    }
+    *slot = Value::String(go_json(&config) + "\n");
+}
+
+/// JSON as Go's encoder writes it (what kubectl and upstream's server put in the annotation):
+/// keys sorted, and `<`, `>`, `&`, U+2028 and U+2029 escaped. They occur only inside strings.
+fn go_json(value: &Value) -> String {
+    let mut out = String::new();
+    for c in value.to_string().chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The outcome of an apply: the object to store, with its managedFields.
 pub struct Applied {
     pub object: Value,
@@ -351,6 +420,7 @@ pub fn apply(
 ) -> Result<Applied, ApiError> {
     let empty = json!({});
     let live = live.unwrap_or(&empty);
+    let original = config;
     let mut entries = live
         .pointer("/metadata/managedFields")
         .cloned()
@@ -394,26 +464,42 @@ pub fn apply(
     }
 
     let d = managed::diff(&base, &merged, scope);
-    let mut conflicts = Vec::new();
-    for e in entries.iter_mut() {
-        let Some(taken) = managed::intersection(&e.fields, &d.changed) else {
-            continue;
-        };
-        if force {
-            managed::difference(&mut e.fields, &taken);
-        } else {
-            let who = e.describe();
-            conflicts.extend(managed::members(&taken).into_iter().map(|p| Conflict {
+    // What this apply changes that other managers own: conflicts, unless forced.
+    let taken: Vec<(usize, Set)> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| managed::intersection(&e.fields, &d.changed).map(|t| (i, t)))
+        .collect();
+    if !force && !taken.is_empty() {
+        // kubectl's server-side apply may take over what its client-side apply set: the
+        // fields of the last-applied annotation that still hold the values it gave them.
+        let allowed = (manager == KUBECTL)
+            .then(|| upgradable_from_client_side(&base, api_version, scope))
+            .flatten();
+        let mut conflicts = Vec::new();
+        for (i, t) in &taken {
+            let mut left = t.clone();
+            if let Some(allowed) = &allowed {
+                managed::difference(&mut left, allowed);
+            }
+            let who = entries[*i].describe();
+            conflicts.extend(managed::members(&left).into_iter().map(|p| Conflict {
                 manager: who.clone(),
                 path: managed::path_string(&p),
             }));
         }
+        if !conflicts.is_empty() {
+            return Err(conflict_error(&conflicts));
+        }
     }
-    if !conflicts.is_empty() {
-        return Err(conflict_error(&conflicts));
+    for (i, t) in &taken {
+        managed::difference(&mut entries[*i].fields, t);
     }
     for e in entries.iter_mut() {
         managed::remove_subtrees(&mut e.fields, &d.removed);
+    }
+    if manager == KUBECTL {
+        keep_last_applied_current(&mut merged, original);
     }
     let changed = merged != base;
     let time = match &last {
@@ -663,6 +749,116 @@ mod tests {
             json!(
                 "Apply failed with 2 conflicts: conflicts with \"edit\" using v1:\n- .metadata.labels.app\nconflicts with \"kubectl\" with subresource \"scale\" using apps/v1:\n- .spec.replicas"
             ),
+        );
+    }
+
+    /// An object as client-side `kubectl apply` leaves it: the configuration in the
+    /// annotation, its fields owned by kubectl-client-side-apply's Update entry.
+    fn client_side_applied(config: &Value) -> Value {
+        let mut object = config.clone();
+        object["metadata"]["annotations"] = json!({ LAST_APPLIED: format!("{}\n", config) });
+        managed::record_update(
+            None,
+            &mut object,
+            "apps/v1",
+            Scope::NoStatus,
+            &managed::Writer {
+                manager: "kubectl-client-side-apply".into(),
+                subresource: String::new(),
+            },
+        );
+        object
+    }
+
+    #[test]
+    fn kubectl_takes_over_what_client_side_apply_set() {
+        let csa = client_side_applied(&deployment(Some(2), json!({"app": "web"}), "nginx:1"));
+        let changed = deployment(Some(2), json!({"app": "web"}), "nginx:2");
+
+        // Another manager conflicts on the image as before.
+        let err = run(Some(&csa), &changed, "other", false).unwrap_err();
+        check(
+            "other manager",
+            json!(err.message),
+            json!(
+                "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.template.spec.containers[name=\"web\"].image"
+            ),
+        );
+
+        // kubectl takes it over, and the annotation now records what it applied.
+        let upgraded = run(Some(&csa), &changed, "kubectl", false).unwrap();
+        check(
+            "image",
+            upgraded["spec"]["template"]["spec"]["containers"][0]["image"].clone(),
+            json!("nginx:2"),
+        );
+        let csa_fields = fields_of(&upgraded, "kubectl-client-side-apply");
+        check(
+            "client-side apply lost the image",
+            csa_fields
+                .pointer("/f:spec/f:template/f:spec/f:containers/k:{\"name\":\"web\"}/f:image")
+                .cloned()
+                .unwrap_or_default(),
+            Value::Null,
+        );
+        check(
+            "client-side apply kept the rest",
+            csa_fields
+                .pointer("/f:spec/f:replicas")
+                .cloned()
+                .unwrap_or_default(),
+            json!({}),
+        );
+        check(
+            "annotation",
+            upgraded["metadata"]["annotations"][LAST_APPLIED].clone(),
+            json!(format!("{}\n", changed)),
+        );
+
+        // A field someone changed since the client-side apply is not its to give: replicas
+        // scaled to 5 conflicts, and nothing else is reported.
+        let mut scaled = csa.clone();
+        scaled["spec"]["replicas"] = json!(5);
+        managed::record_update(
+            Some(&csa),
+            &mut scaled,
+            "apps/v1",
+            Scope::NoStatus,
+            &managed::Writer {
+                manager: "kubectl-client-side-apply".into(),
+                subresource: String::new(),
+            },
+        );
+        let err = run(
+            Some(&scaled),
+            &deployment(Some(3), json!({"app": "web"}), "nginx:2"),
+            "kubectl",
+            false,
+        )
+        .unwrap_err();
+        check(
+            "changed since",
+            json!(err.message),
+            json!(
+                "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"
+            ),
+        );
+
+        // Without the annotation there is nothing to upgrade from.
+        let mut bare = csa.clone();
+        bare["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("annotations");
+        assert!(run(Some(&bare), &changed, "kubectl", false).is_err());
+    }
+
+    #[test]
+    fn last_applied_is_written_as_go_writes_it() {
+        check(
+            "escaped",
+            json!(go_json(&json!({"b": "<a&b>", "a": "\u{2028}"}))),
+            json!(r#"{"a":"\u2028","b":"\u003ca\u0026b\u003e"}"#),
         );
     }
 

@@ -11,6 +11,8 @@
 //! `listMapKeys` where they name more than one key. Objects are granular except the label
 //! selectors and node selectors upstream marks atomic.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 
 pub type Set = Map<String, Value>;
@@ -797,12 +799,170 @@ pub fn record_update(
             None => entries.push(mine),
         }
     }
+    cap_update_managers(&mut entries);
     put(new, entries);
+}
+
+/// Upstream keeps at most this many `Update` entries; older ones are merged.
+const MAX_UPDATE_MANAGERS: usize = 10;
+
+/// The manager that older updates are merged into, one entry per apiVersion.
+pub const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Keep at most `MAX_UPDATE_MANAGERS` entries of updates, as upstream does after every
+/// update: oldest first (by the second, then by the manager's identity), an entry joins the
+/// `ancient-changes` entry of its apiVersion, which the oldest entry of that version becomes
+/// if there is none yet, and which takes the joiner's time.
+fn cap_update_managers(entries: &mut Vec<Entry>) {
+    let mut updaters: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].operation != "Apply")
+        .collect();
+    if updaters.len() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    // Upstream breaks ties on the identity's JSON: manager, then operation, version,
+    // subresource.
+    updaters.sort_by(|&a, &b| {
+        let (x, y) = (&entries[a], &entries[b]);
+        (x.time.as_deref().unwrap_or(""), identity(x))
+            .cmp(&(y.time.as_deref().unwrap_or(""), identity(y)))
+    });
+    let mut first_of_version: HashMap<String, usize> = HashMap::new();
+    let mut merged = vec![false; entries.len()];
+    let mut left = updaters.len();
+    for i in updaters {
+        if left <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let version = entries[i].api_version.clone();
+        let Some(&first) = first_of_version.get(&version) else {
+            first_of_version.insert(version, i);
+            continue;
+        };
+        let bucket = match entries.iter().enumerate().position(|(j, e)| {
+            !merged[j]
+                && e.manager == ANCIENT_CHANGES
+                && e.operation == "Update"
+                && e.subresource.is_empty()
+                && e.api_version == version
+        }) {
+            Some(b) => b,
+            None => {
+                entries[first].manager = ANCIENT_CHANGES.to_owned();
+                entries[first].subresource.clear();
+                first
+            }
+        };
+        if bucket == i {
+            continue;
+        }
+        let fields = std::mem::take(&mut entries[i].fields);
+        union(&mut entries[bucket].fields, &fields);
+        entries[bucket].time = entries[i].time.clone();
+        merged[i] = true;
+        left -= 1;
+    }
+    let mut j = 0;
+    entries.retain(|_| {
+        j += 1;
+        !merged[j - 1]
+    });
+}
+
+/// An entry's identity as upstream spells it (the JSON it sorts by).
+fn identity(e: &Entry) -> String {
+    let mut s = format!(
+        "{{\"manager\":{},\"operation\":{:?},\"apiVersion\":{}",
+        json!(e.manager),
+        e.operation,
+        json!(e.api_version)
+    );
+    if !e.subresource.is_empty() {
+        s.push_str(&format!(",\"subresource\":{}", json!(e.subresource)));
+    }
+    s.push('}');
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_most_ten_updaters_the_oldest_merged() {
+        let entry = |manager: &str, op: &'static str, second: u32| Entry {
+            manager: manager.into(),
+            operation: op,
+            api_version: "v1".into(),
+            subresource: String::new(),
+            time: Some(format!("2026-12-07T10:00:{second:02}Z")),
+            fields: set(json!({ "f:data": { format!("f:{manager}"): {} } })),
+        };
+        let mut entries: Vec<Entry> = (0..12)
+            .map(|i| entry(&format!("m{i:02}"), "Update", i))
+            .collect();
+        entries.push(entry("applier", "Apply", 0));
+        cap_update_managers(&mut entries);
+        let names: Vec<&str> = entries.iter().map(|e| e.manager.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ancient-changes",
+                "m03",
+                "m04",
+                "m05",
+                "m06",
+                "m07",
+                "m08",
+                "m09",
+                "m10",
+                "m11",
+                "applier"
+            ]
+        );
+        check(
+            "merged fields",
+            Value::Object(entries[0].fields.clone()),
+            json!({"f:data": {"f:m00": {}, "f:m01": {}, "f:m02": {}}}),
+        );
+        check(
+            "the last joiner's time",
+            json!(entries[0].time),
+            json!("2026-12-07T10:00:02Z"),
+        );
+        // One more update: the oldest entry is now the bucket, and the next oldest joins it.
+        entries.push(entry("m12", "Update", 12));
+        cap_update_managers(&mut entries);
+        let names: Vec<&str> = entries.iter().map(|e| e.manager.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ancient-changes",
+                "m04",
+                "m05",
+                "m06",
+                "m07",
+                "m08",
+                "m09",
+                "m10",
+                "m11",
+                "applier",
+                "m12"
+            ]
+        );
+        check(
+            "joined",
+            Value::Object(entries[0].fields.clone()),
+            json!({"f:data": {"f:m00": {}, "f:m01": {}, "f:m02": {}, "f:m03": {}}}),
+        );
+        // Ten or fewer: untouched.
+        let mut few: Vec<Entry> = (0..10)
+            .map(|i| entry(&format!("m{i}"), "Update", i))
+            .collect();
+        let before = few.clone();
+        cap_update_managers(&mut few);
+        assert_eq!(few, before);
+    }
 
     fn set(v: Value) -> Set {
         v.as_object().cloned().unwrap()

@@ -212,7 +212,7 @@ impl SqliteStore {
         info!(path = %path.display(), revision = current, compacted, "opened sqlite store");
 
         let (tx, rx) = mpsc::channel();
-        let truncate_wal = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let restart_wal = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let inner = Arc::new(Inner {
             path: path.clone(),
             writer: Mutex::new(Some(tx)),
@@ -233,7 +233,7 @@ impl SqliteStore {
             path,
             rev: current,
             index,
-            truncate_wal: truncate_wal.clone(),
+            restart_wal: restart_wal.clone(),
             compacted,
             swept,
             config,
@@ -252,10 +252,10 @@ impl SqliteStore {
             let conn = Connection::open(&inner.path).map_err(|e| sqlite_error(&inner.path, e))?;
             let stop = stop.clone();
             let path = inner.path.clone();
-            let truncate = truncate_wal.clone();
+            let restart = restart_wal.clone();
             std::thread::Builder::new()
                 .name("dao-sqlite-checkpoint".into())
-                .spawn(move || run_checkpointer(conn, path, stop, truncate))
+                .spawn(move || run_checkpointer(conn, path, stop, restart))
                 .map_err(|source| Error::Io {
                     path: inner.path.clone(),
                     source,
@@ -317,20 +317,22 @@ impl SqliteStore {
     }
 }
 
-/// WAL frames past which the writer truncates the WAL between two batches: 16 MiB with
+/// WAL frames past which the writer restarts the WAL between two batches: 16 MiB with
 /// 2 KiB pages.
 const WAL_RESTART_FRAMES: i64 = 8192;
 
 /// Copies committed WAL frames into the database file off the writer's thread, so that the
 /// writer never stalls on a checkpoint's I/O. PASSIVE checkpoints do not block the writer.
 /// A writer that never pauses keeps the WAL from starting over, so when it has grown past
-/// `WAL_RESTART_FRAMES` the checkpointer asks the writer to truncate it (cheap: by then
-/// almost every frame has been copied).
+/// `WAL_RESTART_FRAMES` the checkpointer asks the writer to restart it (cheap: by then
+/// almost every frame has been copied). Restarting keeps the file's blocks, so the commits
+/// after it overwrite the WAL in place: with fdatasync (see `.cargo/config.toml`) they
+/// flush data only, where appends also journal the file's new size.
 fn run_checkpointer(
     conn: Connection,
     path: PathBuf,
     stop: Arc<std::sync::atomic::AtomicBool>,
-    truncate: Arc<std::sync::atomic::AtomicBool>,
+    restart: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let _ = conn.busy_timeout(Duration::from_secs(5));
     while !stop.load(Ordering::Acquire) {
@@ -340,7 +342,7 @@ fn run_checkpointer(
         });
         match passive {
             Ok((frames, _)) if frames > WAL_RESTART_FRAMES => {
-                truncate.store(true, Ordering::Release);
+                restart.store(true, Ordering::Release);
             }
             Ok(_) => {}
             Err(e) => {
@@ -969,7 +971,7 @@ struct Writer {
     /// The live keys, including the batch being applied.
     index: Index,
     /// Set by the checkpointer when the WAL should start over.
-    truncate_wal: Arc<std::sync::atomic::AtomicBool>,
+    restart_wal: Arc<std::sync::atomic::AtomicBool>,
     compacted: Revision,
     /// Compaction has removed superseded rows up to here.
     swept: Revision,
@@ -1025,8 +1027,8 @@ impl Writer {
                 }
                 self.commit_batch(batch);
                 self.auto_compact();
-                if self.truncate_wal.swap(false, Ordering::AcqRel) {
-                    self.truncate_wal();
+                if self.restart_wal.swap(false, Ordering::AcqRel) {
+                    self.restart_wal();
                 }
             }
             if self.swept < self.compacted
@@ -1177,13 +1179,13 @@ impl Writer {
 
     /// Start the WAL over. Waits at most 50 ms for readers on old frames, so that writes
     /// never stall behind a long read; the checkpointer asks again later if it did not finish.
-    fn truncate_wal(&mut self) {
+    fn restart_wal(&mut self) {
         let _ = self.conn.busy_timeout(Duration::from_millis(50));
         if let Err(e) = self
             .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
         {
-            debug!(error = %e, "WAL truncation did not complete; will retry");
+            debug!(error = %e, "WAL restart did not complete; will retry");
         }
         let _ = self.conn.busy_timeout(Duration::from_secs(5));
     }

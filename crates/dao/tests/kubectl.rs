@@ -1902,6 +1902,134 @@ fn server_side_apply() {
     assert_eq!(get("{.spec.replicas}"), "3");
 }
 
+/// `kubectl apply --server-side` over what client-side `kubectl apply` created takes over the
+/// fields whose values are still the ones the last-applied annotation records, and keeps that
+/// annotation current, as upstream's server does; a field someone else changed since still
+/// conflicts.
+#[test]
+fn server_side_apply_takes_over_from_client_side_apply() {
+    let c = Cluster::start(false);
+    let manifest = |image: &str, labels: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {{{labels}}}\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: web\n        image: {image}\n"
+        )
+    };
+    let get = |path: &str| c.ok(&["get", "deploy", "web", "-o", &format!("jsonpath={path}")]);
+
+    assert_eq!(
+        c.ok(&[
+            "apply",
+            "-f",
+            &c.file("one.yaml", &manifest("nginx:1", "app: web"))
+        ]),
+        "deployment.apps/web created\n"
+    );
+    let two = c.file("two.yaml", &manifest("nginx:2", "app: web, tier: fe"));
+    assert_eq!(
+        c.ok(&["apply", "--server-side", "-f", &two]),
+        "deployment.apps/web serverside-applied\n"
+    );
+    assert_eq!(get("{.spec.template.spec.containers[0].image}"), "nginx:2");
+    assert_eq!(get("{.metadata.labels.tier}"), "fe");
+    let text = get(r"{.metadata.annotations.kubectl\.kubernetes\.io/last-applied-configuration}");
+    assert!(text.ends_with('\n'), "{text:?}");
+    let annotation: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        annotation["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:2",
+        "{annotation}"
+    );
+    assert!(
+        annotation.pointer("/metadata/annotations").is_none(),
+        "the annotation does not record itself: {annotation}"
+    );
+    let managers =
+        c.json(&["get", "deploy", "web", "--show-managed-fields"])["metadata"]["managedFields"]
+            .clone();
+    let fields_of = |manager: &str| {
+        managers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["manager"] == manager)
+            .map(|e| e["fieldsV1"].clone())
+            .unwrap_or_default()
+    };
+    let image_field = r#"/f:spec/f:template/f:spec/f:containers/k:{"name":"web"}/f:image"#;
+    assert!(
+        fields_of("kubectl").pointer(image_field).is_some(),
+        "{managers}"
+    );
+    assert!(
+        fields_of("kubectl-client-side-apply")
+            .pointer(image_field)
+            .is_none(),
+        "{managers}"
+    );
+    // A later client-side apply starts from what the server-side one applied: the label
+    // that its file no longer has is removed.
+    c.ok(&[
+        "apply",
+        "-f",
+        &c.file("three.yaml", &manifest("nginx:2", "app: web")),
+    ]);
+    assert_eq!(get("{.metadata.labels}"), r#"{"app":"web"}"#);
+
+    // An image someone set since is theirs: it conflicts, with them alone.
+    c.ok(&["set", "image", "deploy/web", "web=nginx:3"]);
+    let err = c.fails(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &c.file("four.yaml", &manifest("nginx:4", "app: web")),
+    ]);
+    assert!(
+        err.contains(
+            "error: Apply failed with 1 conflict: conflict with \"kubectl-set\" using apps/v1: .spec.template.spec.containers[name=\"web\"].image\n"
+        ),
+        "{err}"
+    );
+    assert_eq!(get("{.spec.template.spec.containers[0].image}"), "nginx:3");
+}
+
+/// At most ten managers' updates are kept apart; older ones merge into "ancient-changes", as
+/// upstream caps them, and every field stays owned.
+#[test]
+fn managed_fields_keep_at_most_ten_updaters() {
+    let c = Cluster::start(false);
+    c.ok(&["create", "configmap", "capped"]);
+    for i in 1..=11 {
+        c.ok(&[
+            "annotate",
+            "cm",
+            "capped",
+            &format!("a{i}=v"),
+            &format!("--field-manager=m{i}"),
+        ]);
+    }
+    let cm = c.json(&["get", "cm", "capped", "--show-managed-fields"]);
+    let entries = cm["metadata"]["managedFields"].as_array().unwrap();
+    assert_eq!(entries.len(), 10, "{entries:#?}");
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e["manager"] == "ancient-changes" && e["operation"] == "Update")
+            .count(),
+        1,
+        "{entries:#?}"
+    );
+    for i in 1..=11 {
+        let field = format!("/fieldsV1/f:metadata/f:annotations/f:a{i}");
+        assert_eq!(
+            entries
+                .iter()
+                .filter(|e| e.pointer(&field).is_some())
+                .count(),
+            1,
+            "a{i} has one owner: {entries:#?}"
+        );
+    }
+}
+
 /// Service account tokens and RBAC as upstream: `kubectl create token` signs a token that
 /// authenticates as the service account, which may do exactly what its bindings grant
 /// (upstream's 403 messages otherwise); `auth whoami` and `auth can-i` answer from the same
