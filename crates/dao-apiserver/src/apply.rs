@@ -338,7 +338,7 @@ pub fn conflict_error(conflicts: &[Conflict]) -> ApiError {
 const KUBECTL: &str = "kubectl";
 
 /// Where client-side `kubectl apply` keeps the configuration it applied last.
-pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The fields a server-side apply by kubectl may take from their owners without a conflict:
 /// those of the live object's last-applied annotation (same apiVersion) whose live values
@@ -582,6 +582,22 @@ mod tests {
         apply(live, config, "apps/v1", Scope::NoStatus, manager, "", force).map(|a| a.object)
     }
 
+    /// Record a non-apply write of `new` over `old` as `manager` (on `subresource`, "" for the
+    /// main resource).
+    fn record_as(
+        old: Option<&Value>,
+        new: &mut Value,
+        api_version: &str,
+        manager: &str,
+        subresource: &str,
+    ) {
+        let writer = managed::Writer {
+            manager: manager.into(),
+            subresource: subresource.into(),
+        };
+        managed::record_update(old, new, api_version, Scope::NoStatus, &writer);
+    }
+
     fn fields_of(object: &Value, manager: &str) -> Value {
         object["metadata"]["managedFields"]
             .as_array()
@@ -669,16 +685,7 @@ mod tests {
         // Another manager changes replicas with an update (kubectl scale).
         let mut scaled = created.clone();
         scaled["spec"]["replicas"] = json!(5);
-        managed::record_update(
-            Some(&created),
-            &mut scaled,
-            "apps/v1",
-            Scope::NoStatus,
-            &managed::Writer {
-                manager: "kubectl".into(),
-                subresource: "scale".into(),
-            },
-        );
+        record_as(Some(&created), &mut scaled, "apps/v1", "kubectl", "scale");
         let err = run(
             Some(&scaled),
             &deployment(Some(3), json!({"app": "web"}), "nginx:1"),
@@ -726,16 +733,7 @@ mod tests {
         // Two conflicts, two managers.
         let mut two = scaled.clone();
         two["metadata"]["labels"]["app"] = json!("x");
-        managed::record_update(
-            Some(&scaled),
-            &mut two,
-            "v1",
-            Scope::NoStatus,
-            &managed::Writer {
-                manager: "edit".into(),
-                subresource: "".into(),
-            },
-        );
+        record_as(Some(&scaled), &mut two, "v1", "edit", "");
         let err = run(
             Some(&two),
             &deployment(Some(3), json!({"app": "y"}), "nginx:1"),
@@ -757,15 +755,12 @@ mod tests {
     fn client_side_applied(config: &Value) -> Value {
         let mut object = config.clone();
         object["metadata"]["annotations"] = json!({ LAST_APPLIED: format!("{}\n", config) });
-        managed::record_update(
+        record_as(
             None,
             &mut object,
             "apps/v1",
-            Scope::NoStatus,
-            &managed::Writer {
-                manager: "kubectl-client-side-apply".into(),
-                subresource: String::new(),
-            },
+            "kubectl-client-side-apply",
+            "",
         );
         object
     }
@@ -819,15 +814,12 @@ mod tests {
         // scaled to 5 conflicts, and nothing else is reported.
         let mut scaled = csa.clone();
         scaled["spec"]["replicas"] = json!(5);
-        managed::record_update(
+        record_as(
             Some(&csa),
             &mut scaled,
             "apps/v1",
-            Scope::NoStatus,
-            &managed::Writer {
-                manager: "kubectl-client-side-apply".into(),
-                subresource: String::new(),
-            },
+            "kubectl-client-side-apply",
+            "",
         );
         let err = run(
             Some(&scaled),

@@ -807,7 +807,7 @@ pub fn record_update(
 const MAX_UPDATE_MANAGERS: usize = 10;
 
 /// The manager that older updates are merged into, one entry per apiVersion.
-pub const ANCIENT_CHANGES: &str = "ancient-changes";
+const ANCIENT_CHANGES: &str = "ancient-changes";
 
 /// Keep at most `MAX_UPDATE_MANAGERS` entries of updates, as upstream does after every
 /// update: oldest first (by the second, then by the manager's identity), an entry joins the
