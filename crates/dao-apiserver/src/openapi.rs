@@ -31,6 +31,7 @@ use std::time::Instant;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
 use k8s_openapi::schemars::{JsonSchema, Schema};
@@ -134,6 +135,11 @@ fn definitions(
         let previous = generator.definitions_mut().insert(name.clone(), list);
         debug_assert!(previous.is_none(), "{name} is also a k8s-openapi type");
     }
+    // A scale subresource reads and writes autoscaling/v1 Scale, described where it is used.
+    let scales = resources.iter().any(|r| r.subresources.contains(&"scale"));
+    if scales {
+        generator.subschema_for::<Scale>();
+    }
     let mut defs = generator.take_definitions(true);
     // k8s-openapi requires `metadata` because its resource types hold an `ObjectMeta`, not an
     // `Option`; upstream's types never require it.
@@ -146,26 +152,37 @@ fn definitions(
         }
     }
     for (r, name) in &names {
-        let tag = |defs: &mut Map<String, Value>, name: &str, kind: &str| {
-            if let Some(Value::Object(def)) = defs.get_mut(name) {
-                def.insert(
-                    "x-kubernetes-group-version-kind".into(),
-                    json!([gvk(r.group, r.version, kind)]),
-                );
-            }
-        };
-        tag(&mut defs, name, r.kind);
+        tag(&mut defs, name, r.group, r.version, r.kind);
         if !lists_items(r) {
             continue;
         }
         tag(
             &mut defs,
             &format!("{name}List"),
+            r.group,
+            r.version,
             &format!("{}List", r.kind),
         );
     }
+    if scales {
+        tag(&mut defs, SCALE, SCALE_GVK.0, SCALE_GVK.1, SCALE_GVK.2);
+    }
     (defs, names)
 }
+
+/// Marks the definition `name` as the schema of a kind.
+fn tag(defs: &mut Map<String, Value>, name: &str, group: &str, version: &str, kind: &str) {
+    if let Some(Value::Object(def)) = defs.get_mut(name) {
+        def.insert(
+            "x-kubernetes-group-version-kind".into(),
+            json!([gvk(group, version, kind)]),
+        );
+    }
+}
+
+/// The definition a scale subresource's operations read and write, and its kind.
+const SCALE: &str = "io.k8s.api.autoscaling.v1.Scale";
+const SCALE_GVK: (&str, &str, &str) = ("autoscaling", "v1", "Scale");
 
 /// Whether `r` is a stored resource with lists, not a create-only review.
 fn lists_items(r: &Resource) -> bool {
@@ -196,6 +213,29 @@ fn operation(
     params: &[&str],
     response: Option<&str>,
 ) -> Value {
+    sub_operation(flavor, r, None, action, params, response)
+}
+
+/// An operation on `r`, or on its `sub`resource: the scale subresource's speak
+/// autoscaling/v1 Scale (its operations carry that kind, as upstream's do, which is what
+/// kubectl looks for before it lets the server validate an applied Scale).
+fn sub_operation(
+    flavor: Flavor,
+    r: &Resource,
+    sub: Option<&str>,
+    action: &str,
+    params: &[&str],
+    response: Option<&str>,
+) -> Value {
+    let (group, version, kind) = match sub {
+        Some("scale") => SCALE_GVK,
+        _ => (r.group, r.version, r.kind),
+    };
+    let suffix = match sub {
+        Some("scale") => "Scale",
+        Some("status") => "Status",
+        _ => "",
+    };
     let mut ok = json!({"description": "OK"});
     if let Some(def) = response {
         let schema = json!({"$ref": format!("{}{def}", flavor.ref_prefix())});
@@ -205,9 +245,9 @@ fn operation(
         }
     }
     json!({
-        "operationId": format!("{action}{}{}", r.kind, if r.namespaced { "Namespaced" } else { "" }),
+        "operationId": format!("{action}{}{}{suffix}", r.kind, if r.namespaced { "Namespaced" } else { "" }),
         "x-kubernetes-action": action,
-        "x-kubernetes-group-version-kind": gvk(r.group, r.version, r.kind),
+        "x-kubernetes-group-version-kind": gvk(group, version, kind),
         "parameters": params.iter().map(|p| param(flavor, p)).collect::<Vec<_>>(),
         "responses": {"200": ok, "401": {"description": "Unauthorized"}},
     })
@@ -275,12 +315,13 @@ fn add_paths(flavor: Flavor, resources: &[(&Resource, String)], paths: &mut Map<
             .iter()
             .filter(|s| matches!(**s, "status" | "scale"))
         {
-            // The scale subresource speaks autoscaling/v1 Scale, which is not described here.
-            let body = if *sub == "status" { def } else { None };
+            let body = if *sub == "status" { def } else { Some(SCALE) };
+            let op =
+                |action, params: &[&str]| sub_operation(flavor, r, Some(sub), action, params, body);
             let mut ops = json!({
-                "get": operation(flavor, r, "get", &["pretty"], body),
-                "put": operation(flavor, r, "put", &write_params, body),
-                "patch": operation(flavor, r, "patch", &patch_params, body),
+                "get": op("get", &["pretty"]),
+                "put": op("put", &write_params),
+                "patch": op("patch", &patch_params),
             });
             ops["parameters"] = json!([name_param]);
             paths.insert(format!("{collection}/{{name}}/{sub}"), ops);
@@ -631,6 +672,50 @@ mod tests {
             .map(|(_, vs)| vs.len())
             .sum();
         assert_eq!(V3_DOCS.docs.len(), gvs);
+    }
+
+    #[test]
+    fn scale_subresources_speak_autoscaling_v1_scale() {
+        // As upstream: the operations carry Scale's kind (kubectl's field-validation check
+        // looks an applied Scale up by it) and read and write its schema, in both documents.
+        let v2 = v2_document();
+        let v3 = gv_doc("apis/apps/v1");
+        let path = "/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale";
+        let scale = json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
+        for (doc, response) in [
+            (&v2, "/responses/200/schema/$ref"),
+            (&v3, "/responses/200/content/application~1json/schema/$ref"),
+        ] {
+            let patch = &doc["paths"][path]["patch"];
+            assert_eq!(patch["x-kubernetes-group-version-kind"], scale);
+            assert_eq!(patch["operationId"], "patchDeploymentNamespacedScale");
+            assert!(
+                patch["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["name"] == "fieldValidation")
+            );
+            let target = patch.pointer(response).and_then(Value::as_str).unwrap();
+            assert!(
+                target.ends_with("/io.k8s.api.autoscaling.v1.Scale"),
+                "{target}"
+            );
+        }
+        assert_eq!(
+            v2["definitions"]["io.k8s.api.autoscaling.v1.Scale"]["x-kubernetes-group-version-kind"],
+            json!([scale])
+        );
+        // The status subresource keeps its resource's kind, under its own operation names.
+        let status = &v3["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/status"];
+        assert_eq!(
+            status["put"]["operationId"],
+            "putDeploymentNamespacedStatus"
+        );
+        assert_eq!(
+            status["put"]["x-kubernetes-group-version-kind"]["kind"],
+            "Deployment"
+        );
     }
 
     #[test]
