@@ -7,9 +7,14 @@
 //! Values are rendered as Go renders them in those messages (`%q` for strings, `%#v` for maps,
 //! label selectors and int-or-strings), since that text is part of upstream's messages.
 //!
-//! Not covered (yet): the long tail of upstream's validation (probes, security contexts,
-//! affinity terms, resource requests against limits, volumes' sources, Ingress rules, PDB
-//! specs, ...). An object that breaks only those rules is stored as given.
+//! Pod specs (in Pods and every pod template) get upstream's checks of containers, probes and
+//! lifecycle hooks, env sources, security contexts, affinity terms, topology spread
+//! constraints and the common volume sources. Values upstream defaults (a probe's zero
+//! thresholds, an httpGet's scheme, a fieldRef's apiVersion) are taken as defaulted.
+//!
+//! Not covered (yet): the long tail of upstream's validation (the rarer volume sources,
+//! host port conflicts, DNS config, PDB specs, ...). An object that breaks only those rules
+//! is stored as given.
 
 use serde_json::{Map, Value};
 
@@ -428,17 +433,18 @@ fn port_name(s: &str) -> Vec<String> {
     if s.len() > 15 {
         errs.push(max_len_error(15));
     }
-    if !s
-        .bytes()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    if s.is_empty()
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
     {
         errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into());
     }
-    if s.contains("--") {
-        errs.push("must not contain consecutive hyphens".into());
-    }
     if !s.bytes().any(|c| c.is_ascii_lowercase()) {
         errs.push("must contain at least one letter (a-z)".into());
+    }
+    if s.contains("--") {
+        errs.push("must not contain consecutive hyphens".into());
     }
     if s.starts_with('-') || s.ends_with('-') {
         errs.push("must not begin or end with a hyphen".into());
@@ -609,106 +615,759 @@ fn metadata(res: &Resource, meta: &Value, out: &mut Vec<Cause>) {
 
 // ---- pods -------------------------------------------------------------------------------
 
+/// What a pod's containers are checked against: the names of the volumes that validated (a
+/// mount of any other is not found, as upstream), the pod's termination grace period (which
+/// bounds sleep actions) and whether the pod shares the host's user namespace.
+struct PodContext {
+    volumes: Vec<String>,
+    grace_period: Option<i64>,
+    host_users: bool,
+}
+
+/// `v[key]` when it is given and not null.
+fn set<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.get(key).filter(|x| !x.is_null())
+}
+
+fn int_of(v: &Value, key: &str) -> Option<i64> {
+    v.get(key).and_then(Value::as_i64)
+}
+
+/// A port given by number or by IANA service name; a missing one is the number 0.
+fn port_num_or_name(port: Option<&Value>, path: &Path, out: &mut Vec<Cause>) {
+    match port {
+        Some(Value::String(s)) => each(path, s, port_name(s), out),
+        other => {
+            let n = other.and_then(Value::as_i64).unwrap_or(0);
+            if let Some(m) = port_number(n) {
+                out.push(invalid(path, &n.to_string(), m));
+            }
+        }
+    }
+}
+
+const PROBE_HANDLERS: &[&str] = &["exec", "httpGet", "tcpSocket", "grpc"];
+const LIFECYCLE_HANDLERS: &[&str] = &["exec", "httpGet", "tcpSocket", "sleep"];
+
+/// A probe's or a lifecycle hook's action: exactly one of `kinds`, the first one checked.
+/// Upstream defaults an httpGet's path to `/` and its scheme to HTTP, so neither may be
+/// missing here either.
+fn handler(h: &Value, kinds: &[&str], grace: Option<i64>, path: &Path, out: &mut Vec<Cause>) {
+    let mut found = false;
+    for kind in kinds {
+        let Some(action) = set(h, kind) else {
+            continue;
+        };
+        let ap = path.child(kind);
+        if found {
+            out.push(forbidden(&ap, "may not specify more than 1 handler type"));
+            continue;
+        }
+        found = true;
+        match *kind {
+            "exec" => {
+                if action
+                    .get("command")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
+                {
+                    out.push(required(&ap.child("command"), ""));
+                }
+            }
+            "httpGet" => {
+                port_num_or_name(action.get("port"), &ap.child("port"), out);
+                let scheme = str_of(action, "scheme");
+                if !matches!(scheme, "" | "HTTP" | "HTTPS") {
+                    out.push(not_supported(
+                        &ap.child("scheme"),
+                        scheme,
+                        &["HTTP", "HTTPS"],
+                    ));
+                }
+                for (_, header) in items(action, "httpHeaders") {
+                    let name = str_of(header, "name");
+                    if name.is_empty()
+                        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    {
+                        out.push(invalid(
+                            &ap.child("httpHeaders"),
+                            &go_str(name),
+                            &regex_error(
+                                "a valid HTTP header must consist of alphanumeric characters or '-'",
+                                "[-A-Za-z0-9]+",
+                                &["X-Header-Name"],
+                            ),
+                        ));
+                    }
+                }
+            }
+            "tcpSocket" => port_num_or_name(action.get("port"), &ap.child("port"), out),
+            "grpc" => {
+                let n = int_of(action, "port").unwrap_or(0);
+                if let Some(m) = port_number(n) {
+                    out.push(invalid(&ap.child("port"), &n.to_string(), m));
+                }
+            }
+            _ => {
+                // sleep: within the pod's grace period (zero allowed, as in 1.33).
+                let seconds = int_of(action, "seconds").unwrap_or(0);
+                if let Some(grace) = grace
+                    && (seconds < 0 || seconds > grace)
+                {
+                    out.push(invalid(
+                        &ap,
+                        &seconds.to_string(),
+                        &format!(
+                            "must be non-negative and less than terminationGracePeriodSeconds ({grace})"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if !found {
+        out.push(required(path, "must specify a handler type"));
+    }
+}
+
+/// `c[key]`, a liveness, readiness or startup probe. Upstream defaults zero timeouts, periods
+/// and thresholds (a zero successThreshold becomes 1), so only negative ones are refused.
+fn probe(c: &Value, key: &str, grace: Option<i64>, path: &Path, out: &mut Vec<Cause>) {
+    let Some(p) = set(c, key) else { return };
+    let pp = path.child(key);
+    handler(p, PROBE_HANDLERS, grace, &pp, out);
+    for field in [
+        "initialDelaySeconds",
+        "timeoutSeconds",
+        "periodSeconds",
+        "successThreshold",
+        "failureThreshold",
+    ] {
+        if let Some(v) = p.get(field) {
+            non_negative(v, &pp.child(field), out);
+        }
+    }
+    let grace_path = pp.child("terminationGracePeriodSeconds");
+    let probe_grace = int_of(p, "terminationGracePeriodSeconds");
+    if let Some(n) = probe_grace
+        && n <= 0
+    {
+        out.push(invalid(
+            &grace_path,
+            &n.to_string(),
+            "must be greater than 0",
+        ));
+    }
+    if key == "readinessProbe" {
+        if let Some(n) = probe_grace {
+            out.push(invalid(
+                &grace_path,
+                &n.to_string(),
+                "must not be set for readinessProbes",
+            ));
+        }
+    } else {
+        let success = int_of(p, "successThreshold")
+            .filter(|n| *n != 0)
+            .unwrap_or(1);
+        if success != 1 {
+            out.push(invalid(
+                &pp.child("successThreshold"),
+                &success.to_string(),
+                "must be 1",
+            ));
+        }
+    }
+}
+
+fn lifecycle(c: &Value, grace: Option<i64>, path: &Path, out: &mut Vec<Cause>) {
+    let Some(l) = set(c, "lifecycle") else { return };
+    let lp = path.child("lifecycle");
+    for hook in ["postStart", "preStop"] {
+        if let Some(h) = set(l, hook) {
+            handler(h, LIFECYCLE_HANDLERS, grace, &lp.child(hook), out);
+        }
+    }
+}
+
+fn env_name_ok(s: &str) -> bool {
+    !s.contains('=') && s.bytes().all(|b| (b' '..=b'~').contains(&b))
+}
+
+const ENV_NAME_MSG: &str = "a valid environment variable name must consist only of printable ASCII characters other than '='";
+
+/// The downward API fields an env var may read.
+const ENV_FIELD_PATHS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+];
+
+const RESOURCE_FIELD_PATHS: &[&str] = &[
+    "limits.cpu",
+    "limits.ephemeral-storage",
+    "limits.memory",
+    "requests.cpu",
+    "requests.ephemeral-storage",
+    "requests.memory",
+];
+
+/// `metadata.labels['key']` split into its path and subscript.
+fn split_subscript(p: &str) -> Option<(&str, &str)> {
+    let (head, sub) = p.strip_suffix("']")?.split_once("['")?;
+    (!head.is_empty()).then_some((head, sub))
+}
+
+/// A field label of a v1 pod, as the downward API converts it (or why it cannot).
+fn downward_field(api_version: &str, fp: &str) -> Result<String, String> {
+    if api_version != "v1" {
+        return Err(format!("unsupported pod version: {api_version}"));
+    }
+    if let Some((head, _)) = split_subscript(fp) {
+        return match head {
+            "metadata.annotations" | "metadata.labels" => Ok(fp.to_owned()),
+            _ => Err(format!("field label does not support subscript: {fp}")),
+        };
+    }
+    match fp {
+        "metadata.annotations"
+        | "metadata.labels"
+        | "metadata.name"
+        | "metadata.namespace"
+        | "metadata.uid"
+        | "spec.nodeName"
+        | "spec.restartPolicy"
+        | "spec.serviceAccountName"
+        | "spec.schedulerName"
+        | "status.phase"
+        | "status.hostIP"
+        | "status.hostIPs"
+        | "status.podIP"
+        | "status.podIPs" => Ok(fp.to_owned()),
+        "spec.host" => Ok("spec.nodeName".to_owned()),
+        _ => Err(format!("field label not supported: {fp}")),
+    }
+}
+
+fn field_ref(fr: &Value, path: &Path, out: &mut Vec<Cause>) {
+    // Upstream defaults the apiVersion to v1.
+    let api_version = match str_of(fr, "apiVersion") {
+        "" => "v1",
+        v => v,
+    };
+    let fp = str_of(fr, "fieldPath");
+    if fp.is_empty() {
+        out.push(required(&path.child("fieldPath"), ""));
+        return;
+    }
+    match downward_field(api_version, fp) {
+        Err(e) => out.push(invalid(
+            &path.child("fieldPath"),
+            &go_str(fp),
+            &format!("error converting fieldPath: {e}"),
+        )),
+        Ok(internal) => match split_subscript(&internal) {
+            Some(("metadata.annotations", sub)) => {
+                let sub = sub.to_lowercase();
+                each(path, &sub, qualified_name(&sub), out);
+            }
+            Some(("metadata.labels", sub)) => each(path, sub, qualified_name(sub), out),
+            Some((head, _)) => out.push(invalid(path, &go_str(head), "does not support subscript")),
+            None => {
+                if !ENV_FIELD_PATHS.contains(&internal.as_str()) {
+                    out.push(not_supported(
+                        &path.child("fieldPath"),
+                        &internal,
+                        ENV_FIELD_PATHS,
+                    ));
+                }
+            }
+        },
+    }
+}
+
+/// A configMapKeyRef or secretKeyRef.
+fn key_selector(sel: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let name = str_of(sel, "name");
+    each(&path.child("name"), name, dns1123_subdomain(name), out);
+    let key = str_of(sel, "key");
+    if key.is_empty() {
+        out.push(required(&path.child("key"), ""));
+    } else {
+        each(&path.child("key"), key, config_map_key(key), out);
+    }
+}
+
+fn env_value_from(e: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let Some(from) = set(e, "valueFrom") else {
+        return;
+    };
+    let mut sources = 0;
+    if let Some(fr) = set(from, "fieldRef") {
+        sources += 1;
+        field_ref(fr, &path.child("fieldRef"), out);
+    }
+    if let Some(rf) = set(from, "resourceFieldRef") {
+        sources += 1;
+        let rp = path.child("resourceFieldRef").child("resource");
+        let resource = str_of(rf, "resource");
+        if resource.is_empty() {
+            out.push(required(&rp, ""));
+        } else if !RESOURCE_FIELD_PATHS.contains(&resource)
+            && !resource.starts_with("requests.hugepages-")
+            && !resource.starts_with("limits.hugepages-")
+        {
+            out.push(not_supported(&rp, resource, RESOURCE_FIELD_PATHS));
+        }
+    }
+    for key in ["configMapKeyRef", "secretKeyRef"] {
+        if let Some(sel) = set(from, key) {
+            sources += 1;
+            key_selector(sel, &path.child(key), out);
+        }
+    }
+    let detail = if sources == 0 {
+        "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"
+    } else if !str_of(e, "value").is_empty() {
+        "may not be specified when `value` is not empty"
+    } else if sources > 1 {
+        "may not have more than one field specified at a time"
+    } else {
+        return;
+    };
+    out.push(invalid(path, "\"\"", detail));
+}
+
+fn env(c: &Value, path: &Path, out: &mut Vec<Cause>) {
+    for (j, e) in items(c, "env") {
+        let ep = path.child("env").index(j);
+        let name = str_of(e, "name");
+        if name.is_empty() {
+            out.push(required(&ep.child("name"), ""));
+        } else if !env_name_ok(name) {
+            out.push(invalid(&ep.child("name"), &go_str(name), ENV_NAME_MSG));
+        }
+        env_value_from(e, &ep.child("valueFrom"), out);
+    }
+    let from_path = path.child("envFrom");
+    for (j, e) in items(c, "envFrom") {
+        let ep = from_path.index(j);
+        let prefix = str_of(e, "prefix");
+        if !env_name_ok(prefix) {
+            out.push(invalid(&ep.child("prefix"), &go_str(prefix), ENV_NAME_MSG));
+        }
+        let mut sources = 0;
+        for key in ["configMapRef", "secretRef"] {
+            let Some(r) = set(e, key) else { continue };
+            sources += 1;
+            let np = ep.child(key).child("name");
+            let name = str_of(r, "name");
+            if name.is_empty() {
+                out.push(required(&np, ""));
+            } else {
+                // A name checked as a prefix: a trailing '-' passes.
+                let masked = match name.strip_suffix('-') {
+                    Some(head) if !head.is_empty() => format!("{head}a"),
+                    _ => name.to_owned(),
+                };
+                each(&np, name, dns1123_subdomain(&masked), out);
+            }
+        }
+        if sources == 0 {
+            out.push(invalid(
+                &from_path,
+                "\"\"",
+                "must specify one of: `configMapRef` or `secretRef`",
+            ));
+        } else if sources > 1 {
+            out.push(invalid(
+                &from_path,
+                "\"\"",
+                "may not have more than one field specified at a time",
+            ));
+        }
+    }
+}
+
+/// A path inside a volume: relative, without `..` elements.
+fn local_descending_path(p: &str, path: &Path, out: &mut Vec<Cause>) {
+    if p.starts_with('/') {
+        out.push(invalid(path, &go_str(p), "must be a relative path"));
+    }
+    no_backsteps(p, path, out);
+}
+
+fn no_backsteps(p: &str, path: &Path, out: &mut Vec<Cause>) {
+    if p.split(['/', '\\']).any(|part| part == "..") {
+        out.push(invalid(path, &go_str(p), "must not contain '..'"));
+    }
+}
+
+fn volume_mounts(c: &Value, path: &Path, ctx: &PodContext, out: &mut Vec<Cause>) {
+    let mounts_path = path.child("volumeMounts");
+    let privileged = c["securityContext"]["privileged"] == Value::Bool(true);
+    let mut mount_points: Vec<&str> = Vec::new();
+    for (j, m) in items(c, "volumeMounts") {
+        let mp = mounts_path.index(j);
+        let name = str_of(m, "name");
+        if name.is_empty() {
+            out.push(required(&mp.child("name"), ""));
+        }
+        if !ctx.volumes.iter().any(|v| v == name) {
+            out.push(not_found(&mp.child("name"), name));
+        }
+        let mount_path = str_of(m, "mountPath");
+        if mount_path.is_empty() {
+            out.push(required(&mp.child("mountPath"), ""));
+        }
+        if mount_points.contains(&mount_path) {
+            out.push(invalid(
+                &mp.child("mountPath"),
+                &go_str(mount_path),
+                "must be unique",
+            ));
+        }
+        mount_points.push(mount_path);
+        let sub_path = str_of(m, "subPath");
+        if !sub_path.is_empty() {
+            local_descending_path(sub_path, &mounts_path.child("subPath"), out);
+        }
+        let sub_path_expr = str_of(m, "subPathExpr");
+        if !sub_path_expr.is_empty() {
+            if !sub_path.is_empty() {
+                out.push(invalid(
+                    &mp.child("subPathExpr"),
+                    &go_str(sub_path_expr),
+                    "subPathExpr and subPath are mutually exclusive",
+                ));
+            }
+            local_descending_path(sub_path_expr, &mounts_path.child("subPathExpr"), out);
+        }
+        if let Some(prop) = m.get("mountPropagation").and_then(Value::as_str) {
+            let pp = mounts_path.child("mountPropagation");
+            let supported = ["Bidirectional", "HostToContainer", "None"];
+            if !supported.contains(&prop) {
+                out.push(not_supported(&pp, prop, &supported));
+            }
+            if prop == "Bidirectional" && !privileged {
+                out.push(forbidden(
+                    &pp,
+                    "Bidirectional mount propagation is available only to privileged containers",
+                ));
+            }
+        }
+    }
+}
+
+fn ports(c: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let mut port_names: Vec<&str> = Vec::new();
+    for (j, p) in items(c, "ports") {
+        let pp = path.child("ports").index(j);
+        let pname = str_of(p, "name");
+        if !pname.is_empty() {
+            let errs = port_name(pname);
+            if !errs.is_empty() {
+                each(&pp.child("name"), pname, errs, out);
+            } else if port_names.contains(&pname) {
+                out.push(duplicate(&pp.child("name"), pname));
+            } else {
+                port_names.push(pname);
+            }
+        }
+        match p.get("containerPort").and_then(Value::as_i64).unwrap_or(0) {
+            0 => out.push(required(&pp.child("containerPort"), "")),
+            n => {
+                if let Some(m) = port_number(n) {
+                    out.push(invalid(&pp.child("containerPort"), &n.to_string(), m));
+                }
+            }
+        }
+        if let Some(n) = p.get("hostPort").and_then(Value::as_i64)
+            && n != 0
+            && let Some(m) = port_number(n)
+        {
+            out.push(invalid(&pp.child("hostPort"), &n.to_string(), m));
+        }
+        protocol(p, &pp, out);
+    }
+}
+
+const ID_RANGE_MSG: &str = "must be between 0 and 2147483647, inclusive";
+
+/// A user or group id (`runAsUser`, `fsGroup`, ...), when given.
+fn id_in_range(v: &Value, key: &str, path: &Path, out: &mut Vec<Cause>) {
+    if let Some(n) = int_of(v, key)
+        && !(0..=i64::from(i32::MAX)).contains(&n)
+    {
+        out.push(invalid(&path.child(key), &n.to_string(), ID_RANGE_MSG));
+    }
+}
+
+/// Go's `%#v` of a non-nil pointer field. The address is the process's own upstream; any
+/// stands in for it.
+fn go_pointer(ty: &str, given: bool) -> String {
+    if given {
+        format!("(*{ty})(0xc000000000)")
+    } else {
+        format!("(*{ty})(nil)")
+    }
+}
+
+/// Go's `%#v` of a container's `core.SecurityContext`, as upstream prints it in the
+/// allowPrivilegeEscalation errors (its pointers' addresses differ from run to run).
+fn go_security_context(sc: &Value) -> String {
+    let fields = [
+        ("Capabilities", "capabilities", "core.Capabilities"),
+        ("Privileged", "privileged", "bool"),
+        ("SELinuxOptions", "seLinuxOptions", "core.SELinuxOptions"),
+        (
+            "WindowsOptions",
+            "windowsOptions",
+            "core.WindowsSecurityContextOptions",
+        ),
+        ("RunAsUser", "runAsUser", "int64"),
+        ("RunAsGroup", "runAsGroup", "int64"),
+        ("RunAsNonRoot", "runAsNonRoot", "bool"),
+        ("ReadOnlyRootFilesystem", "readOnlyRootFilesystem", "bool"),
+        (
+            "AllowPrivilegeEscalation",
+            "allowPrivilegeEscalation",
+            "bool",
+        ),
+        ("ProcMount", "procMount", "core.ProcMountType"),
+        ("SeccompProfile", "seccompProfile", "core.SeccompProfile"),
+        ("AppArmorProfile", "appArmorProfile", "core.AppArmorProfile"),
+    ];
+    let parts: Vec<String> = fields
+        .iter()
+        .map(|(go, json, ty)| format!("{go}:{}", go_pointer(ty, has(sc, json))))
+        .collect();
+    format!("core.SecurityContext{{{}}}", parts.join(", "))
+}
+
+const PROFILE_TYPES: &[&str] = &["Localhost", "RuntimeDefault", "Unconfined"];
+
+fn seccomp_profile(parent: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let Some(sp) = set(parent, "seccompProfile") else {
+        return;
+    };
+    let path = path.child("seccompProfile");
+    let kind = str_of(sp, "type");
+    if kind.is_empty() {
+        out.push(required(
+            &path.child("type"),
+            "type is required when seccompProfile is set",
+        ));
+    } else if !PROFILE_TYPES.contains(&kind) {
+        out.push(not_supported(&path.child("type"), kind, PROFILE_TYPES));
+    }
+    let local = sp.get("localhostProfile").and_then(Value::as_str);
+    if kind == "Localhost" {
+        match local {
+            None => out.push(required(
+                &path.child("localhostProfile"),
+                "must be set when seccomp type is Localhost",
+            )),
+            Some(l) => local_descending_path(l, &path.child("localhostProfile"), out),
+        }
+    } else if local.is_some() {
+        out.push(invalid(
+            &path.child("localhostProfile"),
+            &format!(
+                "core.SeccompProfile{{Type:{}, LocalhostProfile:{}}}",
+                go_str(kind),
+                go_pointer("string", true)
+            ),
+            "can only be set when seccomp type is Localhost",
+        ));
+    }
+}
+
+fn app_armor_profile(parent: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let Some(ap) = set(parent, "appArmorProfile") else {
+        return;
+    };
+    let path = path.child("appArmorProfile");
+    let lp = path.child("localhostProfile");
+    let local = ap.get("localhostProfile").and_then(Value::as_str);
+    match str_of(ap, "type") {
+        "Localhost" => match local {
+            None => out.push(required(&lp, "must be set when AppArmor type is Localhost")),
+            Some(l) => {
+                if l.trim() != l {
+                    out.push(invalid(
+                        &lp,
+                        &go_str(l),
+                        "must not be padded with whitespace",
+                    ));
+                } else if l.is_empty() {
+                    out.push(required(&lp, "must be set when AppArmor type is Localhost"));
+                }
+                if l.len() > 4095 {
+                    out.push(too_long(&lp, 4095));
+                }
+            }
+        },
+        "RuntimeDefault" | "Unconfined" => {
+            if let Some(l) = local {
+                out.push(invalid(
+                    &lp,
+                    &go_str(l),
+                    "can only be set when AppArmor type is Localhost",
+                ));
+            }
+        }
+        "" => out.push(required(
+            &path.child("type"),
+            "type is required when appArmorProfile is set",
+        )),
+        other => out.push(not_supported(&path.child("type"), other, PROFILE_TYPES)),
+    }
+}
+
+fn container_security_context(c: &Value, path: &Path, host_users: bool, out: &mut Vec<Cause>) {
+    let Some(sc) = set(c, "securityContext").filter(|s| s.is_object()) else {
+        return;
+    };
+    let path = path.child("securityContext");
+    id_in_range(sc, "runAsUser", &path, out);
+    id_in_range(sc, "runAsGroup", &path, out);
+    if let Some(pm) = sc.get("procMount").and_then(Value::as_str) {
+        let pp = path.child("procMount");
+        if !matches!(pm, "Default" | "Unmasked") {
+            out.push(not_supported(&pp, pm, &["Default", "Unmasked"]));
+        }
+        if host_users && pm == "Unmasked" {
+            out.push(invalid(
+                &pp,
+                &go_str(pm),
+                "`hostUsers` must be false to use `Unmasked`",
+            ));
+        }
+    }
+    seccomp_profile(sc, &path, out);
+    if sc.get("allowPrivilegeEscalation") == Some(&Value::Bool(false)) {
+        if sc.get("privileged") == Some(&Value::Bool(true)) {
+            out.push(invalid(
+                &path,
+                &go_security_context(sc),
+                "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+            ));
+        }
+        for cap in sc["capabilities"]["add"].as_array().into_iter().flatten() {
+            if cap.as_str() == Some("CAP_SYS_ADMIN") {
+                out.push(invalid(
+                    &path,
+                    &go_security_context(sc),
+                    "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
+                ));
+            }
+        }
+    }
+    app_armor_profile(sc, &path, out);
+}
+
+/// What upstream checks of every container, init or not.
+fn container_common(c: &Value, cp: &Path, ctx: &PodContext, out: &mut Vec<Cause>) {
+    let name = str_of(c, "name");
+    if name.is_empty() {
+        out.push(required(&cp.child("name"), ""));
+    } else {
+        each(&cp.child("name"), name, dns1123_label(name), out);
+    }
+    if str_of(c, "image").is_empty() {
+        out.push(required(&cp.child("image"), ""));
+    }
+    one_of(
+        c,
+        "terminationMessagePolicy",
+        &cp.child("terminationMessagePolicy"),
+        &["File", "FallbackToLogsOnError"],
+        out,
+    );
+    ports(c, cp, out);
+    env(c, cp, out);
+    volume_mounts(c, cp, ctx, out);
+    one_of(
+        c,
+        "imagePullPolicy",
+        &cp.child("imagePullPolicy"),
+        &["Always", "IfNotPresent", "Never"],
+        out,
+    );
+    resources(c.get("resources"), &cp.child("resources"), out);
+    container_security_context(c, cp, ctx.host_users, out);
+}
+
+/// A pod's containers (`init` false) or init containers, in upstream's order of checks.
+/// `names` holds the names seen so far: regular containers are checked first, and an init
+/// container may not reuse any of theirs.
 fn containers(
     list: Option<&Value>,
     path: &Path,
-    volumes: &[String],
+    ctx: &PodContext,
     names: &mut Vec<String>,
-    required_list: bool,
+    init: bool,
     out: &mut Vec<Cause>,
 ) {
     let list = list.and_then(Value::as_array);
     if list.is_none_or(|l| l.is_empty()) {
-        if required_list {
+        if !init {
             out.push(required(path, ""));
         }
         return;
     }
     for (i, c) in list.into_iter().flatten().enumerate() {
         let cp = path.index(i);
-        let name = str_of(c, "name");
-        if name.is_empty() {
-            out.push(required(&cp.child("name"), ""));
-        } else {
-            each(&cp.child("name"), name, dns1123_label(name), out);
-            if names.iter().any(|n| n == name) {
-                out.push(duplicate(&cp.child("name"), name));
-            } else {
-                names.push(name.to_owned());
-            }
-        }
-        if str_of(c, "image").is_empty() {
-            out.push(required(&cp.child("image"), ""));
-        }
-        one_of(
-            c,
-            "imagePullPolicy",
-            &cp.child("imagePullPolicy"),
-            &["Always", "IfNotPresent", "Never"],
-            out,
-        );
-        one_of(
-            c,
-            "terminationMessagePolicy",
-            &cp.child("terminationMessagePolicy"),
-            &["File", "FallbackToLogsOnError"],
-            out,
-        );
-        let mut port_names: Vec<&str> = Vec::new();
-        for (j, p) in items(c, "ports") {
-            let pp = cp.child("ports").index(j);
-            let pname = str_of(p, "name");
-            if !pname.is_empty() {
-                each(&pp.child("name"), pname, port_name(pname), out);
-                if port_names.contains(&pname) {
-                    out.push(duplicate(&pp.child("name"), pname));
-                } else {
-                    port_names.push(pname);
-                }
-            }
-            match p.get("containerPort").and_then(Value::as_i64).unwrap_or(0) {
-                0 => out.push(required(&pp.child("containerPort"), "")),
-                n => {
-                    if let Some(m) = port_number(n) {
-                        out.push(invalid(&pp.child("containerPort"), &n.to_string(), m));
-                    }
-                }
-            }
-            if let Some(n) = p.get("hostPort").and_then(Value::as_i64)
-                && n != 0
-                && let Some(m) = port_number(n)
-            {
-                out.push(invalid(&pp.child("hostPort"), &n.to_string(), m));
-            }
-            protocol(p, &pp, out);
-        }
-        let mut env_names = Vec::new();
-        for (j, e) in items(c, "env") {
-            let ep = cp.child("env").index(j);
-            let ename = str_of(e, "name");
-            if ename.is_empty() {
-                out.push(required(&ep.child("name"), ""));
-            } else if ename.contains('=') || !ename.bytes().all(|b| (b' '..=b'~').contains(&b)) {
-                out.push(invalid(
-                    &ep.child("name"),
-                    &go_str(ename),
-                    "a valid environment variable name must consist only of printable ASCII characters other than '='",
+        container_common(c, &cp, ctx, out);
+        let mut restartable = false;
+        if init && let Some(policy) = c.get("restartPolicy").and_then(Value::as_str) {
+            if policy != "Always" {
+                out.push(not_supported(
+                    &cp.child("restartPolicy"),
+                    policy,
+                    &["Always"],
                 ));
             }
-            env_names.push(ename);
+            restartable = policy == "Always";
         }
-        resources(c.get("resources"), &cp.child("resources"), out);
-        for (j, m) in items(c, "volumeMounts") {
-            let mp = cp.child("volumeMounts").index(j);
-            let mname = str_of(m, "name");
-            if mname.is_empty() {
-                out.push(required(&mp.child("name"), ""));
-            } else if !volumes.iter().any(|v| v == mname) {
-                out.push(not_found(&mp.child("name"), mname));
+        let name = str_of(c, "name");
+        if names.iter().any(|n| n == name) {
+            out.push(duplicate(&cp.child("name"), name));
+        } else if !init || !name.is_empty() {
+            names.push(name.to_owned());
+        }
+        if init && !restartable {
+            for key in [
+                "lifecycle",
+                "livenessProbe",
+                "readinessProbe",
+                "startupProbe",
+            ] {
+                if has(c, key) {
+                    out.push(forbidden(
+                        &cp.child(key),
+                        "may not be set for init containers without restartPolicy=Always",
+                    ));
+                }
             }
-            if str_of(m, "mountPath").is_empty() {
-                out.push(required(&mp.child("mountPath"), ""));
+        } else {
+            lifecycle(c, ctx.grace_period, &cp, out);
+            for key in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                probe(c, key, ctx.grace_period, &cp, out);
             }
+        }
+        if !init && has(c, "restartPolicy") {
+            out.push(forbidden(
+                &cp.child("restartPolicy"),
+                "may not be set for non-init containers",
+            ));
         }
     }
 }
@@ -803,41 +1462,541 @@ fn protocol(p: &Value, path: &Path, out: &mut Vec<Cause>) {
     }
 }
 
+/// Volume sources in the order upstream checks them, with the name its "more than 1 volume
+/// type" error gives each (upstream's own spellings, `cephFS` and `downwarAPI` included).
+const VOLUME_SOURCES: &[(&str, &str)] = &[
+    ("emptyDir", "emptyDir"),
+    ("hostPath", "hostPath"),
+    ("gitRepo", "gitRepo"),
+    ("gcePersistentDisk", "gcePersistentDisk"),
+    ("awsElasticBlockStore", "awsElasticBlockStore"),
+    ("secret", "secret"),
+    ("nfs", "nfs"),
+    ("iscsi", "iscsi"),
+    ("glusterfs", "glusterfs"),
+    ("flocker", "flocker"),
+    ("persistentVolumeClaim", "persistentVolumeClaim"),
+    ("rbd", "rbd"),
+    ("cinder", "cinder"),
+    ("cephfs", "cephFS"),
+    ("quobyte", "quobyte"),
+    ("downwardAPI", "downwarAPI"),
+    ("fc", "fc"),
+    ("flexVolume", "flexVolume"),
+    ("configMap", "configMap"),
+    ("azureFile", "azureFile"),
+    ("vsphereVolume", "vsphereVolume"),
+    ("photonPersistentDisk", "photonPersistentDisk"),
+    ("portworxVolume", "portworxVolume"),
+    ("azureDisk", "azureDisk"),
+    ("storageos", "storageos"),
+    ("projected", "projected"),
+    ("scaleIO", "scaleIO"),
+    ("csi", "csi"),
+    ("ephemeral", "ephemeral"),
+    ("image", "image"),
+];
+
+const HOST_PATH_TYPES: &[&str] = &[
+    "",
+    "BlockDevice",
+    "CharDevice",
+    "Directory",
+    "DirectoryOrCreate",
+    "File",
+    "FileOrCreate",
+    "Socket",
+];
+
+fn file_mode(v: &Value, key: &str, path: &Path, out: &mut Vec<Cause>) {
+    if let Some(n) = int_of(v, key)
+        && !(0..=0o777).contains(&n)
+    {
+        out.push(invalid(
+            &path.child(key),
+            &n.to_string(),
+            "must be a number between 0 and 0777 (octal), both inclusive",
+        ));
+    }
+}
+
+/// The `items` of a secret or configMap volume.
+fn key_to_paths(src: &Value, path: &Path, out: &mut Vec<Cause>) {
+    for (i, kp) in items(src, "items") {
+        let ip = path.child("items").index(i);
+        if str_of(kp, "key").is_empty() {
+            out.push(required(&ip.child("key"), ""));
+        }
+        let p = str_of(kp, "path");
+        if p.is_empty() {
+            out.push(required(&ip.child("path"), ""));
+        }
+        local_descending_path(p, &ip.child("path"), out);
+        if p.starts_with("..") && !p.starts_with("../") {
+            out.push(invalid(
+                &ip.child("path"),
+                &go_str(p),
+                "must not start with '..'",
+            ));
+        }
+        file_mode(kp, "mode", &ip, out);
+    }
+}
+
+/// A volume's source: exactly one, and the common ones' required fields.
+fn volume_source(v: &Value, vp: &Path, out: &mut Vec<Cause>) {
+    let mut sources = 0;
+    for (key, name) in VOLUME_SOURCES {
+        let Some(src) = set(v, key) else { continue };
+        if sources > 0 {
+            out.push(forbidden(
+                &vp.child(name),
+                "may not specify more than 1 volume type",
+            ));
+            continue;
+        }
+        sources += 1;
+        let sp = vp.child(key);
+        match *key {
+            "emptyDir" => {
+                if let Some(q) = src.get("sizeLimit").and_then(Value::as_str)
+                    && quantity_value(q).is_some_and(|n| n < 0.0)
+                {
+                    out.push(forbidden(
+                        &sp.child("sizeLimit"),
+                        "SizeLimit field must be a valid resource quantity",
+                    ));
+                }
+            }
+            "hostPath" => {
+                let p = str_of(src, "path");
+                if p.is_empty() {
+                    out.push(required(&sp.child("path"), ""));
+                    continue;
+                }
+                no_backsteps(p, &sp.child("path"), out);
+                if let Some(t) = src.get("type").and_then(Value::as_str)
+                    && !HOST_PATH_TYPES.contains(&t)
+                {
+                    out.push(not_supported(&sp.child("type"), t, HOST_PATH_TYPES));
+                }
+            }
+            "secret" | "configMap" => {
+                let name_field = if *key == "secret" {
+                    "secretName"
+                } else {
+                    "name"
+                };
+                if str_of(src, name_field).is_empty() {
+                    out.push(required(&sp.child(name_field), ""));
+                }
+                file_mode(src, "defaultMode", &sp, out);
+                key_to_paths(src, &sp, out);
+            }
+            "persistentVolumeClaim" if str_of(src, "claimName").is_empty() => {
+                out.push(required(&sp.child("claimName"), ""));
+            }
+            "nfs" => {
+                let p = str_of(src, "path");
+                if str_of(src, "server").is_empty() {
+                    out.push(required(&sp.child("server"), ""));
+                }
+                if p.is_empty() {
+                    out.push(required(&sp.child("path"), ""));
+                }
+                if !p.starts_with('/') {
+                    out.push(invalid(
+                        &sp.child("path"),
+                        &go_str(p),
+                        "must be an absolute path",
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    if sources == 0 {
+        out.push(required(vp, "must specify a volume type"));
+    }
+}
+
+/// A sysctl name: dot- or slash-separated segments of `[a-z0-9]([-_a-z0-9]*[a-z0-9])?`.
+fn sysctl_name_ok(s: &str) -> bool {
+    s.len() <= 253
+        && s.split(['.', '/']).all(|seg| {
+            let b = seg.as_bytes();
+            !b.is_empty()
+                && b.iter().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_')
+                })
+                && !matches!(b[0], b'-' | b'_')
+                && !matches!(b[b.len() - 1], b'-' | b'_')
+        })
+}
+
+fn pod_security_context(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let Some(sc) = set(spec, "securityContext").filter(|s| s.is_object()) else {
+        return;
+    };
+    let path = path.child("securityContext");
+    for key in ["fsGroup", "runAsUser", "runAsGroup"] {
+        id_in_range(sc, key, &path, out);
+    }
+    for (i, gid) in items(sc, "supplementalGroups") {
+        if let Some(n) = gid.as_i64()
+            && !(0..=i64::from(i32::MAX)).contains(&n)
+        {
+            out.push(invalid(
+                &path.child("supplementalGroups").index(i),
+                &n.to_string(),
+                ID_RANGE_MSG,
+            ));
+        }
+    }
+    // v1 keeps these two in the pod spec; upstream checks them as part of the context.
+    if spec.get("hostPID") == Some(&Value::Bool(true))
+        && spec.get("shareProcessNamespace") == Some(&Value::Bool(true))
+    {
+        out.push(invalid(
+            &path.child("shareProcessNamespace"),
+            "true",
+            "ShareProcessNamespace and HostPID cannot both be enabled",
+        ));
+    }
+    let mut sysctls: Vec<&str> = Vec::new();
+    for (i, s) in items(sc, "sysctls") {
+        let np = path.child("sysctls").index(i).child("name");
+        let name = str_of(s, "name");
+        if name.is_empty() {
+            out.push(required(&np, ""));
+        } else if !sysctl_name_ok(name) {
+            out.push(invalid(
+                &np,
+                &go_str(name),
+                "must have at most 253 characters and match regex ^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$",
+            ));
+        } else if sysctls.contains(&name) {
+            out.push(duplicate(&np, name));
+        }
+        sysctls.push(name);
+    }
+    one_of(
+        sc,
+        "fsGroupChangePolicy",
+        &path.child("fsGroupChangePolicy"),
+        &["Always", "OnRootMismatch"],
+        out,
+    );
+    seccomp_profile(sc, &path, out);
+    app_armor_profile(sc, &path, out);
+    one_of(
+        sc,
+        "supplementalGroupsPolicy",
+        &path.child("supplementalGroupsPolicy"),
+        &["Merge", "Strict"],
+        out,
+    );
+}
+
+/// A node selector requirement; `check_values` for required terms, whose values must be
+/// label values (preferred terms' need not).
+fn node_selector_requirement(rq: &Value, check_values: bool, path: &Path, out: &mut Vec<Cause>) {
+    let values = rq.get("values").and_then(Value::as_array);
+    let n = values.map_or(0, Vec::len);
+    let vp = path.child("values");
+    match str_of(rq, "operator") {
+        "In" | "NotIn" => {
+            if n == 0 {
+                out.push(required(
+                    &vp,
+                    "must be specified when `operator` is 'In' or 'NotIn'",
+                ));
+            }
+        }
+        "Exists" | "DoesNotExist" => {
+            if n > 0 {
+                out.push(forbidden(
+                    &vp,
+                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                ));
+            }
+        }
+        "Gt" | "Lt" => {
+            if n != 1 {
+                out.push(required(
+                    &vp,
+                    "must be specified single value when `operator` is 'Lt' or 'Gt'",
+                ));
+            }
+        }
+        other => out.push(invalid(
+            &path.child("operator"),
+            &go_str(other),
+            "not a valid selector operator",
+        )),
+    }
+    let key = str_of(rq, "key");
+    each(&path.child("key"), key, qualified_name(key), out);
+    if check_values {
+        for (i, v) in values.into_iter().flatten().enumerate() {
+            let v = v.as_str().unwrap_or_default();
+            each(&vp.index(i), v, label_value(v), out);
+        }
+    }
+}
+
+fn node_selector_term(term: &Value, check_values: bool, path: &Path, out: &mut Vec<Cause>) {
+    for (j, rq) in items(term, "matchExpressions") {
+        node_selector_requirement(
+            rq,
+            check_values,
+            &path.child("matchExpressions").index(j),
+            out,
+        );
+    }
+    for (j, rq) in items(term, "matchFields") {
+        let rp = path.child("matchFields").index(j);
+        let values = rq.get("values").and_then(Value::as_array);
+        match str_of(rq, "operator") {
+            "In" | "NotIn" => {
+                if values.map_or(0, Vec::len) != 1 {
+                    out.push(required(
+                        &rp.child("values"),
+                        "must be only one value when `operator` is 'In' or 'NotIn' for node field selector",
+                    ));
+                }
+            }
+            other => out.push(invalid(
+                &rp.child("operator"),
+                &go_str(other),
+                "not a valid selector operator",
+            )),
+        }
+        let key = str_of(rq, "key");
+        if key != "metadata.name" {
+            out.push(invalid(
+                &rp.child("key"),
+                &go_str(key),
+                "not a valid field selector key",
+            ));
+        } else {
+            for (i, v) in values.into_iter().flatten().enumerate() {
+                let v = v.as_str().unwrap_or_default();
+                each(&rp.child("values").index(i), v, dns1123_subdomain(v), out);
+            }
+        }
+    }
+}
+
+fn affinity_weight(t: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let w = int_of(t, "weight").unwrap_or(0);
+    if !(1..=100).contains(&w) {
+        out.push(invalid(
+            &path.child("weight"),
+            &w.to_string(),
+            "must be in the range 1-100",
+        ));
+    }
+}
+
+fn pod_affinity_term(t: &Value, path: &Path, out: &mut Vec<Cause>) {
+    for key in ["labelSelector", "namespaceSelector"] {
+        if let Some(sel) = set(t, key) {
+            label_selector(sel, &path.child(key), out);
+        }
+    }
+    for ns in t
+        .get("namespaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let ns = ns.as_str().unwrap_or_default();
+        each(&path.child("namespace"), ns, dns1123_label(ns), out);
+    }
+    let key = str_of(t, "topologyKey");
+    let kp = path.child("topologyKey");
+    if key.is_empty() {
+        out.push(required(&kp, "can not be empty"));
+    }
+    each(&kp, key, qualified_name(key), out);
+}
+
+const REQUIRED_TERMS: &str = "requiredDuringSchedulingIgnoredDuringExecution";
+const PREFERRED_TERMS: &str = "preferredDuringSchedulingIgnoredDuringExecution";
+
+fn affinity(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let Some(a) = set(spec, "affinity") else {
+        return;
+    };
+    let path = path.child("affinity");
+    if let Some(na) = set(a, "nodeAffinity") {
+        let np = path.child("nodeAffinity");
+        if let Some(req) = set(na, REQUIRED_TERMS) {
+            let tp = np.child(REQUIRED_TERMS).child("nodeSelectorTerms");
+            let terms = req.get("nodeSelectorTerms").and_then(Value::as_array);
+            if terms.is_none_or(Vec::is_empty) {
+                out.push(required(&tp, "must have at least one node selector term"));
+            }
+            for (i, term) in terms.into_iter().flatten().enumerate() {
+                node_selector_term(term, true, &tp.index(i), out);
+            }
+        }
+        for (i, t) in items(na, PREFERRED_TERMS) {
+            let tp = np.child(PREFERRED_TERMS).index(i);
+            affinity_weight(t, &tp, out);
+            node_selector_term(&t["preference"], false, &tp.child("preference"), out);
+        }
+    }
+    for kind in ["podAffinity", "podAntiAffinity"] {
+        let Some(pa) = set(a, kind) else { continue };
+        let kp = path.child(kind);
+        for (i, t) in items(pa, REQUIRED_TERMS) {
+            pod_affinity_term(t, &kp.child(REQUIRED_TERMS).index(i), out);
+        }
+        for (i, t) in items(pa, PREFERRED_TERMS) {
+            let tp = kp.child(PREFERRED_TERMS).index(i);
+            affinity_weight(t, &tp, out);
+            pod_affinity_term(&t["podAffinityTerm"], &tp.child("podAffinityTerm"), out);
+        }
+    }
+}
+
+fn selector_keys(sel: Option<&Value>) -> Vec<&str> {
+    let Some(sel) = sel else { return Vec::new() };
+    let mut keys: Vec<&str> = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|m| m.keys().map(String::as_str))
+        .collect();
+    keys.extend(items(sel, "matchExpressions").map(|(_, e)| str_of(e, "key")));
+    keys
+}
+
+fn topology_spread_constraints(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let list: Vec<&Value> = items(spec, "topologySpreadConstraints")
+        .map(|(_, c)| c)
+        .collect();
+    for (i, c) in list.iter().enumerate() {
+        let cp = path.child("topologySpreadConstraints").index(i);
+        let skew = int_of(c, "maxSkew").unwrap_or(0);
+        if skew <= 0 {
+            out.push(invalid(
+                &cp.child("maxSkew"),
+                &skew.to_string(),
+                "must be greater than zero",
+            ));
+        }
+        let key = str_of(c, "topologyKey");
+        if key.is_empty() {
+            out.push(required(&cp.child("topologyKey"), "can not be empty"));
+        }
+        let when = str_of(c, "whenUnsatisfiable");
+        if !matches!(when, "DoNotSchedule" | "ScheduleAnyway") {
+            out.push(not_supported(
+                &cp.child("whenUnsatisfiable"),
+                when,
+                &["DoNotSchedule", "ScheduleAnyway"],
+            ));
+        }
+        if list[i + 1..]
+            .iter()
+            .any(|o| str_of(o, "topologyKey") == key && str_of(o, "whenUnsatisfiable") == when)
+        {
+            out.push(duplicate(
+                &cp.child("{topologyKey, whenUnsatisfiable}"),
+                &format!("{{{key}, {when}}}"),
+            ));
+        }
+        if let Some(m) = int_of(c, "minDomains") {
+            let mp = cp.child("minDomains");
+            if m <= 0 {
+                out.push(invalid(&mp, &m.to_string(), "must be greater than zero"));
+            }
+            if when != "DoNotSchedule" {
+                out.push(invalid(
+                    &mp,
+                    &m.to_string(),
+                    &format!(
+                        "can only use minDomains if whenUnsatisfiable=DoNotSchedule, not {when}"
+                    ),
+                ));
+            }
+        }
+        for policy in ["nodeAffinityPolicy", "nodeTaintsPolicy"] {
+            one_of(c, policy, &cp.child(policy), &["Honor", "Ignore"], out);
+        }
+        let sel = set(c, "labelSelector");
+        let match_keys = c.get("matchLabelKeys").and_then(Value::as_array);
+        if match_keys.is_some_and(|k| !k.is_empty()) {
+            let kp = cp.child("matchLabelKeys");
+            if sel.is_none() {
+                out.push(forbidden(
+                    &kp,
+                    "must not be specified when labelSelector is not set",
+                ));
+            }
+            let in_selector = selector_keys(sel);
+            for (j, k) in match_keys.into_iter().flatten().enumerate() {
+                let k = k.as_str().unwrap_or_default();
+                each(&kp.index(j), k, qualified_name(k), out);
+                if in_selector.contains(&k) {
+                    out.push(invalid(
+                        &kp.index(j),
+                        &go_str(k),
+                        "exists in both matchLabelKeys and labelSelector",
+                    ));
+                }
+            }
+        }
+        if let Some(sel) = sel {
+            label_selector(sel, &cp.child("labelSelector"), out);
+        }
+    }
+}
+
 fn pod_spec(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
-    let mut volume_names: Vec<String> = Vec::new();
+    let mut volumes: Vec<String> = Vec::new();
     for (i, v) in items(spec, "volumes") {
         let vp = path.child("volumes").index(i);
+        let before = out.len();
+        volume_source(v, &vp, out);
         let vname = str_of(v, "name");
         if vname.is_empty() {
             out.push(required(&vp.child("name"), ""));
-            continue;
-        }
-        each(&vp.child("name"), vname, dns1123_label(vname), out);
-        if volume_names.iter().any(|n| n == vname) {
-            out.push(duplicate(&vp.child("name"), vname));
         } else {
-            volume_names.push(vname.to_owned());
+            each(&vp.child("name"), vname, dns1123_label(vname), out);
         }
-        let sources = v
-            .as_object()
-            .map_or(0, |m| m.keys().filter(|k| *k != "name").count());
-        if sources > 1 {
-            out.push(forbidden(&vp, "may not specify more than 1 volume type"));
+        if volumes.iter().any(|n| n == vname) {
+            out.push(duplicate(&vp.child("name"), vname));
+        }
+        // Only a volume without errors can be mounted, as upstream.
+        if out.len() == before {
+            volumes.push(vname.to_owned());
         }
     }
+    let ctx = PodContext {
+        volumes,
+        grace_period: int_of(spec, "terminationGracePeriodSeconds"),
+        host_users: spec
+            .get("hostUsers")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
+    };
     let mut names = Vec::new();
     containers(
-        spec.get("initContainers"),
-        &path.child("initContainers"),
-        &volume_names,
+        spec.get("containers"),
+        &path.child("containers"),
+        &ctx,
         &mut names,
         false,
         out,
     );
     containers(
-        spec.get("containers"),
-        &path.child("containers"),
-        &volume_names,
+        spec.get("initContainers"),
+        &path.child("initContainers"),
+        &ctx,
         &mut names,
         true,
         out,
@@ -859,6 +2018,9 @@ fn pod_spec(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
         out,
     );
     labels(spec.get("nodeSelector"), &path.child("nodeSelector"), out);
+    pod_security_context(spec, path, out);
+    affinity(spec, path, out);
+    topology_spread_constraints(spec, path, out);
     if let Some(n) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
         && !(1..=i64::from(i32::MAX)).contains(&n)
     {
@@ -966,6 +2128,10 @@ fn label_selector(sel: &Value, path: &Path, out: &mut Vec<Cause>) {
         }
         let key = str_of(e, "key");
         each(&ep.child("key"), key, qualified_name(key), out);
+        for (j, v) in items(e, "values") {
+            let v = v.as_str().unwrap_or_default();
+            each(&ep.child("values").index(j), v, label_value(v), out);
+        }
     }
 }
 
@@ -2557,9 +3723,10 @@ mod tests {
                 "spec.template.spec.containers[0].name: Invalid value: \"Web\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
                 "spec.template.spec.containers[0].image: Required value",
                 "spec.template.spec.containers[1].name: Invalid value: \"Web\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
-                "spec.template.spec.containers[1].name: Duplicate value: \"Web\"",
                 "spec.template.spec.containers[1].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
                 "spec.template.spec.containers[1].ports[0].protocol: Unsupported value: \"tcp\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
+                // Upstream checks a container whole before comparing its name with the others.
+                "spec.template.spec.containers[1].name: Duplicate value: \"Web\"",
             ],
         );
         let mut d = deploy(json!({}), json!({"app": "web"}), ok.clone());
@@ -2789,6 +3956,482 @@ mod tests {
                 json!({"data": {"a": "2"}})
             )
             .is_empty()
+        );
+    }
+
+    /// A Pod of one container `c` (merged over a valid one) and `spec` (merged over the rest).
+    fn pod_of(c: Value, spec: Value) -> Value {
+        let mut container = json!({"name": "c", "image": "i"});
+        for (k, v) in c.as_object().into_iter().flatten() {
+            container[k] = v.clone();
+        }
+        let mut pod_spec = json!({"containers": [container]});
+        for (k, v) in spec.as_object().into_iter().flatten() {
+            pod_spec[k] = v.clone();
+        }
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": pod_spec})
+    }
+
+    const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+    const NAME_PART_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+    #[test]
+    fn probes_and_lifecycle_hooks() {
+        check(
+            "",
+            "pods",
+            pod_of(
+                json!({
+                    "livenessProbe": {"httpGet": {"port": 0}, "tcpSocket": {"port": "http"}, "periodSeconds": -1, "successThreshold": 2},
+                    "readinessProbe": {"periodSeconds": 5, "terminationGracePeriodSeconds": 10},
+                    "startupProbe": {"exec": {}, "successThreshold": -1},
+                }),
+                json!({}),
+            ),
+            &[
+                "spec.containers[0].livenessProbe.httpGet.port: Invalid value: 0: must be between 1 and 65535, inclusive",
+                "spec.containers[0].livenessProbe.tcpSocket: Forbidden: may not specify more than 1 handler type",
+                "spec.containers[0].livenessProbe.periodSeconds: Invalid value: -1: must be greater than or equal to 0",
+                "spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1",
+                "spec.containers[0].readinessProbe: Required value: must specify a handler type",
+                "spec.containers[0].readinessProbe.terminationGracePeriodSeconds: Invalid value: 10: must not be set for readinessProbes",
+                "spec.containers[0].startupProbe.exec.command: Required value",
+                "spec.containers[0].startupProbe.successThreshold: Invalid value: -1: must be greater than or equal to 0",
+                "spec.containers[0].startupProbe.successThreshold: Invalid value: -1: must be 1",
+            ],
+        );
+        check(
+            "",
+            "pods",
+            pod_of(
+                json!({
+                    "lifecycle": {"postStart": {}, "preStop": {"sleep": {"seconds": 40}}},
+                    "livenessProbe": {"httpGet": {"port": "Http_x", "scheme": "FTP", "httpHeaders": [{"name": "bad header", "value": "v"}]}},
+                    "readinessProbe": {"grpc": {"port": 70000}},
+                    "startupProbe": {"tcpSocket": {}, "terminationGracePeriodSeconds": 0},
+                    "restartPolicy": "Always",
+                }),
+                json!({"initContainers": [
+                    {"name": "setup", "image": "i", "livenessProbe": {"exec": {"command": ["true"]}}},
+                    {"name": "proxy", "image": "i", "restartPolicy": "Always", "readinessProbe": {}},
+                    {"name": "once", "image": "i", "restartPolicy": "Never"},
+                ]}),
+            ),
+            &[
+                "spec.containers[0].lifecycle.postStart: Required value: must specify a handler type",
+                "spec.containers[0].lifecycle.preStop.sleep: Invalid value: 40: must be non-negative and less than terminationGracePeriodSeconds (30)",
+                "spec.containers[0].livenessProbe.httpGet.port: Invalid value: \"Http_x\": must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+                "spec.containers[0].livenessProbe.httpGet.scheme: Unsupported value: \"FTP\": supported values: \"HTTP\", \"HTTPS\"",
+                "spec.containers[0].livenessProbe.httpGet.httpHeaders: Invalid value: \"bad header\": a valid HTTP header must consist of alphanumeric characters or '-' (e.g. 'X-Header-Name', regex used for validation is '[-A-Za-z0-9]+')",
+                "spec.containers[0].readinessProbe.grpc.port: Invalid value: 70000: must be between 1 and 65535, inclusive",
+                "spec.containers[0].startupProbe.tcpSocket.port: Invalid value: 0: must be between 1 and 65535, inclusive",
+                "spec.containers[0].startupProbe.terminationGracePeriodSeconds: Invalid value: 0: must be greater than 0",
+                "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers",
+                "spec.initContainers[0].livenessProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
+                "spec.initContainers[1].readinessProbe: Required value: must specify a handler type",
+                "spec.initContainers[2].restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"",
+            ],
+        );
+        // Probes as people write them: zero or missing timings, thresholds and schemes are
+        // upstream's defaults, and a readiness probe may need more than one success.
+        check(
+            "",
+            "pods",
+            pod_of(
+                json!({
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "initialDelaySeconds": 3, "periodSeconds": 3, "successThreshold": 0},
+                    "readinessProbe": {"httpGet": {"port": "http", "scheme": "HTTPS", "httpHeaders": [{"name": "X-Custom-Header", "value": "Awesome"}]}, "successThreshold": 2, "timeoutSeconds": 0},
+                    "startupProbe": {"exec": {"command": ["cat", "/tmp/healthy"]}, "failureThreshold": 30, "periodSeconds": 10, "terminationGracePeriodSeconds": 60},
+                    "lifecycle": {"postStart": {"exec": {"command": ["/bin/sh", "-c", "echo hi"]}}, "preStop": {"sleep": {"seconds": 0}}},
+                }),
+                json!({"initContainers": [{"name": "sidecar", "image": "i", "restartPolicy": "Always",
+                    "livenessProbe": {"grpc": {"port": 9000}}, "lifecycle": {"preStop": {"tcpSocket": {"port": 80}}}}]}),
+            ),
+            &[],
+        );
+    }
+
+    #[test]
+    fn topology_spread_constraints_follow_upstream() {
+        let spread = |constraints: Value| {
+            pod_of(json!({}), json!({"topologySpreadConstraints": constraints}))
+        };
+        let tsc = "spec.topologySpreadConstraints";
+        check(
+            "",
+            "pods",
+            spread(json!([
+                {"maxSkew": 0, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}},
+                {"maxSkew": 1, "topologyKey": "", "whenUnsatisfiable": "Sometimes", "minDomains": 0},
+                {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule", "nodeTaintsPolicy": "Maybe", "matchLabelKeys": ["app"],
+                 "labelSelector": {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["bad value!"]}]}},
+                {"topologyKey": "host", "matchLabelKeys": ["app"]},
+            ])),
+            &[
+                &format!("{tsc}[0].maxSkew: Invalid value: 0: must be greater than zero"),
+                &format!(
+                    "{tsc}[0].{{topologyKey, whenUnsatisfiable}}: Duplicate value: \"{{zone, DoNotSchedule}}\""
+                ),
+                &format!("{tsc}[1].topologyKey: Required value: can not be empty"),
+                &format!(
+                    "{tsc}[1].whenUnsatisfiable: Unsupported value: \"Sometimes\": supported values: \"DoNotSchedule\", \"ScheduleAnyway\""
+                ),
+                &format!("{tsc}[1].minDomains: Invalid value: 0: must be greater than zero"),
+                &format!(
+                    "{tsc}[1].minDomains: Invalid value: 0: can only use minDomains if whenUnsatisfiable=DoNotSchedule, not Sometimes"
+                ),
+                &format!(
+                    "{tsc}[2].nodeTaintsPolicy: Unsupported value: \"Maybe\": supported values: \"Honor\", \"Ignore\""
+                ),
+                &format!(
+                    "{tsc}[2].matchLabelKeys[0]: Invalid value: \"app\": exists in both matchLabelKeys and labelSelector"
+                ),
+                &format!(
+                    "{tsc}[2].labelSelector.matchExpressions[0].values[0]: Invalid value: \"bad value!\": {LABEL_VALUE_MSG}"
+                ),
+                &format!("{tsc}[3].maxSkew: Invalid value: 0: must be greater than zero"),
+                &format!(
+                    "{tsc}[3].whenUnsatisfiable: Unsupported value: \"\": supported values: \"DoNotSchedule\", \"ScheduleAnyway\""
+                ),
+                &format!(
+                    "{tsc}[3].matchLabelKeys: Forbidden: must not be specified when labelSelector is not set"
+                ),
+            ],
+        );
+        check(
+            "",
+            "pods",
+            spread(json!([
+                {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule", "minDomains": 2,
+                 "labelSelector": {"matchLabels": {"app": "web"}}, "matchLabelKeys": ["pod-template-hash"]},
+                {"maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+                 "nodeAffinityPolicy": "Honor", "nodeTaintsPolicy": "Ignore",
+                 "labelSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "api"]}]}},
+                {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"},
+            ])),
+            &[],
+        );
+    }
+
+    #[test]
+    fn affinity_terms_follow_upstream() {
+        let with = |affinity: Value| pod_of(json!({}), json!({"affinity": affinity}));
+        let req = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]";
+        let anti = "spec.affinity.podAntiAffinity";
+        check(
+            "",
+            "pods",
+            with(json!({
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{
+                        "matchExpressions": [
+                            {"key": "disk", "operator": "Equals", "values": ["ssd"]},
+                            {"key": "gpu", "operator": "Exists", "values": ["yes"]},
+                            {"key": "cores", "operator": "Gt", "values": ["1", "2"]},
+                            {"key": "zone", "operator": "In", "values": ["bad value!"]},
+                        ],
+                        "matchFields": [{"key": "metadata.uid", "operator": "In", "values": ["a", "b"]}],
+                    }]},
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": 0, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["bad value!"]}]}},
+                    ],
+                },
+                "podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": ""}],
+                    "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 101, "podAffinityTerm": {"topologyKey": "zone", "namespaces": ["Bad"]}}],
+                },
+            })),
+            &[
+                &format!(
+                    "{req}.matchExpressions[0].operator: Invalid value: \"Equals\": not a valid selector operator"
+                ),
+                &format!(
+                    "{req}.matchExpressions[1].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'"
+                ),
+                &format!(
+                    "{req}.matchExpressions[2].values: Required value: must be specified single value when `operator` is 'Lt' or 'Gt'"
+                ),
+                &format!(
+                    "{req}.matchExpressions[3].values[0]: Invalid value: \"bad value!\": {LABEL_VALUE_MSG}"
+                ),
+                &format!(
+                    "{req}.matchFields[0].values: Required value: must be only one value when `operator` is 'In' or 'NotIn' for node field selector"
+                ),
+                &format!(
+                    "{req}.matchFields[0].key: Invalid value: \"metadata.uid\": not a valid field selector key"
+                ),
+                "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight: Invalid value: 0: must be in the range 1-100",
+                &format!(
+                    "{anti}.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey: Required value: can not be empty"
+                ),
+                &format!(
+                    "{anti}.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey: Invalid value: \"\": name part must be non-empty"
+                ),
+                &format!(
+                    "{anti}.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey: Invalid value: \"\": {NAME_PART_MSG}"
+                ),
+                &format!(
+                    "{anti}.preferredDuringSchedulingIgnoredDuringExecution[0].weight: Invalid value: 101: must be in the range 1-100"
+                ),
+                &format!(
+                    "{anti}.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm.namespace: Invalid value: \"Bad\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+                ),
+            ],
+        );
+        check(
+            "",
+            "pods",
+            with(
+                json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}),
+            ),
+            &[
+                "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms: Required value: must have at least one node selector term",
+            ],
+        );
+        check(
+            "",
+            "pods",
+            with(json!({
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                        {"matchExpressions": [
+                            {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+                            {"key": "node-role.kubernetes.io/control-plane", "operator": "DoesNotExist"},
+                            {"key": "cores", "operator": "Gt", "values": ["4"]},
+                        ]},
+                        {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["node-1"]}]},
+                    ]},
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": 1, "preference": {"matchExpressions": [{"key": "disktype", "operator": "In", "values": ["ssd"]}]}},
+                        {"weight": 100, "preference": {"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["any value goes here"]}]}},
+                    ],
+                },
+                "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                    "labelSelector": {"matchExpressions": [{"key": "security", "operator": "In", "values": ["S1"]}]},
+                    "topologyKey": "topology.kubernetes.io/zone",
+                }]},
+                "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
+                    "labelSelector": {"matchLabels": {"app": "web"}},
+                    "namespaceSelector": {},
+                    "namespaces": ["default", "kube-system"],
+                    "topologyKey": "kubernetes.io/hostname",
+                }}]},
+            })),
+            &[],
+        );
+    }
+
+    #[test]
+    fn env_sources_follow_upstream() {
+        let env = |env: Value, env_from: Value| {
+            pod_of(json!({"env": env, "envFrom": env_from}), json!({}))
+        };
+        let e = "spec.containers[0].env";
+        check(
+            "",
+            "pods",
+            env(
+                json!([
+                    {"name": "A", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "B", "valueFrom": {}},
+                    {"name": "C", "valueFrom": {"fieldRef": {"fieldPath": "status.phase"}, "secretKeyRef": {"name": "s", "key": "k"}}},
+                    {"name": "D", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeNme"}}},
+                    {"name": "E", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['bad key']"}}},
+                    {"name": "F", "valueFrom": {"resourceFieldRef": {"resource": "limits.gpu"}}},
+                    {"name": "G", "valueFrom": {"configMapKeyRef": {"name": "", "key": ""}}},
+                    {"name": "H", "valueFrom": {"secretKeyRef": {"name": "s", "key": "bad/key"}}},
+                    {"name": "I", "valueFrom": {"fieldRef": {"apiVersion": "v2", "fieldPath": "metadata.name"}}},
+                ]),
+                json!([{}, {"prefix": "A=", "configMapRef": {"name": "c"}, "secretRef": {"name": ""}}]),
+            ),
+            &[
+                &format!(
+                    "{e}[0].valueFrom: Invalid value: \"\": may not be specified when `value` is not empty"
+                ),
+                &format!(
+                    "{e}[1].valueFrom: Invalid value: \"\": must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"
+                ),
+                &format!(
+                    "{e}[2].valueFrom.fieldRef.fieldPath: Unsupported value: \"status.phase\": supported values: \"metadata.name\", \"metadata.namespace\", \"metadata.uid\", \"spec.nodeName\", \"spec.serviceAccountName\", \"status.hostIP\", \"status.hostIPs\", \"status.podIP\", \"status.podIPs\""
+                ),
+                &format!(
+                    "{e}[2].valueFrom: Invalid value: \"\": may not have more than one field specified at a time"
+                ),
+                &format!(
+                    "{e}[3].valueFrom.fieldRef.fieldPath: Invalid value: \"spec.nodeNme\": error converting fieldPath: field label not supported: spec.nodeNme"
+                ),
+                &format!("{e}[4].valueFrom.fieldRef: Invalid value: \"bad key\": {NAME_PART_MSG}"),
+                &format!(
+                    "{e}[5].valueFrom.resourceFieldRef.resource: Unsupported value: \"limits.gpu\": supported values: \"limits.cpu\", \"limits.ephemeral-storage\", \"limits.memory\", \"requests.cpu\", \"requests.ephemeral-storage\", \"requests.memory\""
+                ),
+                &format!(
+                    "{e}[6].valueFrom.configMapKeyRef.name: Invalid value: \"\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+                ),
+                &format!("{e}[6].valueFrom.configMapKeyRef.key: Required value"),
+                &format!(
+                    "{e}[7].valueFrom.secretKeyRef.key: Invalid value: \"bad/key\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+                ),
+                &format!(
+                    "{e}[8].valueFrom.fieldRef.fieldPath: Invalid value: \"metadata.name\": error converting fieldPath: unsupported pod version: v2"
+                ),
+                "spec.containers[0].envFrom: Invalid value: \"\": must specify one of: `configMapRef` or `secretRef`",
+                "spec.containers[0].envFrom[1].prefix: Invalid value: \"A=\": a valid environment variable name must consist only of printable ASCII characters other than '='",
+                "spec.containers[0].envFrom[1].secretRef.name: Required value",
+                "spec.containers[0].envFrom: Invalid value: \"\": may not have more than one field specified at a time",
+            ],
+        );
+        check(
+            "",
+            "pods",
+            env(
+                json!([
+                    {"name": "PLAIN", "value": "x"},
+                    {"name": "EMPTY_VALUE", "value": "", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
+                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.host"}}},
+                    {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                    {"name": "NOTE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['Example.com/Note']"}}},
+                    {"name": "MEM", "valueFrom": {"resourceFieldRef": {"containerName": "c", "resource": "limits.memory", "divisor": "1Mi"}}},
+                    {"name": "HUGE", "valueFrom": {"resourceFieldRef": {"resource": "requests.hugepages-2Mi"}}},
+                    {"name": "LEVEL", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "log.level", "optional": true}}},
+                    {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                ]),
+                json!([{"prefix": "CFG_", "configMapRef": {"name": "settings"}}, {"secretRef": {"name": "db", "optional": true}}]),
+            ),
+            &[],
+        );
+    }
+
+    #[test]
+    fn security_contexts_follow_upstream() {
+        let c = "spec.containers[0].securityContext";
+        check(
+            "",
+            "pods",
+            pod_of(
+                json!({"securityContext": {"runAsGroup": -5, "privileged": true, "allowPrivilegeEscalation": false, "procMount": "Unmasked", "appArmorProfile": {"type": "Localhost"}}}),
+                json!({
+                    "hostPID": true,
+                    "shareProcessNamespace": true,
+                    "securityContext": {
+                        "runAsUser": -1, "fsGroup": 3000000000_i64, "supplementalGroups": [1, -2],
+                        "sysctls": [{"name": "net.core.somaxconn", "value": "1"}, {"name": "Bad_Name", "value": "x"}, {"name": "net.core.somaxconn", "value": "2"}],
+                        "fsGroupChangePolicy": "Sometimes", "seccompProfile": {"type": "Localhost"},
+                    },
+                }),
+            ),
+            &[
+                &format!(
+                    "{c}.runAsGroup: Invalid value: -5: must be between 0 and 2147483647, inclusive"
+                ),
+                &format!(
+                    "{c}.procMount: Invalid value: \"Unmasked\": `hostUsers` must be false to use `Unmasked`"
+                ),
+                &format!(
+                    "{c}: Invalid value: core.SecurityContext{{Capabilities:(*core.Capabilities)(nil), Privileged:(*bool)(0xc000000000), SELinuxOptions:(*core.SELinuxOptions)(nil), WindowsOptions:(*core.WindowsSecurityContextOptions)(nil), RunAsUser:(*int64)(nil), RunAsGroup:(*int64)(0xc000000000), RunAsNonRoot:(*bool)(nil), ReadOnlyRootFilesystem:(*bool)(nil), AllowPrivilegeEscalation:(*bool)(0xc000000000), ProcMount:(*core.ProcMountType)(0xc000000000), SeccompProfile:(*core.SeccompProfile)(nil), AppArmorProfile:(*core.AppArmorProfile)(0xc000000000)}}: cannot set `allowPrivilegeEscalation` to false and `privileged` to true"
+                ),
+                &format!(
+                    "{c}.appArmorProfile.localhostProfile: Required value: must be set when AppArmor type is Localhost"
+                ),
+                "spec.securityContext.fsGroup: Invalid value: 3000000000: must be between 0 and 2147483647, inclusive",
+                "spec.securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive",
+                "spec.securityContext.supplementalGroups[1]: Invalid value: -2: must be between 0 and 2147483647, inclusive",
+                "spec.securityContext.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled",
+                "spec.securityContext.sysctls[1].name: Invalid value: \"Bad_Name\": must have at most 253 characters and match regex ^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$",
+                "spec.securityContext.sysctls[2].name: Duplicate value: \"net.core.somaxconn\"",
+                "spec.securityContext.fsGroupChangePolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnRootMismatch\"",
+                "spec.securityContext.seccompProfile.localhostProfile: Required value: must be set when seccomp type is Localhost",
+            ],
+        );
+        check(
+            "",
+            "pods",
+            pod_of(
+                json!({"securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsUser": 0,
+                    "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+                    "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/audit.json"},
+                    "appArmorProfile": {"type": "RuntimeDefault"}}}),
+                json!({
+                    "initContainers": [{"name": "root", "image": "i", "securityContext": {"privileged": true, "procMount": "Default"}}],
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 3000, "fsGroup": 2000, "supplementalGroups": [4000],
+                        "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"},
+                        "sysctls": [{"name": "net.ipv4.ip_local_port_range", "value": "1024 65535"}, {"name": "kernel.shm_rmid_forced", "value": "0"}]},
+                }),
+            ),
+            &[],
+        );
+    }
+
+    #[test]
+    fn volume_sources_follow_upstream() {
+        let v = "spec.volumes";
+        check(
+            "",
+            "pods",
+            pod_of(
+                json!({"volumeMounts": [{"name": "a", "mountPath": "/a"}, {"name": "ok", "mountPath": "/a", "subPath": "../x"}]}),
+                json!({"volumes": [
+                    {"name": "a", "hostPath": {"path": "/data/../etc", "type": "Dir"}},
+                    {"name": "b", "secret": {"defaultMode": 1000, "items": [{"key": "", "path": "/abs"}, {"key": "k", "path": "..x"}]}},
+                    {"name": "c", "configMap": {}, "persistentVolumeClaim": {"claimName": "x"}},
+                    {"name": "d", "persistentVolumeClaim": {}},
+                    {"name": "e", "nfs": {"server": "", "path": "rel"}},
+                    {"name": "f", "emptyDir": {"sizeLimit": "-1Gi"}},
+                    {"name": "ok", "emptyDir": {}},
+                ]}),
+            ),
+            &[
+                &format!(
+                    "{v}[0].hostPath.path: Invalid value: \"/data/../etc\": must not contain '..'"
+                ),
+                &format!(
+                    "{v}[0].hostPath.type: Unsupported value: \"Dir\": supported values: \"\", \"BlockDevice\", \"CharDevice\", \"Directory\", \"DirectoryOrCreate\", \"File\", \"FileOrCreate\", \"Socket\""
+                ),
+                &format!("{v}[1].secret.secretName: Required value"),
+                &format!(
+                    "{v}[1].secret.defaultMode: Invalid value: 1000: must be a number between 0 and 0777 (octal), both inclusive"
+                ),
+                &format!("{v}[1].secret.items[0].key: Required value"),
+                &format!(
+                    "{v}[1].secret.items[0].path: Invalid value: \"/abs\": must be a relative path"
+                ),
+                &format!(
+                    "{v}[1].secret.items[1].path: Invalid value: \"..x\": must not start with '..'"
+                ),
+                &format!("{v}[2].configMap: Forbidden: may not specify more than 1 volume type"),
+                &format!("{v}[3].persistentVolumeClaim.claimName: Required value"),
+                &format!("{v}[4].nfs.server: Required value"),
+                &format!("{v}[4].nfs.path: Invalid value: \"rel\": must be an absolute path"),
+                &format!(
+                    "{v}[5].emptyDir.sizeLimit: Forbidden: SizeLimit field must be a valid resource quantity"
+                ),
+                // A volume with errors cannot be mounted.
+                "spec.containers[0].volumeMounts[0].name: Not found: \"a\"",
+                "spec.containers[0].volumeMounts[1].mountPath: Invalid value: \"/a\": must be unique",
+                "spec.containers[0].volumeMounts.subPath: Invalid value: \"../x\": must not contain '..'",
+            ],
+        );
+        check(
+            "",
+            "pods",
+            pod_of(
+                json!({"volumeMounts": [{"name": "config", "mountPath": "/etc/app", "readOnly": true}, {"name": "data", "mountPath": "/data", "subPath": "app"},
+                    {"name": "cache", "mountPath": "/cache", "subPathExpr": "$(POD_NAME)"}]}),
+                json!({"volumes": [
+                    {"name": "config", "configMap": {"name": "app", "defaultMode": 420, "items": [{"key": "app.yaml", "path": "conf/app.yaml", "mode": 0o600}]}},
+                    {"name": "secret", "secret": {"secretName": "tls", "optional": true}},
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "data", "readOnly": false}},
+                    {"name": "host", "hostPath": {"path": "/var/log", "type": "DirectoryOrCreate"}},
+                    {"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
+                    {"name": "scratch"},
+                    {"name": "share", "nfs": {"server": "nfs.example.com", "path": "/exports"}},
+                    {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                    {"name": "all", "projected": {"sources": [{"configMap": {"name": "app"}}, {"serviceAccountToken": {"path": "token"}}]}},
+                ]}),
+            ),
+            &[],
         );
     }
 }

@@ -1536,6 +1536,23 @@ fn invalid_objects_get_upstream_field_errors() {
     );
     not_found("deploy", "web");
 
+    // A probe without a handler, a probe on port 0 and a spread constraint that cannot skew.
+    let probes = c.file(
+        "probes.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: nginx\n        livenessProbe:\n          periodSeconds: 5\n        readinessProbe:\n          httpGet: {path: /ready, port: 0}\n      topologySpreadConstraints:\n      - maxSkew: 0\n        topologyKey: topology.kubernetes.io/zone\n        whenUnsatisfiable: DoNotSchedule\n        labelSelector:\n          matchLabels: {app: web}\n",
+    );
+    let out = c.fails(&["apply", "-f", &probes]);
+    has_lines(
+        &out,
+        &[
+            "The Deployment \"web\" is invalid: ",
+            "* spec.template.spec.containers[0].livenessProbe: Required value: must specify a handler type",
+            "* spec.template.spec.containers[0].readinessProbe.httpGet.port: Invalid value: 0: must be between 1 and 65535, inclusive",
+            "* spec.template.spec.topologySpreadConstraints[0].maxSkew: Invalid value: 0: must be greater than zero",
+        ],
+    );
+    not_found("deploy", "web");
+
     // An Ingress with a malformed wildcard host and a relative Prefix path; an autoscaler
     // whose range is upside down.
     let out = c.fails(&[
