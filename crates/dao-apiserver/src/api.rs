@@ -1370,6 +1370,7 @@ pub(crate) async fn update(
         crate::services::default(&mut obj);
     }
     if sub.is_none() {
+        crate::defaults::on_update(res, &old, &mut obj);
         crate::defaults::apply(res, &mut obj);
         let mut causes = crate::validation::validate(res, &obj);
         causes.extend(crate::validation::validate_update(res, &old, &obj));

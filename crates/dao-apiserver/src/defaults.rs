@@ -262,6 +262,19 @@ pub fn on_create(res: &Resource, obj: &mut Value) {
     }
 }
 
+/// What upstream's admission plugins do to a changed pod (the main resource; subresources keep
+/// their own rules): Priority keeps the priority set at creation, DefaultTolerationSeconds adds
+/// the not-ready/unreachable tolerations again when the update left them out.
+pub fn on_update(res: &Resource, old: &Value, obj: &mut Value) {
+    if (res.group, res.kind) != ("", "Pod") {
+        return;
+    }
+    crate::pods::keep_priority(old, obj);
+    if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
+        default_tolerations(spec);
+    }
+}
+
 fn job_selector(obj: &mut Value) {
     let uid = obj["metadata"]["uid"].clone();
     let name = obj["metadata"]["name"].clone();

@@ -192,6 +192,25 @@ pub fn system_priority_classes() -> Vec<(String, Value)> {
     out
 }
 
+/// Upstream's Priority admission for a changed pod: the priority set at creation stays, whatever
+/// the update says (an apply that no longer lists `spec.priority` would otherwise remove it, a
+/// pod spec change upstream refuses).
+pub fn keep_priority(old: &Value, pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in ["priority", "preemptionPolicy"] {
+        match old["spec"].get(field) {
+            Some(v) => {
+                spec.insert(field.into(), v.clone());
+            }
+            None => {
+                spec.remove(field);
+            }
+        }
+    }
+}
+
 /// Upstream's Priority admission for a new pod: `spec.priority` (and `preemptionPolicy`) from
 /// the PriorityClass it names, or from the cluster's `globalDefault` class when it names none
 /// (0 without one). A class that does not exist, or a priority or policy in the pod that
@@ -406,6 +425,20 @@ fn mount_token(spec: &mut serde_json::Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_keeps_the_priority_set_at_creation() {
+        let old = json!({"spec": {"priority": 0, "preemptionPolicy": "PreemptLowerPriority"}});
+        let mut dropped = json!({"spec": {"containers": []}});
+        keep_priority(&old, &mut dropped);
+        assert_eq!(
+            dropped,
+            json!({"spec": {"containers": [], "priority": 0, "preemptionPolicy": "PreemptLowerPriority"}})
+        );
+        let mut changed = json!({"spec": {"priority": 1000, "preemptionPolicy": "Never"}});
+        keep_priority(&json!({"spec": {}}), &mut changed);
+        assert_eq!(changed, json!({"spec": {}}));
+    }
 
     fn spec_of(v: Value) -> serde_json::Map<String, Value> {
         v.as_object().unwrap().clone()

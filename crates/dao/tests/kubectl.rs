@@ -2006,6 +2006,27 @@ fn server_side_apply_takes_over_from_client_side_apply() {
         "{err}"
     );
     assert_eq!(get("{.spec.template.spec.containers[0].image}"), "nginx:3");
+
+    // A pod: kubectl 1.33 migrates its managedFields itself, then applies again. The second
+    // apply no longer lists spec.priority, which Priority admission set at creation; the pod
+    // keeps it (as upstream's admission copies it on update) instead of failing as a change
+    // to the pod spec.
+    let pod = c.file(
+        "pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: busybox\n",
+    );
+    c.ok(&["apply", "-f", &pod]);
+    let out = c.run(33, &["apply", "--server-side", "-f", &pod]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "pod/p serverside-applied\n"
+    );
+    assert_eq!(
+        c.ok(&["get", "pod", "p", "-o", "jsonpath={.spec.priority}"]),
+        "0"
+    );
 }
 
 /// At most ten managers' updates are kept apart; older ones merge into "ancient-changes", as
