@@ -819,6 +819,20 @@ async fn list(state: &ApiState, target: &Target, query: &Query, output: Output) 
         .expect("valid response"))
 }
 
+/// `fields` of `new` as they are in `old`: copied, or removed where `old` has none.
+pub(crate) fn carry_over(old: &Value, new: &mut Value, fields: &[&str]) {
+    for &field in fields {
+        match old.get(field) {
+            Some(v) => new[field] = v.clone(),
+            None => {
+                if let Some(m) = new.as_object_mut() {
+                    m.remove(field);
+                }
+            }
+        }
+    }
+}
+
 /// A 200 response with a JSON body.
 fn ok_json(body: Vec<u8>) -> Response {
     (
@@ -1336,32 +1350,20 @@ pub(crate) async fn update(
         }
     } else if res.subresources.contains(&"status") {
         // The main resource cannot change status.
-        match old.get("status") {
-            Some(s) => obj["status"] = s.clone(),
-            None => {
-                if let Some(o) = obj.as_object_mut() {
-                    o.remove("status");
-                }
-            }
-        }
+        carry_over(&old, &mut obj, &["status"]);
     }
     // Immutable metadata carried over.
-    for field in [
-        "uid",
-        "creationTimestamp",
-        "namespace",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-    ] {
-        match old["metadata"].get(field) {
-            Some(v) => obj["metadata"][field] = v.clone(),
-            None => {
-                if let Some(m) = obj["metadata"].as_object_mut() {
-                    m.remove(field);
-                }
-            }
-        }
-    }
+    carry_over(
+        &old["metadata"],
+        &mut obj["metadata"],
+        &[
+            "uid",
+            "creationTimestamp",
+            "namespace",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ],
+    );
     if res.plural == "secrets" {
         fold_string_data(&mut obj);
     }

@@ -196,18 +196,8 @@ pub fn system_priority_classes() -> Vec<(String, Value)> {
 /// the update says (an apply that no longer lists `spec.priority` would otherwise remove it, a
 /// pod spec change upstream refuses).
 pub fn keep_priority(old: &Value, pod: &mut Value) {
-    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for field in ["priority", "preemptionPolicy"] {
-        match old["spec"].get(field) {
-            Some(v) => {
-                spec.insert(field.into(), v.clone());
-            }
-            None => {
-                spec.remove(field);
-            }
-        }
+    if let Some(spec) = pod.get_mut("spec").filter(|s| s.is_object()) {
+        crate::api::carry_over(&old["spec"], spec, &["priority", "preemptionPolicy"]);
     }
 }
 

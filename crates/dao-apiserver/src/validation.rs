@@ -1698,57 +1698,13 @@ fn pod_security_context(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
     );
 }
 
-/// A node selector requirement; `check_values` for required terms, whose values must be
-/// label values (preferred terms' need not).
-fn node_selector_requirement(rq: &Value, check_values: bool, path: &Path, out: &mut Vec<Cause>) {
-    let values = rq.get("values").and_then(Value::as_array);
-    let n = values.map_or(0, Vec::len);
-    let vp = path.child("values");
-    match str_of(rq, "operator") {
-        "In" | "NotIn" => {
-            if n == 0 {
-                out.push(required(
-                    &vp,
-                    "must be specified when `operator` is 'In' or 'NotIn'",
-                ));
-            }
-        }
-        "Exists" | "DoesNotExist" => {
-            if n > 0 {
-                out.push(forbidden(
-                    &vp,
-                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                ));
-            }
-        }
-        "Gt" | "Lt" => {
-            if n != 1 {
-                out.push(required(
-                    &vp,
-                    "must be specified single value when `operator` is 'Lt' or 'Gt'",
-                ));
-            }
-        }
-        other => out.push(invalid(
-            &path.child("operator"),
-            &go_str(other),
-            "not a valid selector operator",
-        )),
-    }
-    let key = str_of(rq, "key");
-    each(&path.child("key"), key, qualified_name(key), out);
-    if check_values {
-        for (i, v) in values.into_iter().flatten().enumerate() {
-            let v = v.as_str().unwrap_or_default();
-            each(&vp.index(i), v, label_value(v), out);
-        }
-    }
-}
-
+/// A node selector term; `check_values` for required terms, whose values must be label values
+/// (preferred terms' need not). Its expressions may also compare with `Gt` and `Lt`.
 fn node_selector_term(term: &Value, check_values: bool, path: &Path, out: &mut Vec<Cause>) {
     for (j, rq) in items(term, "matchExpressions") {
-        node_selector_requirement(
+        selector_requirement(
             rq,
+            true,
             check_values,
             &path.child("matchExpressions").index(j),
             out,
@@ -2099,38 +2055,60 @@ fn label_selector(sel: &Value, path: &Path, out: &mut Vec<Cause>) {
     labels(sel.get("matchLabels"), &path.child("matchLabels"), out);
     for (i, e) in items(sel, "matchExpressions") {
         let ep = path.child("matchExpressions").index(i);
-        let values = e
-            .get("values")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
-        match str_of(e, "operator") {
-            "In" | "NotIn" => {
-                if values == 0 {
-                    out.push(required(
-                        &ep.child("values"),
-                        "must be specified when `operator` is 'In' or 'NotIn'",
-                    ));
-                }
+        selector_requirement(e, false, true, &ep, out);
+    }
+}
+
+/// One `{key, operator, values}` requirement: the values its operator needs (`Gt` and `Lt`
+/// only where `ordered`, as node selectors have them), a qualified key and, when
+/// `check_values`, label values.
+fn selector_requirement(
+    rq: &Value,
+    ordered: bool,
+    check_values: bool,
+    path: &Path,
+    out: &mut Vec<Cause>,
+) {
+    let values = rq.get("values").and_then(Value::as_array);
+    let n = values.map_or(0, Vec::len);
+    let vp = path.child("values");
+    match str_of(rq, "operator") {
+        "In" | "NotIn" => {
+            if n == 0 {
+                out.push(required(
+                    &vp,
+                    "must be specified when `operator` is 'In' or 'NotIn'",
+                ));
             }
-            "Exists" | "DoesNotExist" => {
-                if values > 0 {
-                    out.push(forbidden(
-                        &ep.child("values"),
-                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                    ));
-                }
-            }
-            other => out.push(invalid(
-                &ep.child("operator"),
-                &go_str(other),
-                "not a valid selector operator",
-            )),
         }
-        let key = str_of(e, "key");
-        each(&ep.child("key"), key, qualified_name(key), out);
-        for (j, v) in items(e, "values") {
+        "Exists" | "DoesNotExist" => {
+            if n > 0 {
+                out.push(forbidden(
+                    &vp,
+                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                ));
+            }
+        }
+        "Gt" | "Lt" if ordered => {
+            if n != 1 {
+                out.push(required(
+                    &vp,
+                    "must be specified single value when `operator` is 'Lt' or 'Gt'",
+                ));
+            }
+        }
+        other => out.push(invalid(
+            &path.child("operator"),
+            &go_str(other),
+            "not a valid selector operator",
+        )),
+    }
+    let key = str_of(rq, "key");
+    each(&path.child("key"), key, qualified_name(key), out);
+    if check_values {
+        for (i, v) in values.into_iter().flatten().enumerate() {
             let v = v.as_str().unwrap_or_default();
-            each(&ep.child("values").index(j), v, label_value(v), out);
+            each(&vp.index(i), v, label_value(v), out);
         }
     }
 }
@@ -2959,7 +2937,7 @@ fn metric_target(t: &Value, path: &Path, out: &mut Vec<Cause>) {
 }
 
 fn has(v: &Value, key: &str) -> bool {
-    v.get(key).is_some_and(|x| !x.is_null())
+    set(v, key).is_some()
 }
 
 fn object_metric(src: &Value, path: &Path, out: &mut Vec<Cause>) {
