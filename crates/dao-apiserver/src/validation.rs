@@ -452,8 +452,15 @@ fn port_name(s: &str) -> Vec<String> {
     errs
 }
 
-fn port_number(n: i64) -> Option<&'static str> {
-    (!(1..=65535).contains(&n)).then_some("must be between 1 and 65535, inclusive")
+/// A port number at `path`: 1 to 65535.
+fn port_number(n: i64, path: &Path, out: &mut Vec<Cause>) {
+    if !(1..=65535).contains(&n) {
+        out.push(invalid(
+            path,
+            &n.to_string(),
+            "must be between 1 and 65535, inclusive",
+        ));
+    }
 }
 
 fn each(path: &Path, value: &str, msgs: Vec<String>, out: &mut Vec<Cause>) {
@@ -638,10 +645,7 @@ fn port_num_or_name(port: Option<&Value>, path: &Path, out: &mut Vec<Cause>) {
     match port {
         Some(Value::String(s)) => each(path, s, port_name(s), out),
         other => {
-            let n = other.and_then(Value::as_i64).unwrap_or(0);
-            if let Some(m) = port_number(n) {
-                out.push(invalid(path, &n.to_string(), m));
-            }
+            port_number(other.and_then(Value::as_i64).unwrap_or(0), path, out);
         }
     }
 }
@@ -702,12 +706,7 @@ fn handler(h: &Value, kinds: &[&str], grace: Option<i64>, path: &Path, out: &mut
                 }
             }
             "tcpSocket" => port_num_or_name(action.get("port"), &ap.child("port"), out),
-            "grpc" => {
-                let n = int_of(action, "port").unwrap_or(0);
-                if let Some(m) = port_number(n) {
-                    out.push(invalid(&ap.child("port"), &n.to_string(), m));
-                }
-            }
+            "grpc" => port_number(int_of(action, "port").unwrap_or(0), &ap.child("port"), out),
             _ => {
                 // sleep: within the pod's grace period (zero allowed, as in 1.33).
                 let seconds = int_of(action, "seconds").unwrap_or(0);
@@ -1080,19 +1079,12 @@ fn ports(c: &Value, path: &Path, out: &mut Vec<Cause>) {
                 port_names.push(pname);
             }
         }
-        match p.get("containerPort").and_then(Value::as_i64).unwrap_or(0) {
+        match int_of(p, "containerPort").unwrap_or(0) {
             0 => out.push(required(&pp.child("containerPort"), "")),
-            n => {
-                if let Some(m) = port_number(n) {
-                    out.push(invalid(&pp.child("containerPort"), &n.to_string(), m));
-                }
-            }
+            n => port_number(n, &pp.child("containerPort"), out),
         }
-        if let Some(n) = p.get("hostPort").and_then(Value::as_i64)
-            && n != 0
-            && let Some(m) = port_number(n)
-        {
-            out.push(invalid(&pp.child("hostPort"), &n.to_string(), m));
+        if let Some(n) = int_of(p, "hostPort").filter(|n| *n != 0) {
+            port_number(n, &pp.child("hostPort"), out);
         }
         protocol(p, &pp, out);
     }
@@ -1977,7 +1969,7 @@ fn pod_spec(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
     pod_security_context(spec, path, out);
     affinity(spec, path, out);
     topology_spread_constraints(spec, path, out);
-    if let Some(n) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
+    if let Some(n) = int_of(spec, "activeDeadlineSeconds")
         && !(1..=i64::from(i32::MAX)).contains(&n)
     {
         out.push(invalid(
@@ -2304,7 +2296,7 @@ fn deployment(spec: &Value, out: &mut Vec<Cause>) {
         &path.child("revisionHistoryLimit"),
         out,
     );
-    if let Some(deadline) = spec.get("progressDeadlineSeconds").and_then(Value::as_i64) {
+    if let Some(deadline) = int_of(spec, "progressDeadlineSeconds") {
         non_negative(
             &spec["progressDeadlineSeconds"],
             &path.child("progressDeadlineSeconds"),
@@ -2521,15 +2513,12 @@ fn service(spec: &Value, out: &mut Vec<Cause>) {
                 names.push(name);
             }
         }
-        let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
-        if let Some(m) = port_number(port) {
-            out.push(invalid(&pp.child("port"), &port.to_string(), m));
-        }
+        port_number(int_of(p, "port").unwrap_or(0), &pp.child("port"), out);
         protocol(p, &pp, out);
         match p.get("targetPort") {
             Some(Value::Number(n)) => {
-                if let Some(m) = n.as_i64().and_then(port_number) {
-                    out.push(invalid(&pp.child("targetPort"), &n.to_string(), m));
+                if let Some(n) = n.as_i64() {
+                    port_number(n, &pp.child("targetPort"), out);
                 }
             }
             Some(Value::String(s)) => {
@@ -2601,7 +2590,7 @@ fn ingress_backend(b: &Value, path: &Path, out: &mut Vec<Cause>) {
             }
             let port = &svc["port"];
             let port_name_ = str_of(port, "name");
-            let number = port.get("number").and_then(Value::as_i64).unwrap_or(0);
+            let number = int_of(port, "number").unwrap_or(0);
             match (port_name_.is_empty(), number == 0) {
                 (false, false) => out.push(invalid(
                     path,
@@ -2614,15 +2603,7 @@ fn ingress_backend(b: &Value, path: &Path, out: &mut Vec<Cause>) {
                     port_name(port_name_),
                     out,
                 ),
-                (true, false) => {
-                    if let Some(m) = port_number(number) {
-                        out.push(invalid(
-                            &sp.child("port").child("number"),
-                            &number.to_string(),
-                            m,
-                        ));
-                    }
-                }
+                (true, false) => port_number(number, &sp.child("port").child("number"), out),
                 (true, true) => out.push(required(path, "port name or number is required")),
             }
         }
@@ -2758,8 +2739,8 @@ fn ingress(spec: &Value, out: &mut Vec<Cause>) {
 /// it after defaulting; `v2` adds the metrics and behavior that autoscaling/v1 does not have.
 fn horizontal_pod_autoscaler(spec: &Value, v2: bool, out: &mut Vec<Cause>) {
     let path = Path::root("spec");
-    let min = spec.get("minReplicas").and_then(Value::as_i64);
-    let max = spec.get("maxReplicas").and_then(Value::as_i64).unwrap_or(0);
+    let min = int_of(spec, "minReplicas");
+    let max = int_of(spec, "maxReplicas").unwrap_or(0);
     if let Some(min) = min
         && min < 1
     {
@@ -2925,7 +2906,7 @@ fn metric_target(t: &Value, path: &Path, out: &mut Vec<Cause>) {
             out.push(invalid(&path.child(f), &go_str(q), "must be positive"));
         }
     }
-    if let Some(u) = t.get("averageUtilization").and_then(Value::as_i64)
+    if let Some(u) = int_of(t, "averageUtilization")
         && u < 1
     {
         out.push(invalid(
@@ -3046,10 +3027,7 @@ fn container_resource_metric(src: &Value, path: &Path, out: &mut Vec<Cause>) {
 
 /// `behavior.scaleUp` / `behavior.scaleDown`, after defaulting filled in what was left out.
 fn scaling_rules(rules: &Value, path: &Path, out: &mut Vec<Cause>) {
-    if let Some(w) = rules
-        .get("stabilizationWindowSeconds")
-        .and_then(Value::as_i64)
-    {
+    if let Some(w) = int_of(rules, "stabilizationWindowSeconds") {
         let wp = path.child("stabilizationWindowSeconds");
         if w < 0 {
             out.push(invalid(
@@ -3089,7 +3067,7 @@ fn scaling_rules(rules: &Value, path: &Path, out: &mut Vec<Cause>) {
         if !matches!(ty, "Pods" | "Percent") {
             out.push(not_supported(&ip.child("type"), ty, &["Percent", "Pods"]));
         }
-        let value = policy.get("value").and_then(Value::as_i64).unwrap_or(0);
+        let value = int_of(policy, "value").unwrap_or(0);
         if value <= 0 {
             out.push(invalid(
                 &ip.child("value"),
@@ -3097,10 +3075,7 @@ fn scaling_rules(rules: &Value, path: &Path, out: &mut Vec<Cause>) {
                 "must be greater than zero",
             ));
         }
-        let period = policy
-            .get("periodSeconds")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
+        let period = int_of(policy, "periodSeconds").unwrap_or(0);
         let per = ip.child("periodSeconds");
         if period <= 0 {
             out.push(invalid(
