@@ -469,6 +469,26 @@ fn each(path: &Path, value: &str, msgs: Vec<String>, out: &mut Vec<Cause>) {
     }
 }
 
+/// `v[key]`, a string that must be given (Required with `detail` when empty) and then pass
+/// `check`; returned for the caller's further checks.
+fn required_str<'a>(
+    v: &'a Value,
+    key: &str,
+    path: &Path,
+    detail: &str,
+    check: fn(&str) -> Vec<String>,
+    out: &mut Vec<Cause>,
+) -> &'a str {
+    let value = str_of(v, key);
+    let vp = path.child(key);
+    if value.is_empty() {
+        out.push(required(&vp, detail));
+    } else {
+        each(&vp, value, check(value), out);
+    }
+    value
+}
+
 fn non_negative(v: &Value, path: &Path, out: &mut Vec<Cause>) {
     if let Some(n) = v.as_i64()
         && n < 0
@@ -895,12 +915,7 @@ fn field_ref(fr: &Value, path: &Path, out: &mut Vec<Cause>) {
 fn key_selector(sel: &Value, path: &Path, out: &mut Vec<Cause>) {
     let name = str_of(sel, "name");
     each(&path.child("name"), name, dns1123_subdomain(name), out);
-    let key = str_of(sel, "key");
-    if key.is_empty() {
-        out.push(required(&path.child("key"), ""));
-    } else {
-        each(&path.child("key"), key, config_map_key(key), out);
-    }
+    required_str(sel, "key", path, "", config_map_key, out);
 }
 
 fn env_value_from(e: &Value, path: &Path, out: &mut Vec<Cause>) {
@@ -1267,12 +1282,7 @@ fn container_security_context(c: &Value, path: &Path, host_users: bool, out: &mu
 
 /// What upstream checks of every container, init or not.
 fn container_common(c: &Value, cp: &Path, ctx: &PodContext, out: &mut Vec<Cause>) {
-    let name = str_of(c, "name");
-    if name.is_empty() {
-        out.push(required(&cp.child("name"), ""));
-    } else {
-        each(&cp.child("name"), name, dns1123_label(name), out);
-    }
+    required_str(c, "name", cp, "", dns1123_label, out);
     if str_of(c, "image").is_empty() {
         out.push(required(&cp.child("image"), ""));
     }
@@ -1910,12 +1920,7 @@ fn pod_spec(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
         let vp = path.child("volumes").index(i);
         let before = out.len();
         volume_source(v, &vp, out);
-        let vname = str_of(v, "name");
-        if vname.is_empty() {
-            out.push(required(&vp.child("name"), ""));
-        } else {
-            each(&vp.child("name"), vname, dns1123_label(vname), out);
-        }
+        let vname = required_str(v, "name", &vp, "", dns1123_label, out);
         if volumes.iter().any(|n| n == vname) {
             out.push(duplicate(&vp.child("name"), vname));
         }
@@ -2582,12 +2587,7 @@ fn ingress_backend(b: &Value, path: &Path, out: &mut Vec<Cause>) {
         )),
         (Some(svc), None) => {
             let sp = path.child("service");
-            let name = str_of(svc, "name");
-            if name.is_empty() {
-                out.push(required(&sp.child("name"), ""));
-            } else {
-                each(&sp.child("name"), name, dns1035_label(name), out);
-            }
+            required_str(svc, "name", &sp, "", dns1035_label, out);
             let port = &svc["port"];
             let port_name_ = str_of(port, "name");
             let number = int_of(port, "number").unwrap_or(0);
@@ -2797,12 +2797,7 @@ fn horizontal_pod_autoscaler(spec: &Value, v2: bool, out: &mut Vec<Cause>) {
 /// described object).
 fn cross_version_ref(r: &Value, path: &Path, out: &mut Vec<Cause>) {
     for f in ["kind", "name"] {
-        let v = str_of(r, f);
-        if v.is_empty() {
-            out.push(required(&path.child(f), ""));
-        } else {
-            each(&path.child(f), v, path_segment_name(v), out);
-        }
+        required_str(r, f, path, "", path_segment_name, out);
     }
 }
 
@@ -2873,13 +2868,14 @@ fn metric_spec(m: &Value, path: &Path, out: &mut Vec<Cause>) {
 }
 
 fn metric_identifier(id: &Value, path: &Path, out: &mut Vec<Cause>) {
-    let name = str_of(id, "name");
-    let np = path.child("name");
-    if name.is_empty() {
-        out.push(required(&np, "must specify a metric name"));
-    } else {
-        each(&np, name, path_segment_name(name), out);
-    }
+    required_str(
+        id,
+        "name",
+        path,
+        "must specify a metric name",
+        path_segment_name,
+        out,
+    );
 }
 
 /// A metric's target. Quantities are shown as written (upstream prints Go's struct of the
@@ -3015,13 +3011,14 @@ fn resource_metric(src: &Value, path: &Path, out: &mut Vec<Cause>) {
 
 fn container_resource_metric(src: &Value, path: &Path, out: &mut Vec<Cause>) {
     resource_name(src, path, out);
-    let container = str_of(src, "container");
-    let cp = path.child("container");
-    if container.is_empty() {
-        out.push(required(&cp, "must specify a container"));
-    } else {
-        each(&cp, container, dns1123_label(container), out);
-    }
+    required_str(
+        src,
+        "container",
+        path,
+        "must specify a container",
+        dns1123_label,
+        out,
+    );
     utilization_or_value(&src["target"], &path.child("target"), out);
 }
 
