@@ -1109,10 +1109,14 @@ const ID_RANGE_MSG: &str = "must be between 0 and 2147483647, inclusive";
 
 /// A user or group id (`runAsUser`, `fsGroup`, ...), when given.
 fn id_in_range(v: &Value, key: &str, path: &Path, out: &mut Vec<Cause>) {
-    if let Some(n) = int_of(v, key)
-        && !(0..=i64::from(i32::MAX)).contains(&n)
-    {
-        out.push(invalid(&path.child(key), &n.to_string(), ID_RANGE_MSG));
+    if let Some(n) = int_of(v, key) {
+        id_number(n, &path.child(key), out);
+    }
+}
+
+fn id_number(n: i64, path: &Path, out: &mut Vec<Cause>) {
+    if !(0..=i64::from(i32::MAX)).contains(&n) {
+        out.push(invalid(path, &n.to_string(), ID_RANGE_MSG));
     }
 }
 
@@ -1645,14 +1649,8 @@ fn pod_security_context(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
         id_in_range(sc, key, &path, out);
     }
     for (i, gid) in items(sc, "supplementalGroups") {
-        if let Some(n) = gid.as_i64()
-            && !(0..=i64::from(i32::MAX)).contains(&n)
-        {
-            out.push(invalid(
-                &path.child("supplementalGroups").index(i),
-                &n.to_string(),
-                ID_RANGE_MSG,
-            ));
+        if let Some(n) = gid.as_i64() {
+            id_number(n, &path.child("supplementalGroups").index(i), out);
         }
     }
     // v1 keeps these two in the pod spec; upstream checks them as part of the context.
