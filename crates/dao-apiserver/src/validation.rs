@@ -9,11 +9,12 @@
 //!
 //! Pod specs (in Pods and every pod template) get upstream's checks of containers, probes and
 //! lifecycle hooks, env sources, security contexts, affinity terms, topology spread
-//! constraints and the common volume sources. Values upstream defaults (a probe's zero
+//! constraints, the common volume sources, host port conflicts, DNS config, readiness and
+//! scheduling gates, host aliases and the names a pod spec refers to. Values upstream defaults (a probe's zero
 //! thresholds, an httpGet's scheme, a fieldRef's apiVersion) are taken as defaulted.
 //!
 //! Not covered (yet): the long tail of upstream's validation (the rarer volume sources,
-//! host port conflicts, DNS config, PDB specs, ...). An object that breaks only those rules
+//! downward API and projected volume items, PDB specs, ...). An object that breaks only those rules
 //! is stored as given.
 
 use serde_json::{Map, Value};
@@ -1349,6 +1350,11 @@ fn containers(
         } else if !init || !name.is_empty() {
             names.push(name.to_owned());
         }
+        if init {
+            // Init containers run one at a time: each is checked alone (and upstream names
+            // each one index 0 in what it reports).
+            host_port_conflicts(std::slice::from_ref(c), path, out);
+        }
         if init && !restartable {
             for key in [
                 "lifecycle",
@@ -1374,6 +1380,28 @@ fn containers(
                 &cp.child("restartPolicy"),
                 "may not be set for non-init containers",
             ));
+        }
+    }
+    if !init {
+        host_port_conflicts(list.map_or(&[], Vec::as_slice), path, out);
+    }
+}
+
+/// Two ports of `containers` that take the same host port, protocol and host IP.
+fn host_port_conflicts(containers: &[Value], path: &Path, out: &mut Vec<Cause>) {
+    let mut taken: Vec<String> = Vec::new();
+    for (i, c) in containers.iter().enumerate() {
+        for (j, p) in items(c, "ports") {
+            let Some(port) = int_of(p, "hostPort").filter(|n| *n != 0) else {
+                continue;
+            };
+            let key = format!("{}/{}/{port}", str_of(p, "protocol"), str_of(p, "hostIP"));
+            if taken.contains(&key) {
+                let hp = path.index(i).child("ports").index(j).child("hostPort");
+                out.push(duplicate(&hp, &key));
+            } else {
+                taken.push(key);
+            }
         }
     }
 }
@@ -1971,7 +1999,41 @@ fn pod_spec(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
     labels(spec.get("nodeSelector"), &path.child("nodeSelector"), out);
     pod_security_context(spec, path, out);
     affinity(spec, path, out);
+    dns_config(spec, path, out);
+    for (i, g) in items(spec, "readinessGates") {
+        let t = str_of(g, "conditionType");
+        let gp = path.child("readinessGates").index(i).child("conditionType");
+        each(&gp, t, qualified_name(t), out);
+    }
+    let mut gates: Vec<&str> = Vec::new();
+    for (i, g) in items(spec, "schedulingGates") {
+        let name = str_of(g, "name");
+        let gp = path.child("schedulingGates").index(i);
+        each(&gp, name, qualified_name(name), out);
+        if gates.contains(&name) {
+            out.push(duplicate(&gp, name));
+        }
+        gates.push(name);
+    }
     topology_spread_constraints(spec, path, out);
+    if spec.get("hostUsers") == Some(&Value::Bool(false)) {
+        // Upstream's paths, capitals included.
+        for (key, at) in [
+            ("hostNetwork", "hostNetwork"),
+            ("hostPID", "HostPID"),
+            ("hostIPC", "HostIPC"),
+        ] {
+            if spec.get(key) == Some(&Value::Bool(true)) {
+                out.push(forbidden(
+                    &path.child(at),
+                    "when `pod.Spec.HostUsers` is false",
+                ));
+            }
+        }
+    }
+    for key in ["serviceAccountName", "nodeName"] {
+        name_if_set(spec, key, dns1123_subdomain, path, out);
+    }
     if let Some(n) = int_of(spec, "activeDeadlineSeconds")
         && !(1..=i64::from(i32::MAX)).contains(&n)
     {
@@ -1980,6 +2042,9 @@ fn pod_spec(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
             &n.to_string(),
             "must be between 1 and 2147483647, inclusive",
         ));
+    }
+    for key in ["hostname", "subdomain"] {
+        name_if_set(spec, key, dns1123_label, path, out);
     }
     for (i, t) in items(spec, "tolerations") {
         let tp = path.child("tolerations").index(i);
@@ -2019,6 +2084,162 @@ fn pod_spec(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
             if !ok.contains(&e) {
                 out.push(not_supported(&tp.child("effect"), e, &ok));
             }
+        }
+    }
+    for (i, a) in items(spec, "hostAliases") {
+        let ap = path.child("hostAliases").index(i);
+        let ip = str_of(a, "ip");
+        if !ip_ok(ip) {
+            out.push(invalid(&ap.child("ip"), &go_str(ip), IP_MSG));
+        }
+        for (j, h) in a
+            .get("hostnames")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let h = h.as_str().unwrap_or_default();
+            each(
+                &ap.child("hostnames").index(j),
+                h,
+                dns1123_subdomain(h),
+                out,
+            );
+        }
+    }
+    name_if_set(spec, "priorityClassName", dns1123_subdomain, path, out);
+    // A pointer upstream: an empty name is checked too.
+    if has(spec, "runtimeClassName") {
+        let v = str_of(spec, "runtimeClassName");
+        each(
+            &path.child("runtimeClassName"),
+            v,
+            dns1123_subdomain(v),
+            out,
+        );
+    }
+    if let Some(p) = spec.get("preemptionPolicy").and_then(Value::as_str) {
+        let pp = path.child("preemptionPolicy");
+        match p {
+            "PreemptLowerPriority" | "Never" => {}
+            "" => out.push(required(&pp, "")),
+            other => out.push(not_supported(
+                &pp,
+                other,
+                &["PreemptLowerPriority", "Never"],
+            )),
+        }
+    }
+}
+
+/// `v[key]`, when it is a non-empty string, checked by `check`.
+fn name_if_set(
+    v: &Value,
+    key: &str,
+    check: fn(&str) -> Vec<String>,
+    path: &Path,
+    out: &mut Vec<Cause>,
+) {
+    let value = str_of(v, key);
+    if !value.is_empty() {
+        each(&path.child(key), value, check(value), out);
+    }
+}
+
+const IP_MSG: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
+
+/// An IP address as upstream's legacy fields take it: IPv4 octets may carry leading zeros.
+fn ip_ok(s: &str) -> bool {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u32>().is_ok_and(|n| n <= 255)
+        })
+}
+
+const MAX_DNS_NAMESERVERS: usize = 3;
+const MAX_DNS_SEARCH_PATHS: usize = 32;
+const MAX_DNS_SEARCH_LIST_CHARS: usize = 2048;
+
+/// `dnsConfig`, and the nameservers that `dnsPolicy: None` needs.
+fn dns_config(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let dp = path.child("dnsConfig");
+    let config = set(spec, "dnsConfig");
+    let nameservers: Vec<&str> = config
+        .and_then(|c| c.get("nameservers"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|n| n.as_str().unwrap_or_default())
+        .collect();
+    if str_of(spec, "dnsPolicy") == "None" {
+        if config.is_none() {
+            out.push(required(
+                &dp,
+                "must provide `dnsConfig` when `dnsPolicy` is None",
+            ));
+            return;
+        }
+        if nameservers.is_empty() {
+            out.push(required(
+                &dp.child("nameservers"),
+                "must provide at least one DNS nameserver when `dnsPolicy` is None",
+            ));
+            return;
+        }
+    }
+    let Some(config) = config else { return };
+    let np = dp.child("nameservers");
+    if nameservers.len() > MAX_DNS_NAMESERVERS {
+        out.push(invalid(
+            &np,
+            &go_string_slice(config.get("nameservers")),
+            &format!("must not have more than {MAX_DNS_NAMESERVERS} nameservers"),
+        ));
+    }
+    for (i, ns) in nameservers.iter().enumerate() {
+        if !ip_ok(ns) {
+            out.push(invalid(&np.index(i), &go_str(ns), IP_MSG));
+        }
+    }
+    let sp = dp.child("searches");
+    let searches: Vec<&str> = config
+        .get("searches")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|s| s.as_str().unwrap_or_default())
+        .collect();
+    if searches.len() > MAX_DNS_SEARCH_PATHS {
+        out.push(invalid(
+            &sp,
+            &go_string_slice(config.get("searches")),
+            &format!("must not have more than {MAX_DNS_SEARCH_PATHS} search paths"),
+        ));
+    }
+    if searches.join(" ").len() > MAX_DNS_SEARCH_LIST_CHARS {
+        out.push(invalid(
+            &sp,
+            &go_string_slice(config.get("searches")),
+            &format!(
+                "must not have more than {MAX_DNS_SEARCH_LIST_CHARS} characters (including spaces) in the search list"
+            ),
+        ));
+    }
+    for (i, search) in searches.iter().enumerate() {
+        // A trailing dot is fine.
+        let search = search.strip_suffix('.').unwrap_or(search);
+        each(&sp.index(i), search, dns1123_subdomain(search), out);
+    }
+    for (i, option) in items(config, "options") {
+        if str_of(option, "name").is_empty() {
+            out.push(required(&dp.child("options").index(i), "must not be empty"));
         }
     }
 }
@@ -3922,6 +4143,100 @@ mod tests {
 
     const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
     const NAME_PART_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+    #[test]
+    fn dns_host_ports_and_the_rest_of_a_pod_spec_follow_upstream() {
+        let got = |spec: Value| -> Vec<String> {
+            let mut obj = pod_of(json!({}), spec);
+            let r = res("", "pods");
+            crate::defaults::apply(r, &mut obj);
+            validate(r, &obj)
+                .iter()
+                .map(|c| format!("{}: {}", c.field, c.message))
+                .collect()
+        };
+        assert_eq!(
+            got(json!({"dnsPolicy": "None"})),
+            ["spec.dnsConfig: Required value: must provide `dnsConfig` when `dnsPolicy` is None"]
+        );
+        assert_eq!(
+            got(json!({"dnsPolicy": "None", "dnsConfig": {"searches": ["a.b"]}})),
+            [
+                "spec.dnsConfig.nameservers: Required value: must provide at least one DNS nameserver when `dnsPolicy` is None"
+            ]
+        );
+        let sub = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+        assert_eq!(
+            got(json!({
+                "dnsConfig": {
+                    "nameservers": ["1.1.1.1", "010.0.0.1", "fe80::1", "not-an-ip"],
+                    "searches": ["svc.cluster.local.", "Bad_Domain"],
+                    "options": [{"name": "ndots", "value": "2"}, {"value": "1"}],
+                },
+                "readinessGates": [{"conditionType": "example.com/ready"}, {"conditionType": "bad gate"}],
+                "schedulingGates": [{"name": "wait"}, {"name": "wait"}],
+                "hostUsers": false, "hostPID": true,
+                "serviceAccountName": "Robot",
+                "hostname": "web.0",
+                "hostAliases": [{"ip": "10.0.0.256", "hostnames": ["ok.local", "NOT_OK"]}],
+                "priorityClassName": "High",
+                "preemptionPolicy": "Sometimes",
+            })),
+            [
+                "spec.dnsConfig.nameservers: Invalid value: []string{\"1.1.1.1\", \"010.0.0.1\", \"fe80::1\", \"not-an-ip\"}: must not have more than 3 nameservers".to_owned(),
+                "spec.dnsConfig.nameservers[3]: Invalid value: \"not-an-ip\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".to_owned(),
+                format!("spec.dnsConfig.searches[1]: Invalid value: \"Bad_Domain\": {sub}"),
+                "spec.dnsConfig.options[1]: Required value: must not be empty".to_owned(),
+                "spec.readinessGates[1].conditionType: Invalid value: \"bad gate\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".to_owned(),
+                "spec.schedulingGates[1]: Duplicate value: \"wait\"".to_owned(),
+                "spec.HostPID: Forbidden: when `pod.Spec.HostUsers` is false".to_owned(),
+                format!("spec.serviceAccountName: Invalid value: \"Robot\": {sub}"),
+                "spec.hostname: Invalid value: \"web.0\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".to_owned(),
+                "spec.hostAliases[0].ip: Invalid value: \"10.0.0.256\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".to_owned(),
+                format!("spec.hostAliases[0].hostnames[1]: Invalid value: \"NOT_OK\": {sub}"),
+                format!("spec.priorityClassName: Invalid value: \"High\": {sub}"),
+                "spec.preemptionPolicy: Unsupported value: \"Sometimes\": supported values: \"PreemptLowerPriority\", \"Never\"".to_owned(),
+            ]
+        );
+        // Host ports: taken twice across the containers (same protocol and host IP); each
+        // init container is checked alone, and reported at index 0 as upstream does.
+        let port = |n: i64, proto: &str, ip: &str| json!({"containerPort": 80, "hostPort": n, "protocol": proto, "hostIP": ip});
+        let mut obj = pod_of(
+            json!({"ports": [port(8080, "TCP", ""), port(8080, "UDP", ""), port(9090, "TCP", "")]}),
+            json!({
+                "initContainers": [
+                    {"name": "i0", "image": "i", "ports": [port(8080, "TCP", "")]},
+                    {"name": "i1", "image": "i", "ports": [port(7070, "TCP", "10.0.0.1"), port(7070, "TCP", "10.0.0.1")]},
+                ],
+            }),
+        );
+        obj["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "d", "image": "i", "ports": [port(9090, "TCP", ""), port(9090, "TCP", "10.0.0.2")]}));
+        check(
+            "",
+            "pods",
+            obj,
+            &[
+                "spec.containers[1].ports[0].hostPort: Duplicate value: \"TCP//9090\"",
+                "spec.initContainers[0].ports[1].hostPort: Duplicate value: \"TCP/10.0.0.1/7070\"",
+            ],
+        );
+        // What people write passes.
+        assert!(
+            got(json!({
+                "dnsPolicy": "None",
+                "dnsConfig": {"nameservers": ["10.96.0.10"], "searches": ["default.svc.cluster.local", "cluster.local."], "options": [{"name": "ndots", "value": "5"}]},
+                "readinessGates": [{"conditionType": "www.example.com/feature-1"}],
+                "hostname": "web-0", "subdomain": "web",
+                "hostAliases": [{"ip": "127.0.0.1", "hostnames": ["foo.local"]}, {"ip": "::1"}],
+                "priorityClassName": "system-node-critical", "preemptionPolicy": "Never",
+                "hostUsers": false,
+            }))
+            .is_empty()
+        );
+    }
 
     #[test]
     fn probes_and_lifecycle_hooks() {

@@ -1553,6 +1553,22 @@ fn invalid_objects_get_upstream_field_errors() {
     );
     not_found("deploy", "web");
 
+    // Two containers on one host port, and `dnsPolicy: None` with no nameserver.
+    let pod = c.file(
+        "hostports.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hp\nspec:\n  dnsPolicy: None\n  dnsConfig:\n    searches: [cluster.local]\n  containers:\n  - name: a\n    image: nginx\n    ports: [{containerPort: 80, hostPort: 8080}]\n  - name: b\n    image: nginx\n    ports: [{containerPort: 81, hostPort: 8080}]\n",
+    );
+    let out = c.fails(&["apply", "-f", &pod]);
+    has_lines(
+        &out,
+        &[
+            "The Pod \"hp\" is invalid: ",
+            "* spec.containers[1].ports[0].hostPort: Duplicate value: \"TCP//8080\"",
+            "* spec.dnsConfig.nameservers: Required value: must provide at least one DNS nameserver when `dnsPolicy` is None",
+        ],
+    );
+    not_found("pod", "hp");
+
     // An Ingress with a malformed wildcard host and a relative Prefix path; an autoscaler
     // whose range is upside down.
     let out = c.fails(&[
