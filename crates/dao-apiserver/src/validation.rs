@@ -9,12 +9,13 @@
 //!
 //! Pod specs (in Pods and every pod template) get upstream's checks of containers, probes and
 //! lifecycle hooks, env sources, security contexts, affinity terms, topology spread
-//! constraints, the common volume sources, host port conflicts, DNS config, readiness and
+//! constraints, the common volume sources (downward API and projected ones included),
+//! resource divisors, host port conflicts, DNS config, readiness and
 //! scheduling gates, host aliases and the names a pod spec refers to. Values upstream defaults (a probe's zero
 //! thresholds, an httpGet's scheme, a fieldRef's apiVersion) are taken as defaulted.
 //!
 //! Not covered (yet): the long tail of upstream's validation (the rarer volume sources,
-//! downward API and projected volume items, PDB specs, ...). An object that breaks only those rules
+//! PDB specs, ...). An object that breaks only those rules
 //! is stored as given.
 
 use serde_json::{Map, Value};
@@ -838,6 +839,158 @@ const RESOURCE_FIELD_PATHS: &[&str] = &[
     "requests.memory",
 ];
 
+/// The downward API fields a volume file may hold.
+const VOLUME_FIELD_PATHS: &[&str] = &[
+    "metadata.annotations",
+    "metadata.labels",
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+];
+
+/// A resourceFieldRef of an env var or (`volume`, which must name its container) of a
+/// downward API volume file.
+fn resource_field_ref(rf: &Value, volume: bool, path: &Path, out: &mut Vec<Cause>) {
+    let resource = str_of(rf, "resource");
+    if volume && str_of(rf, "containerName").is_empty() {
+        out.push(required(&path.child("containerName"), ""));
+    } else if resource.is_empty() {
+        out.push(required(&path.child("resource"), ""));
+    } else if !RESOURCE_FIELD_PATHS.contains(&resource)
+        && !resource.starts_with("requests.hugepages-")
+        && !resource.starts_with("limits.hugepages-")
+    {
+        out.push(not_supported(
+            &path.child("resource"),
+            resource,
+            RESOURCE_FIELD_PATHS,
+        ));
+    }
+    let Some(divisor) = rf.get("divisor").and_then(Value::as_str) else {
+        return;
+    };
+    let Some(canonical) = canonical_divisor(divisor) else {
+        return;
+    };
+    const MEMORY: &str = "1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei";
+    let (allowed, message): (&[&str], String) = match resource {
+        "limits.cpu" | "requests.cpu" => (
+            &["1m", "1"],
+            "only divisor's values 1m and 1 are supported with the cpu resource".into(),
+        ),
+        "limits.memory" | "requests.memory" => (
+            &MEMORY_DIVISORS,
+            format!("only divisor's values {MEMORY} are supported with the memory resource"),
+        ),
+        "limits.ephemeral-storage" | "requests.ephemeral-storage" => (
+            &MEMORY_DIVISORS,
+            format!(
+                "only divisor's values {MEMORY} are supported with the local ephemeral storage resource"
+            ),
+        ),
+        r if r.starts_with("requests.hugepages-") || r.starts_with("limits.hugepages-") => (
+            &MEMORY_DIVISORS,
+            format!("only divisor's values {MEMORY} are supported with the hugepages resource"),
+        ),
+        _ => return,
+    };
+    if canonical != "0" && !allowed.contains(&canonical.as_str()) {
+        out.push(invalid(&path.child("divisor"), &go_str(resource), &message));
+    }
+}
+
+const MEMORY_DIVISORS: [&str; 13] = [
+    "1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei",
+];
+
+/// A divisor quantity in the canonical form upstream compares (`1000m` is `1`, `1024Ki` is
+/// `1Mi`), as far as the allowed divisors go: powers of 1000 (from 1m) and of 1024 come out
+/// as `1` and a suffix, `0` as `0`, anything else as `other`. `None` for what is not a
+/// quantity (the decoder refuses those).
+fn canonical_divisor(q: &str) -> Option<String> {
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    let whole = whole.strip_prefix('+').unwrap_or(whole);
+    if whole.starts_with('-') || (whole.is_empty() && frac.is_empty()) {
+        return Some("other".into());
+    }
+    // digits × 10^exp10 × 1024^exp1024
+    let mut digits: u128 = 0;
+    for b in whole.bytes().chain(frac.bytes()) {
+        digits = digits.checked_mul(10)?.checked_add(u128::from(b - b'0'))?;
+    }
+    if digits == 0 {
+        return Some("0".into());
+    }
+    let mut exp10 = -(frac.len() as i32);
+    let binary = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    let decimal = [
+        ("n", -9),
+        ("u", -6),
+        ("m", -3),
+        ("", 0),
+        ("k", 3),
+        ("M", 6),
+        ("G", 9),
+        ("T", 12),
+        ("P", 15),
+        ("E", 18),
+    ];
+    // `1e3`: upstream keeps the exponent form, so only a plain 1 is an allowed divisor.
+    let exponent = suffix
+        .strip_prefix(['e', 'E'])
+        .filter(|e| !e.is_empty())
+        .and_then(|e| e.parse::<i32>().ok());
+    let exp1024 = match binary.iter().position(|s| *s == suffix) {
+        Some(i) => i as u32 + 1,
+        None => {
+            exp10 += match exponent {
+                Some(e) => e,
+                None => decimal.iter().find(|(s, _)| *s == suffix)?.1,
+            };
+            0
+        }
+    };
+    while digits.is_multiple_of(10) {
+        digits /= 10;
+        exp10 += 1;
+    }
+    if exponent.is_some() {
+        return Some(
+            if (digits, exp10) == (1, 0) {
+                "1"
+            } else {
+                "other"
+            }
+            .into(),
+        );
+    }
+    if exp1024 > 0 {
+        // Binary: a power of 1024 keeps its suffix; below 1024 upstream writes decimal.
+        if exp10 < 0 {
+            return Some("other".into());
+        }
+        let value = digits.checked_mul(10u128.checked_pow(exp10 as u32)?)?;
+        let value = value.checked_mul(1024u128.checked_pow(exp1024)?)?;
+        if let Some(j) = (1..=6).find(|j| 1024u128.pow(*j) == value) {
+            return Some(format!("1{}", binary[j as usize - 1]));
+        }
+        return Some(if value == 1 { "1" } else { "other" }.into());
+    }
+    if digits != 1 {
+        return Some("other".into());
+    }
+    Some(
+        decimal
+            .iter()
+            .find(|(_, e)| *e == exp10)
+            .map_or_else(|| "other".into(), |(s, _)| format!("1{s}")),
+    )
+}
+
 /// `metadata.labels['key']` split into its path and subscript.
 fn split_subscript(p: &str) -> Option<(&str, &str)> {
     let (head, sub) = p.strip_suffix("']")?.split_once("['")?;
@@ -875,7 +1028,9 @@ fn downward_field(api_version: &str, fp: &str) -> Result<String, String> {
     }
 }
 
-fn field_ref(fr: &Value, path: &Path, out: &mut Vec<Cause>) {
+/// A fieldRef of an env var (`supported`: [`ENV_FIELD_PATHS`]) or of a downward API volume
+/// file ([`VOLUME_FIELD_PATHS`]).
+fn field_ref(fr: &Value, supported: &[&str], path: &Path, out: &mut Vec<Cause>) {
     // Upstream defaults the apiVersion to v1.
     let api_version = match str_of(fr, "apiVersion") {
         "" => "v1",
@@ -900,11 +1055,11 @@ fn field_ref(fr: &Value, path: &Path, out: &mut Vec<Cause>) {
             Some(("metadata.labels", sub)) => each(path, sub, qualified_name(sub), out),
             Some((head, _)) => out.push(invalid(path, &go_str(head), "does not support subscript")),
             None => {
-                if !ENV_FIELD_PATHS.contains(&internal.as_str()) {
+                if !supported.contains(&internal.as_str()) {
                     out.push(not_supported(
                         &path.child("fieldPath"),
                         &internal,
-                        ENV_FIELD_PATHS,
+                        supported,
                     ));
                 }
             }
@@ -926,20 +1081,11 @@ fn env_value_from(e: &Value, path: &Path, out: &mut Vec<Cause>) {
     let mut sources = 0;
     if let Some(fr) = set(from, "fieldRef") {
         sources += 1;
-        field_ref(fr, &path.child("fieldRef"), out);
+        field_ref(fr, ENV_FIELD_PATHS, &path.child("fieldRef"), out);
     }
     if let Some(rf) = set(from, "resourceFieldRef") {
         sources += 1;
-        let rp = path.child("resourceFieldRef").child("resource");
-        let resource = str_of(rf, "resource");
-        if resource.is_empty() {
-            out.push(required(&rp, ""));
-        } else if !RESOURCE_FIELD_PATHS.contains(&resource)
-            && !resource.starts_with("requests.hugepages-")
-            && !resource.starts_with("limits.hugepages-")
-        {
-            out.push(not_supported(&rp, resource, RESOURCE_FIELD_PATHS));
-        }
+        resource_field_ref(rf, false, &path.child("resourceFieldRef"), out);
     }
     for key in ["configMapKeyRef", "secretKeyRef"] {
         if let Some(sel) = set(from, key) {
@@ -1557,23 +1703,129 @@ fn file_mode(v: &Value, key: &str, path: &Path, out: &mut Vec<Cause>) {
 /// The `items` of a secret or configMap volume.
 fn key_to_paths(src: &Value, path: &Path, out: &mut Vec<Cause>) {
     for (i, kp) in items(src, "items") {
-        let ip = path.child("items").index(i);
-        if str_of(kp, "key").is_empty() {
-            out.push(required(&ip.child("key"), ""));
+        key_to_path(kp, &path.child("items").index(i), out);
+    }
+}
+
+fn key_to_path(kp: &Value, ip: &Path, out: &mut Vec<Cause>) {
+    if str_of(kp, "key").is_empty() {
+        out.push(required(&ip.child("key"), ""));
+    }
+    let p = str_of(kp, "path");
+    if p.is_empty() {
+        out.push(required(&ip.child("path"), ""));
+    }
+    local_non_reserved_path(p, &ip.child("path"), out);
+    file_mode(kp, "mode", ip, out);
+}
+
+/// A path inside a volume that does not step out of it nor start with `..`.
+fn local_non_reserved_path(p: &str, path: &Path, out: &mut Vec<Cause>) {
+    local_descending_path(p, path, out);
+    if p.starts_with("..") && !p.starts_with("../") {
+        out.push(invalid(path, &go_str(p), "must not start with '..'"));
+    }
+}
+
+/// A file of a downward API volume or projection. Upstream reports each at the path of its
+/// list's parent, not at an index.
+fn downward_api_file(f: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let p = str_of(f, "path");
+    if p.is_empty() {
+        out.push(required(&path.child("path"), ""));
+    }
+    local_non_reserved_path(p, &path.child("path"), out);
+    match (set(f, "fieldRef"), set(f, "resourceFieldRef")) {
+        (Some(fr), rf) => {
+            field_ref(fr, VOLUME_FIELD_PATHS, &path.child("fieldRef"), out);
+            if rf.is_some() {
+                out.push(invalid(
+                    path,
+                    "\"resource\"",
+                    "fieldRef and resourceFieldRef can not be specified simultaneously",
+                ));
+            }
         }
-        let p = str_of(kp, "path");
-        if p.is_empty() {
-            out.push(required(&ip.child("path"), ""));
+        (None, Some(rf)) => resource_field_ref(rf, true, &path.child("resourceFieldRef"), out),
+        (None, None) => out.push(required(
+            path,
+            "one of fieldRef and resourceFieldRef is required",
+        )),
+    }
+    file_mode(f, "mode", path, out);
+}
+
+/// A projected volume's sources: one kind each, and no path given twice across them.
+fn projected_sources(src: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let mut paths: Vec<&str> = Vec::new();
+    for (i, source) in items(src, "sources") {
+        let sp = path.child("sources").index(i);
+        let mut kinds = 0;
+        for key in ["secret", "configMap"] {
+            let Some(s) = set(source, key) else { continue };
+            kinds += 1;
+            let kp = sp.child(key);
+            let name = str_of(s, "name");
+            if name.is_empty() {
+                out.push(required(&kp.child("name"), ""));
+            }
+            for (j, item) in items(s, "items") {
+                key_to_path(item, &kp.child("items").index(j), out);
+                let p = str_of(item, "path");
+                if !p.is_empty() {
+                    if paths.contains(&p) {
+                        out.push(invalid(path, &go_str(name), "conflicting duplicate paths"));
+                    } else {
+                        paths.push(p);
+                    }
+                }
+            }
         }
-        local_descending_path(p, &ip.child("path"), out);
-        if p.starts_with("..") && !p.starts_with("../") {
-            out.push(invalid(
-                &ip.child("path"),
-                &go_str(p),
-                "must not start with '..'",
-            ));
+        if let Some(d) = set(source, "downwardAPI") {
+            kinds += 1;
+            for (_, f) in items(d, "items") {
+                downward_api_file(f, &sp.child("downwardAPI"), out);
+                let p = str_of(f, "path");
+                if !p.is_empty() {
+                    if paths.contains(&p) {
+                        out.push(invalid(path, &go_str(p), "conflicting duplicate paths"));
+                    } else {
+                        paths.push(p);
+                    }
+                }
+            }
         }
-        file_mode(kp, "mode", &ip, out);
+        if let Some(t) = set(source, "serviceAccountToken") {
+            kinds += 1;
+            let ep = sp.child("serviceAccountToken").child("expirationSeconds");
+            // Upstream defaults the expiration to an hour.
+            let seconds = int_of(t, "expirationSeconds").unwrap_or(3600);
+            if seconds < 600 {
+                out.push(invalid(
+                    &ep,
+                    &seconds.to_string(),
+                    "may not specify a duration less than 10 minutes",
+                ));
+            }
+            if seconds > 1 << 32 {
+                out.push(invalid(
+                    &ep,
+                    &seconds.to_string(),
+                    "may not specify a duration larger than 2^32 seconds",
+                ));
+            }
+            // Upstream's path for the token's path is the volume's, not the source's.
+            match str_of(t, "path") {
+                "" => out.push(required(&path.child("path"), "")),
+                p => local_non_reserved_path(p, &path.child("path"), out),
+            }
+        }
+        if set(source, "clusterTrustBundle").is_some() {
+            kinds += 1;
+        }
+        if kinds > 1 {
+            out.push(forbidden(&sp, "may not specify more than 1 volume type"));
+        }
     }
 }
 
@@ -1626,6 +1878,16 @@ fn volume_source(v: &Value, vp: &Path, out: &mut Vec<Cause>) {
                 }
                 file_mode(src, "defaultMode", &sp, out);
                 key_to_paths(src, &sp, out);
+            }
+            "downwardAPI" => {
+                file_mode(src, "defaultMode", &sp, out);
+                for (_, f) in items(src, "items") {
+                    downward_api_file(f, &sp, out);
+                }
+            }
+            "projected" => {
+                file_mode(src, "defaultMode", &sp, out);
+                projected_sources(src, &sp, out);
             }
             "persistentVolumeClaim" if str_of(src, "claimName").is_empty() => {
                 out.push(required(&sp.child("claimName"), ""));
@@ -4236,6 +4498,105 @@ mod tests {
             }))
             .is_empty()
         );
+    }
+
+    #[test]
+    fn downward_api_and_projected_volumes_and_divisors_follow_upstream() {
+        let with =
+            |volumes: Value, env: Value| pod_of(json!({"env": env}), json!({"volumes": volumes}));
+        let v = "spec.volumes";
+        check(
+            "",
+            "pods",
+            with(
+                json!([
+                    {"name": "info", "downwardAPI": {"defaultMode": 1000, "items": [
+                        {"path": "../up", "fieldRef": {"fieldPath": "spec.nodeName"}},
+                        {"path": "both", "fieldRef": {"fieldPath": "metadata.name"}, "resourceFieldRef": {"resource": "limits.cpu"}},
+                        {"path": "none"},
+                        {"path": "mem", "resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+                        {"path": "cpu", "resourceFieldRef": {"containerName": "c", "resource": "limits.cpu", "divisor": "10m"}},
+                    ]}},
+                    {"name": "all", "projected": {"sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 60, "path": "/token"}},
+                        {"configMap": {"name": "cm", "items": [{"key": "a", "path": "same"}]}, "secret": {"name": "s"}},
+                        {"secret": {"name": "s", "items": [{"key": "b", "path": "same"}]}},
+                        {"downwardAPI": {"items": [{"path": "same", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                    ]}},
+                ]),
+                json!([
+                    {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "requests.memory", "divisor": "1000Ki"}}},
+                    {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1000m"}}},
+                ]),
+            ),
+            &[
+                &format!(
+                    "{v}[0].downwardAPI.defaultMode: Invalid value: 1000: must be a number between 0 and 0777 (octal), both inclusive"
+                ),
+                &format!(
+                    "{v}[0].downwardAPI.path: Invalid value: \"../up\": must not contain '..'"
+                ),
+                &format!(
+                    "{v}[0].downwardAPI.fieldRef.fieldPath: Unsupported value: \"spec.nodeName\": supported values: \"metadata.annotations\", \"metadata.labels\", \"metadata.name\", \"metadata.namespace\", \"metadata.uid\""
+                ),
+                &format!(
+                    "{v}[0].downwardAPI: Invalid value: \"resource\": fieldRef and resourceFieldRef can not be specified simultaneously"
+                ),
+                &format!(
+                    "{v}[0].downwardAPI: Required value: one of fieldRef and resourceFieldRef is required"
+                ),
+                &format!("{v}[0].downwardAPI.resourceFieldRef.containerName: Required value"),
+                &format!(
+                    "{v}[0].downwardAPI.resourceFieldRef.divisor: Invalid value: \"limits.cpu\": only divisor's values 1m and 1 are supported with the cpu resource"
+                ),
+                &format!(
+                    "{v}[1].projected.sources[0].serviceAccountToken.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"
+                ),
+                &format!(
+                    "{v}[1].projected.path: Invalid value: \"/token\": must be a relative path"
+                ),
+                &format!(
+                    "{v}[1].projected.sources[1]: Forbidden: may not specify more than 1 volume type"
+                ),
+                &format!("{v}[1].projected: Invalid value: \"s\": conflicting duplicate paths"),
+                &format!("{v}[1].projected: Invalid value: \"same\": conflicting duplicate paths"),
+                "spec.containers[0].env[0].valueFrom.resourceFieldRef.divisor: Invalid value: \"requests.memory\": only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the memory resource",
+            ],
+        );
+        // What ServiceAccount admission adds, and divisors as people write them, pass.
+        check(
+            "",
+            "pods",
+            with(
+                json!([{"name": "kube-api-access-x", "projected": {"defaultMode": 420, "sources": [
+                    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+                ]}}, {"name": "info", "downwardAPI": {"items": [
+                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                    {"path": "mem", "resourceFieldRef": {"containerName": "c", "resource": "limits.memory", "divisor": "1Mi"}},
+                ]}}]),
+                json!([
+                    {"name": "A", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}},
+                    {"name": "B", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1024Ki"}}},
+                    {"name": "C", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "0"}}},
+                    {"name": "D", "valueFrom": {"resourceFieldRef": {"resource": "limits.ephemeral-storage", "divisor": "1G"}}},
+                ]),
+            ),
+            &[],
+        );
+        for (q, want) in [
+            ("1000m", "1"),
+            ("0.001", "1m"),
+            ("1024Ki", "1Mi"),
+            ("1000", "1k"),
+            ("1e3", "other"),
+            ("2", "other"),
+            ("512Ki", "other"),
+            ("0", "0"),
+        ] {
+            assert_eq!(canonical_divisor(q).as_deref(), Some(want), "{q}");
+        }
     }
 
     #[test]

@@ -1569,6 +1569,24 @@ fn invalid_objects_get_upstream_field_errors() {
     );
     not_found("pod", "hp");
 
+    // A token that expires within ten minutes, a downward API file of a spec field and a
+    // divisor the memory resource does not take.
+    let pod = c.file(
+        "volumes.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: vol\nspec:\n  containers:\n  - name: a\n    image: nginx\n    env:\n    - name: MEM\n      valueFrom:\n        resourceFieldRef: {resource: limits.memory, divisor: 3Mi}\n  volumes:\n  - name: token\n    projected:\n      sources:\n      - serviceAccountToken: {path: token, expirationSeconds: 60}\n  - name: info\n    downwardAPI:\n      items:\n      - path: node\n        fieldRef: {fieldPath: spec.nodeName}\n",
+    );
+    let out = c.fails(&["apply", "-f", &pod]);
+    has_lines(
+        &out,
+        &[
+            "The Pod \"vol\" is invalid: ",
+            "* spec.volumes[0].projected.sources[0].serviceAccountToken.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes",
+            "* spec.volumes[1].downwardAPI.fieldRef.fieldPath: Unsupported value: \"spec.nodeName\": supported values: \"metadata.annotations\", \"metadata.labels\", \"metadata.name\", \"metadata.namespace\", \"metadata.uid\"",
+            "* spec.containers[0].env[0].valueFrom.resourceFieldRef.divisor: Invalid value: \"limits.memory\": only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the memory resource",
+        ],
+    );
+    not_found("pod", "vol");
+
     // An Ingress with a malformed wildcard host and a relative Prefix path; an autoscaler
     // whose range is upside down.
     let out = c.fails(&[
