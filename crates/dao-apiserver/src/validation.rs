@@ -10,13 +10,13 @@
 //! Pod specs (in Pods and every pod template) get upstream's checks of containers, probes and
 //! lifecycle hooks, env sources, security contexts, affinity terms, topology spread
 //! constraints, the common volume sources (downward API and projected ones included),
-//! resource divisors, host port conflicts, DNS config, readiness and
-//! scheduling gates, host aliases and the names a pod spec refers to. Values upstream defaults (a probe's zero
-//! thresholds, an httpGet's scheme, a fieldRef's apiVersion) are taken as defaulted.
+//! resource divisors, host port conflicts, DNS config, readiness and scheduling gates, host
+//! aliases and the names a pod spec refers to. Values upstream defaults (a probe's zero
+//! thresholds, an httpGet's scheme, a fieldRef's apiVersion, a token's expiry) are taken as
+//! defaulted.
 //!
-//! Not covered (yet): the long tail of upstream's validation (the rarer volume sources,
-//! PDB specs, ...). An object that breaks only those rules
-//! is stored as given.
+//! Not covered (yet): the long tail of upstream's validation (the rarer volume sources, PDB
+//! specs, ...). An object that breaks only those rules is stored as given.
 
 use serde_json::{Map, Value};
 
