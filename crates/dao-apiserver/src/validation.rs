@@ -15,8 +15,9 @@
 //! thresholds, an httpGet's scheme, a fieldRef's apiVersion, a token's expiry) are taken as
 //! defaulted.
 //!
-//! Not covered (yet): the long tail of upstream's validation (the rarer volume sources, PDB
-//! specs, ...). An object that breaks only those rules is stored as given.
+//! Not covered (yet): the long tail of upstream's validation (the rarer volume sources, the
+//! kinds `validate` does not list, ...). An object that breaks only those rules is stored as
+//! given.
 
 use serde_json::{Map, Value};
 
@@ -2739,6 +2740,43 @@ fn not_more_than_100_percent(v: &Value, path: &Path, out: &mut Vec<Cause>) {
     }
 }
 
+fn pod_disruption_budget(spec: &Value, out: &mut Vec<Cause>) {
+    let path = Path::root("spec");
+    let min = set(spec, "minAvailable");
+    let max = set(spec, "maxUnavailable");
+    if min.is_some() && max.is_some() {
+        // Go's `%#v` of the spec: its pointers' addresses differ from run to run.
+        let field = |key: &str, ty: &str| go_pointer(ty, has(spec, key));
+        out.push(invalid(
+            &path,
+            &format!(
+                "policy.PodDisruptionBudgetSpec{{MinAvailable:{}, Selector:{}, MaxUnavailable:{}, UnhealthyPodEvictionPolicy:{}}}",
+                field("minAvailable", "intstr.IntOrString"),
+                field("selector", "v1.LabelSelector"),
+                field("maxUnavailable", "intstr.IntOrString"),
+                field("unhealthyPodEvictionPolicy", "policy.UnhealthyPodEvictionPolicyType"),
+            ),
+            "minAvailable and maxUnavailable cannot be both set",
+        ));
+    }
+    for (key, v) in [("minAvailable", min), ("maxUnavailable", max)] {
+        if let Some(v) = v {
+            positive_int_or_percent(v, &path.child(key), out);
+            not_more_than_100_percent(v, &path.child(key), out);
+        }
+    }
+    if let Some(sel) = set(spec, "selector") {
+        label_selector(sel, &path.child("selector"), out);
+    }
+    one_of(
+        spec,
+        "unhealthyPodEvictionPolicy",
+        &path.child("unhealthyPodEvictionPolicy"),
+        &["AlwaysAllow", "IfHealthyBudget"],
+        out,
+    );
+}
+
 fn deployment(spec: &Value, out: &mut Vec<Cause>) {
     let path = Path::root("spec");
     non_negative(&spec["replicas"], &path.child("replicas"), out);
@@ -3675,6 +3713,7 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
         ("autoscaling", "HorizontalPodAutoscaler") => {
             horizontal_pod_autoscaler(spec, res.version == "v2", &mut out)
         }
+        ("policy", "PodDisruptionBudget") => pod_disruption_budget(spec, &mut out),
         _ => {}
     }
     out
@@ -4597,6 +4636,39 @@ mod tests {
         ] {
             assert_eq!(canonical_divisor(q).as_deref(), Some(want), "{q}");
         }
+    }
+
+    #[test]
+    fn pod_disruption_budgets_follow_upstream() {
+        let pdb = |spec: Value| json!({"metadata": {"name": "b"}, "spec": spec});
+        check(
+            "policy",
+            "poddisruptionbudgets",
+            pdb(
+                json!({"minAvailable": 1, "maxUnavailable": "150%", "selector": {"matchLabels": {"app": "bad value!"}},
+                "unhealthyPodEvictionPolicy": "Never"}),
+            ),
+            &[
+                "spec: Invalid value: policy.PodDisruptionBudgetSpec{MinAvailable:(*intstr.IntOrString)(0xc000000000), Selector:(*v1.LabelSelector)(0xc000000000), MaxUnavailable:(*intstr.IntOrString)(0xc000000000), UnhealthyPodEvictionPolicy:(*policy.UnhealthyPodEvictionPolicyType)(0xc000000000)}: minAvailable and maxUnavailable cannot be both set",
+                "spec.maxUnavailable: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:\"150%\"}: must not be greater than 100%",
+                "spec.selector.matchLabels: Invalid value: \"bad value!\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+                "spec.unhealthyPodEvictionPolicy: Unsupported value: \"Never\": supported values: \"AlwaysAllow\", \"IfHealthyBudget\"",
+            ],
+        );
+        check(
+            "policy",
+            "poddisruptionbudgets",
+            pdb(json!({"minAvailable": -1})),
+            &["spec.minAvailable: Invalid value: -1: must be greater than or equal to 0"],
+        );
+        check(
+            "policy",
+            "poddisruptionbudgets",
+            pdb(
+                json!({"maxUnavailable": "25%", "selector": {"matchLabels": {"app": "web"}}, "unhealthyPodEvictionPolicy": "AlwaysAllow"}),
+            ),
+            &[],
+        );
     }
 
     #[test]

@@ -1587,6 +1587,18 @@ fn invalid_objects_get_upstream_field_errors() {
     );
     not_found("pod", "vol");
 
+    // A disruption budget that asks for more than all of its pods.
+    let pdb = c.file(
+        "pdb.yaml",
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: budget\nspec:\n  minAvailable: 150%\n  selector:\n    matchLabels: {app: web}\n",
+    );
+    let out = c.fails(&["apply", "-f", &pdb]);
+    assert_eq!(
+        out,
+        "The PodDisruptionBudget \"budget\" is invalid: spec.minAvailable: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:\"150%\"}: must not be greater than 100%\n"
+    );
+    not_found("pdb", "budget");
+
     // An Ingress with a malformed wildcard host and a relative Prefix path; an autoscaler
     // whose range is upside down.
     let out = c.fails(&[
