@@ -2740,6 +2740,67 @@ fn not_more_than_100_percent(v: &Value, path: &Path, out: &mut Vec<Cause>) {
     }
 }
 
+const ACCESS_MODES: &[&str] = &[
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOnce",
+    "ReadWriteOncePod",
+];
+
+fn persistent_volume_claim_spec(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let modes: Vec<&str> = spec
+        .get("accessModes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|m| m.as_str().unwrap_or_default())
+        .collect();
+    let mp = path.child("accessModes");
+    if modes.is_empty() {
+        out.push(required(&mp, "at least 1 access mode is required"));
+    }
+    if let Some(sel) = set(spec, "selector") {
+        label_selector(sel, &path.child("selector"), out);
+    }
+    for mode in &modes {
+        if !ACCESS_MODES.contains(mode) {
+            out.push(not_supported(&mp, mode, ACCESS_MODES));
+        }
+    }
+    if modes.contains(&"ReadWriteOncePod")
+        && modes
+            .iter()
+            .any(|m| *m != "ReadWriteOncePod" && ACCESS_MODES.contains(m))
+    {
+        out.push(forbidden(
+            &mp,
+            "may not use ReadWriteOncePod with other access modes",
+        ));
+    }
+    let sp = path.child("resources").key("storage");
+    match spec
+        .pointer("/resources/requests/storage")
+        .and_then(Value::as_str)
+    {
+        None => out.push(required(&sp, "")),
+        Some(q) => {
+            if quantity_value(q).is_some_and(|n| n <= 0.0) {
+                out.push(invalid(&sp, &go_str(q), "must be greater than zero"));
+            }
+        }
+    }
+    name_if_set(spec, "storageClassName", dns1123_subdomain, path, out);
+    if let Some(mode) = spec.get("volumeMode").and_then(Value::as_str)
+        && !matches!(mode, "Block" | "Filesystem")
+    {
+        out.push(not_supported(
+            &path.child("volumeMode"),
+            mode,
+            &["Block", "Filesystem"],
+        ));
+    }
+}
+
 fn pod_disruption_budget(spec: &Value, out: &mut Vec<Cause>) {
     let path = Path::root("spec");
     let min = set(spec, "minAvailable");
@@ -3714,6 +3775,9 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
             horizontal_pod_autoscaler(spec, res.version == "v2", &mut out)
         }
         ("policy", "PodDisruptionBudget") => pod_disruption_budget(spec, &mut out),
+        ("", "PersistentVolumeClaim") => {
+            persistent_volume_claim_spec(spec, &Path::root("spec"), &mut out)
+        }
         _ => {}
     }
     out
@@ -4636,6 +4700,43 @@ mod tests {
         ] {
             assert_eq!(canonical_divisor(q).as_deref(), Some(want), "{q}");
         }
+    }
+
+    #[test]
+    fn persistent_volume_claims_follow_upstream() {
+        let pvc = |spec: Value| json!({"metadata": {"name": "data"}, "spec": spec});
+        check(
+            "",
+            "persistentvolumeclaims",
+            pvc(json!({"resources": {"requests": {}}})),
+            &[
+                "spec.accessModes: Required value: at least 1 access mode is required",
+                "spec.resources[storage]: Required value",
+            ],
+        );
+        check(
+            "",
+            "persistentvolumeclaims",
+            pvc(
+                json!({"accessModes": ["ReadWriteOncePod", "ReadWriteOnce", "WriteOnly"], "resources": {"requests": {"storage": "0"}},
+                "storageClassName": "Fast", "volumeMode": "Raw"}),
+            ),
+            &[
+                "spec.accessModes: Unsupported value: \"WriteOnly\": supported values: \"ReadOnlyMany\", \"ReadWriteMany\", \"ReadWriteOnce\", \"ReadWriteOncePod\"",
+                "spec.accessModes: Forbidden: may not use ReadWriteOncePod with other access modes",
+                "spec.resources[storage]: Invalid value: \"0\": must be greater than zero",
+                "spec.storageClassName: Invalid value: \"Fast\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+                "spec.volumeMode: Unsupported value: \"Raw\": supported values: \"Block\", \"Filesystem\"",
+            ],
+        );
+        check(
+            "",
+            "persistentvolumeclaims",
+            pvc(
+                json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": "standard"}),
+            ),
+            &[],
+        );
     }
 
     #[test]

@@ -1599,6 +1599,18 @@ fn invalid_objects_get_upstream_field_errors() {
     );
     not_found("pdb", "budget");
 
+    // A claim that asks for no storage.
+    let pvc = c.file(
+        "pvc.yaml",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {}}\n",
+    );
+    let out = c.fails(&["apply", "-f", &pvc]);
+    assert_eq!(
+        out,
+        "The PersistentVolumeClaim \"data\" is invalid: spec.resources[storage]: Required value\n"
+    );
+    not_found("pvc", "data");
+
     // An Ingress with a malformed wildcard host and a relative Prefix path; an autoscaler
     // whose range is upside down.
     let out = c.fails(&[
