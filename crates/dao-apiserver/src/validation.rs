@@ -2412,19 +2412,68 @@ fn name_if_set(
 
 const IP_MSG: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
 
-/// An IP address as upstream's legacy fields take it: IPv4 octets may carry leading zeros.
 fn ip_ok(s: &str) -> bool {
-    if s.parse::<std::net::IpAddr>().is_ok() {
-        return true;
-    }
-    let parts: Vec<&str> = s.split('.').collect();
-    parts.len() == 4
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.bytes().all(|b| b.is_ascii_digit())
-                && p.parse::<u32>().is_ok_and(|n| n <= 255)
-        })
+    parse_ip(s).is_some()
 }
+
+/// An IP address as upstream's legacy fields take it: IPv4 octets may carry leading zeros.
+fn parse_ip(s: &str) -> Option<std::net::IpAddr> {
+    if let Ok(ip) = s.parse() {
+        return Some(ip);
+    }
+    let mut octets = [0u8; 4];
+    let mut parts = s.split('.');
+    for octet in &mut octets {
+        let p = parts.next()?;
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *octet = u8::try_from(p.parse::<u32>().ok()?).ok()?;
+    }
+    parts
+        .next()
+        .is_none()
+        .then_some(std::net::IpAddr::from(octets))
+}
+
+/// A CIDR as upstream's legacy fields take it (leading zeros allowed): its network address,
+/// bits beyond the prefix cleared, and the prefix length.
+fn parse_cidr(s: &str) -> Option<(std::net::IpAddr, u32)> {
+    let (ip, len) = s.split_once('/')?;
+    if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let len: u32 = len.parse().ok()?;
+    Some(match parse_ip(ip)? {
+        std::net::IpAddr::V4(a) if len <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            (std::net::Ipv4Addr::from(u32::from(a) & mask).into(), len)
+        }
+        std::net::IpAddr::V6(a) if len <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            (std::net::Ipv6Addr::from(u128::from(a) & mask).into(), len)
+        }
+        _ => return None,
+    })
+}
+
+/// Whether `inner` lies inside the network `outer`.
+fn cidr_contains(outer: (std::net::IpAddr, u32), ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr::{V4, V6};
+    match (outer.0, ip) {
+        (V4(net), V4(a)) => {
+            let mask = u32::MAX.checked_shl(32 - outer.1).unwrap_or(0);
+            u32::from(a) & mask == u32::from(net)
+        }
+        (V6(net), V6(a)) => {
+            let mask = u128::MAX.checked_shl(128 - outer.1).unwrap_or(0);
+            u128::from(a) & mask == u128::from(net)
+        }
+        _ => false,
+    }
+}
+
+const CIDR_MSG: &str = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)";
 
 const MAX_DNS_NAMESERVERS: usize = 3;
 const MAX_DNS_SEARCH_PATHS: usize = 32;
@@ -2737,6 +2786,150 @@ fn not_more_than_100_percent(v: &Value, path: &Path, out: &mut Vec<Cause>) {
             &go_int_or_string(v),
             "must not be greater than 100%",
         ));
+    }
+}
+
+fn network_policy(spec: &Value, out: &mut Vec<Cause>) {
+    let path = Path::root("spec");
+    label_selector(&spec["podSelector"], &path.child("podSelector"), out);
+    for (rules, peers) in [("ingress", "from"), ("egress", "to")] {
+        for (i, rule) in items(spec, rules) {
+            let rp = path.child(rules).index(i);
+            for (j, port) in items(rule, "ports") {
+                network_policy_port(port, &rp.child("ports").index(j), out);
+            }
+            for (j, peer) in items(rule, peers) {
+                network_policy_peer(peer, &rp.child(peers).index(j), out);
+            }
+        }
+    }
+    let types: Vec<&Value> = items(spec, "policyTypes").map(|(_, t)| t).collect();
+    let tp = path.child("policyTypes");
+    if types.len() > 2 {
+        out.push(invalid(
+            &tp,
+            &go_string_slice(spec.get("policyTypes")).replacen(
+                "[]string",
+                "[]networking.PolicyType",
+                1,
+            ),
+            "may not specify more than two policyTypes",
+        ));
+        return;
+    }
+    for (i, t) in types.iter().enumerate() {
+        let t = t.as_str().unwrap_or_default();
+        if !matches!(t, "Ingress" | "Egress") {
+            out.push(not_supported(&tp.index(i), t, &["Ingress", "Egress"]));
+        }
+    }
+}
+
+fn network_policy_port(port: &Value, path: &Path, out: &mut Vec<Cause>) {
+    if let Some(p) = port.get("protocol").and_then(Value::as_str)
+        && !matches!(p, "TCP" | "UDP" | "SCTP")
+    {
+        out.push(not_supported(
+            &path.child("protocol"),
+            p,
+            &["TCP", "UDP", "SCTP"],
+        ));
+    }
+    let ep = path.child("endPort");
+    let end = int_of(port, "endPort");
+    match set(port, "port") {
+        Some(Value::String(name)) => {
+            if let Some(end) = end {
+                out.push(invalid(
+                    &ep,
+                    &end.to_string(),
+                    "may not be specified when `port` is non-numeric",
+                ));
+            }
+            each(&path.child("port"), name, port_name(name), out);
+        }
+        Some(p) => {
+            let n = p.as_i64().unwrap_or(0);
+            port_number(n, &path.child("port"), out);
+            if let Some(end) = end {
+                if end < n {
+                    // Upstream shows the port, not the end port.
+                    out.push(invalid(
+                        &ep,
+                        &n.to_string(),
+                        "must be greater than or equal to `port`",
+                    ));
+                }
+                port_number(end, &ep, out);
+            }
+        }
+        None => {
+            if let Some(end) = end {
+                out.push(invalid(
+                    &ep,
+                    &end.to_string(),
+                    "may not be specified when `port` is not specified",
+                ));
+            }
+        }
+    }
+}
+
+fn network_policy_peer(peer: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let mut peers = 0;
+    for key in ["podSelector", "namespaceSelector"] {
+        if let Some(sel) = set(peer, key) {
+            peers += 1;
+            label_selector(sel, &path.child(key), out);
+        }
+    }
+    let block = set(peer, "ipBlock");
+    if let Some(b) = block {
+        peers += 1;
+        ip_block(b, &path.child("ipBlock"), out);
+    }
+    if peers == 0 {
+        out.push(required(path, "must specify a peer"));
+    } else if peers > 1 && block.is_some() {
+        out.push(forbidden(
+            path,
+            "may not specify both ipBlock and another peer",
+        ));
+    }
+}
+
+fn ip_block(b: &Value, path: &Path, out: &mut Vec<Cause>) {
+    let cidr = str_of(b, "cidr");
+    let cp = path.child("cidr");
+    if cidr.is_empty() {
+        out.push(required(&cp, ""));
+        return;
+    }
+    let Some(net) = parse_cidr(cidr) else {
+        out.push(invalid(&cp, &go_str(cidr), CIDR_MSG));
+        return;
+    };
+    for (i, e) in b
+        .get("except")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let e = e.as_str().unwrap_or_default();
+        let xp = path.child("except").index(i);
+        match parse_cidr(e) {
+            None => out.push(invalid(&xp, &go_str(e), CIDR_MSG)),
+            Some(except) => {
+                if !cidr_contains(net, except.0) || net.1 >= except.1 {
+                    out.push(invalid(
+                        &xp,
+                        &go_str(e),
+                        "must be a strict subset of `cidr`",
+                    ));
+                }
+            }
+        }
     }
 }
 
@@ -3775,6 +3968,7 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
             horizontal_pod_autoscaler(spec, res.version == "v2", &mut out)
         }
         ("policy", "PodDisruptionBudget") => pod_disruption_budget(spec, &mut out),
+        ("networking.k8s.io", "NetworkPolicy") => network_policy(spec, &mut out),
         ("", "PersistentVolumeClaim") => {
             persistent_volume_claim_spec(spec, &Path::root("spec"), &mut out)
         }
@@ -4735,6 +4929,51 @@ mod tests {
             pvc(
                 json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": "standard"}),
             ),
+            &[],
+        );
+    }
+
+    #[test]
+    fn network_policies_follow_upstream() {
+        let np = |spec: Value| json!({"metadata": {"name": "np"}, "spec": spec});
+        check(
+            "networking.k8s.io",
+            "networkpolicies",
+            np(json!({
+                "podSelector": {"matchLabels": {"app": "web"}},
+                "ingress": [{
+                    "ports": [{"protocol": "ICMP", "port": 80}, {"port": 8000, "endPort": 7000}, {"port": "http", "endPort": 90}, {"endPort": 90}, {"port": 0}],
+                    "from": [{}, {"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}, {"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.0.0/16", "192.168.0.0/24", "10.1.0.0/33"]}}, {"ipBlock": {"cidr": "10.0.0.0"}}],
+                }],
+                "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"team": "a b"}}}]}],
+                "policyTypes": ["Ingress", "Sideways"],
+            })),
+            &[
+                "spec.ingress[0].ports[0].protocol: Unsupported value: \"ICMP\": supported values: \"TCP\", \"UDP\", \"SCTP\"",
+                "spec.ingress[0].ports[1].endPort: Invalid value: 8000: must be greater than or equal to `port`",
+                "spec.ingress[0].ports[2].endPort: Invalid value: 90: may not be specified when `port` is non-numeric",
+                "spec.ingress[0].ports[3].endPort: Invalid value: 90: may not be specified when `port` is not specified",
+                "spec.ingress[0].ports[4].port: Invalid value: 0: must be between 1 and 65535, inclusive",
+                "spec.ingress[0].from[0]: Required value: must specify a peer",
+                "spec.ingress[0].from[1]: Forbidden: may not specify both ipBlock and another peer",
+                "spec.ingress[0].from[2].ipBlock.except[0]: Invalid value: \"10.0.0.0/16\": must be a strict subset of `cidr`",
+                "spec.ingress[0].from[2].ipBlock.except[1]: Invalid value: \"192.168.0.0/24\": must be a strict subset of `cidr`",
+                "spec.ingress[0].from[2].ipBlock.except[2]: Invalid value: \"10.1.0.0/33\": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+                "spec.ingress[0].from[3].ipBlock.cidr: Invalid value: \"10.0.0.0\": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+                "spec.egress[0].to[0].namespaceSelector.matchLabels: Invalid value: \"a b\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+                "spec.policyTypes[1]: Unsupported value: \"Sideways\": supported values: \"Ingress\", \"Egress\"",
+            ],
+        );
+        check(
+            "networking.k8s.io",
+            "networkpolicies",
+            np(json!({
+                "podSelector": {},
+                "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}, "namespaceSelector": {}}, {"ipBlock": {"cidr": "172.17.0.0/16", "except": ["172.17.1.0/24"]}}],
+                    "ports": [{"protocol": "TCP", "port": 6379}, {"port": 32000, "endPort": 32768}, {"port": "metrics"}]}],
+                "egress": [{"to": [{"ipBlock": {"cidr": "2001:db8::/32", "except": ["2001:db8:1::/48"]}}]}],
+                "policyTypes": ["Ingress", "Egress"],
+            })),
             &[],
         );
     }

@@ -1611,6 +1611,18 @@ fn invalid_objects_get_upstream_field_errors() {
     );
     not_found("pvc", "data");
 
+    // A network policy peer that mixes an ipBlock with a pod selector.
+    let np = c.file(
+        "np.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: np\nspec:\n  podSelector: {}\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/8}\n      podSelector: {}\n",
+    );
+    let out = c.fails(&["apply", "-f", &np]);
+    assert_eq!(
+        out,
+        "The NetworkPolicy \"np\" is invalid: spec.ingress[0].from[0]: Forbidden: may not specify both ipBlock and another peer\n"
+    );
+    not_found("networkpolicy", "np");
+
     // An Ingress with a malformed wildcard host and a relative Prefix path; an autoscaler
     // whose range is upside down.
     let out = c.fails(&[
