@@ -1756,6 +1756,25 @@ fn downward_api_file(f: &Value, path: &Path, out: &mut Vec<Cause>) {
     file_mode(f, "mode", path, out);
 }
 
+/// A projected file's path `p`, which no other source of the volume may take; upstream's error
+/// shows `shown` (the source's name for secrets and config maps, the path for the rest).
+fn claim_path<'a>(
+    paths: &mut Vec<&'a str>,
+    p: &'a str,
+    shown: &str,
+    path: &Path,
+    out: &mut Vec<Cause>,
+) {
+    if p.is_empty() {
+        return;
+    }
+    if paths.contains(&p) {
+        out.push(invalid(path, &go_str(shown), "conflicting duplicate paths"));
+    } else {
+        paths.push(p);
+    }
+}
+
 /// A projected volume's sources: one kind each, and no path given twice across them.
 fn projected_sources(src: &Value, path: &Path, out: &mut Vec<Cause>) {
     let mut paths: Vec<&str> = Vec::new();
@@ -1772,14 +1791,7 @@ fn projected_sources(src: &Value, path: &Path, out: &mut Vec<Cause>) {
             }
             for (j, item) in items(s, "items") {
                 key_to_path(item, &kp.child("items").index(j), out);
-                let p = str_of(item, "path");
-                if !p.is_empty() {
-                    if paths.contains(&p) {
-                        out.push(invalid(path, &go_str(name), "conflicting duplicate paths"));
-                    } else {
-                        paths.push(p);
-                    }
-                }
+                claim_path(&mut paths, str_of(item, "path"), name, path, out);
             }
         }
         if let Some(d) = set(source, "downwardAPI") {
@@ -1787,13 +1799,7 @@ fn projected_sources(src: &Value, path: &Path, out: &mut Vec<Cause>) {
             for (_, f) in items(d, "items") {
                 downward_api_file(f, &sp.child("downwardAPI"), out);
                 let p = str_of(f, "path");
-                if !p.is_empty() {
-                    if paths.contains(&p) {
-                        out.push(invalid(path, &go_str(p), "conflicting duplicate paths"));
-                    } else {
-                        paths.push(p);
-                    }
-                }
+                claim_path(&mut paths, p, p, path, out);
             }
         }
         if let Some(t) = set(source, "serviceAccountToken") {
