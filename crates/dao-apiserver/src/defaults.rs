@@ -1,6 +1,6 @@
 //! Upstream's defaulting for the workload kinds: the fields the server fills in when a
 //! client leaves them out (a Deployment's strategy and revisionHistoryLimit, a container's
-//! imagePullPolicy, a pod's restartPolicy, ...). Applied on create and on update, so that an
+//! imagePullPolicy, a pod's restartPolicy, an RBAC binding's API groups, ...). Applied on create and on update, so that an
 //! update that drops a defaulted field gets it back, as upstream does.
 
 use serde_json::{Value, json};
@@ -229,6 +229,26 @@ pub fn apply(res: &Resource, obj: &mut Value) {
         ("batch", "Job") => {
             job_spec(&mut obj["spec"]);
         }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            // The roleRef's group, and each user's and group's, is RBAC's unless given.
+            if obj["roleRef"].is_object() {
+                default_field(&mut obj["roleRef"], "apiGroup", json!(RBAC_GROUP));
+            }
+            for subject in obj
+                .get_mut("subjects")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                let empty = subject
+                    .get("apiGroup")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty);
+                if empty && matches!(subject["kind"].as_str(), Some("User" | "Group")) {
+                    subject["apiGroup"] = json!(RBAC_GROUP);
+                }
+            }
+        }
         ("batch", "CronJob") => {
             let spec = &mut obj["spec"];
             default_field(spec, "concurrencyPolicy", json!("Allow"));
@@ -242,6 +262,8 @@ pub fn apply(res: &Resource, obj: &mut Value) {
         _ => {}
     }
 }
+
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
 /// What upstream's create strategies and default admission plugins add to a new object, once
 /// its uid is known: a Job's generated selector and pod labels; a Pod's QoS class, priority and

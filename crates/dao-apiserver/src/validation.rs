@@ -2795,6 +2795,118 @@ fn not_more_than_100_percent(v: &Value, path: &Path, out: &mut Vec<Cause>) {
     }
 }
 
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// Roles' rules and aggregation, bindings' roleRef and subjects.
+fn rbac(kind: &str, obj: &Value, out: &mut Vec<Cause>) {
+    let namespaced = matches!(kind, "Role" | "RoleBinding");
+    if matches!(kind, "Role" | "ClusterRole") {
+        for (i, rule) in items(obj, "rules") {
+            policy_rule(rule, namespaced, &Path::root("rules").index(i), out);
+        }
+        if let Some(agg) = set(obj, "aggregationRule") {
+            let sp = Path::root("aggregationRule").child("clusterRoleSelectors");
+            let selectors: Vec<(usize, &Value)> = items(agg, "clusterRoleSelectors").collect();
+            if selectors.is_empty() {
+                out.push(required(
+                    &sp,
+                    "at least one clusterRoleSelector required if aggregationRule is non-nil",
+                ));
+            }
+            for (i, sel) in selectors {
+                label_selector(sel, &sp.index(i), out);
+            }
+        }
+        return;
+    }
+    let rp = Path::root("roleRef");
+    let role_ref = &obj["roleRef"];
+    let group = str_of(role_ref, "apiGroup");
+    if group != RBAC_GROUP {
+        out.push(not_supported(&rp.child("apiGroup"), group, &[RBAC_GROUP]));
+    }
+    let kinds: &[&str] = if namespaced {
+        &["Role", "ClusterRole"]
+    } else {
+        &["ClusterRole"]
+    };
+    let ref_kind = str_of(role_ref, "kind");
+    if !kinds.contains(&ref_kind) {
+        out.push(not_supported(&rp.child("kind"), ref_kind, kinds));
+    }
+    required_str(role_ref, "name", &rp, "", path_segment_name, out);
+    for (i, subject) in items(obj, "subjects") {
+        let sp = Path::root("subjects").index(i);
+        let name = str_of(subject, "name");
+        if name.is_empty() {
+            out.push(required(&sp.child("name"), ""));
+        }
+        let group = str_of(subject, "apiGroup");
+        match str_of(subject, "kind") {
+            "ServiceAccount" => {
+                name_if_set(subject, "name", dns1123_subdomain, &sp, out);
+                if !group.is_empty() {
+                    out.push(not_supported(&sp.child("apiGroup"), group, &[""]));
+                }
+                if !namespaced && str_of(subject, "namespace").is_empty() {
+                    out.push(required(&sp.child("namespace"), ""));
+                }
+            }
+            "User" | "Group" => {
+                if group != RBAC_GROUP {
+                    out.push(not_supported(&sp.child("apiGroup"), group, &[RBAC_GROUP]));
+                }
+            }
+            other => out.push(not_supported(
+                &sp.child("kind"),
+                other,
+                &["ServiceAccount", "User", "Group"],
+            )),
+        }
+    }
+}
+
+fn policy_rule(rule: &Value, namespaced: bool, path: &Path, out: &mut Vec<Cause>) {
+    let len = |key: &str| rule.get(key).and_then(Value::as_array).map_or(0, Vec::len);
+    if len("verbs") == 0 {
+        out.push(required(
+            &path.child("verbs"),
+            "verbs must contain at least one value",
+        ));
+    }
+    if len("nonResourceURLs") > 0 {
+        let up = path.child("nonResourceURLs");
+        let urls = go_string_slice(rule.get("nonResourceURLs"));
+        if namespaced {
+            out.push(invalid(
+                &up,
+                &urls,
+                "namespaced rules cannot apply to non-resource URLs",
+            ));
+        }
+        if len("apiGroups") > 0 || len("resources") > 0 || len("resourceNames") > 0 {
+            out.push(invalid(
+                &up,
+                &urls,
+                "rules cannot apply to both regular resources and non-resource URLs",
+            ));
+        }
+        return;
+    }
+    if len("apiGroups") == 0 {
+        out.push(required(
+            &path.child("apiGroups"),
+            "resource rules must supply at least one api group",
+        ));
+    }
+    if len("resources") == 0 {
+        out.push(required(
+            &path.child("resources"),
+            "resource rules must supply at least one resource",
+        ));
+    }
+}
+
 fn network_policy(spec: &Value, out: &mut Vec<Cause>) {
     let path = Path::root("spec");
     label_selector(&spec["podSelector"], &path.child("podSelector"), out);
@@ -3975,6 +4087,7 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
         }
         ("policy", "PodDisruptionBudget") => pod_disruption_budget(spec, &mut out),
         ("networking.k8s.io", "NetworkPolicy") => network_policy(spec, &mut out),
+        ("rbac.authorization.k8s.io", kind) => rbac(kind, obj, &mut out),
         ("", "PersistentVolumeClaim") => {
             persistent_volume_claim_spec(spec, &Path::root("spec"), &mut out)
         }
@@ -4138,6 +4251,21 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value) -> Vec<Cause> {
             }
         }
         ("", "ConfigMap") => immutable_when_set(old, new, &["data", "binaryData"], &mut out),
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding")
+            if old.get("roleRef") != new.get("roleRef") =>
+        {
+            let r = &new["roleRef"];
+            out.push(invalid(
+                &Path::root("roleRef"),
+                &format!(
+                    "rbac.RoleRef{{APIGroup:{}, Kind:{}, Name:{}}}",
+                    go_str(str_of(r, "apiGroup")),
+                    go_str(str_of(r, "kind")),
+                    go_str(str_of(r, "name"))
+                ),
+                "cannot change roleRef",
+            ));
+        }
         ("", "Secret") => {
             let (a, b) = (str_of(old, "type"), str_of(new, "type"));
             if a != b {
@@ -4982,6 +5110,81 @@ mod tests {
             })),
             &[],
         );
+    }
+
+    #[test]
+    fn rbac_objects_follow_upstream() {
+        let g = "rbac.authorization.k8s.io";
+        check(
+            g,
+            "roles",
+            json!({"metadata": {"name": "r", "namespace": "ns"}, "rules": [
+                {"apiGroups": [""], "resources": ["pods"]},
+                {"verbs": ["get"]},
+                {"verbs": ["get"], "nonResourceURLs": ["/healthz"], "resources": ["pods"]},
+                {"verbs": ["get"], "apiGroups": [""], "resources": ["pods"], "resourceNames": ["a"]},
+            ]}),
+            &[
+                "rules[0].verbs: Required value: verbs must contain at least one value",
+                "rules[1].apiGroups: Required value: resource rules must supply at least one api group",
+                "rules[1].resources: Required value: resource rules must supply at least one resource",
+                "rules[2].nonResourceURLs: Invalid value: []string{\"/healthz\"}: namespaced rules cannot apply to non-resource URLs",
+                "rules[2].nonResourceURLs: Invalid value: []string{\"/healthz\"}: rules cannot apply to both regular resources and non-resource URLs",
+            ],
+        );
+        check(
+            g,
+            "clusterroles",
+            json!({"metadata": {"name": "c"}, "rules": [{"verbs": ["get"], "nonResourceURLs": ["/metrics"]}], "aggregationRule": {"clusterRoleSelectors": []}}),
+            &[
+                "aggregationRule.clusterRoleSelectors: Required value: at least one clusterRoleSelector required if aggregationRule is non-nil",
+            ],
+        );
+        check(
+            g,
+            "rolebindings",
+            json!({"metadata": {"name": "b", "namespace": "ns"}, "roleRef": {"apiGroup": "example.com", "kind": "Policy", "name": "a/b"},
+                "subjects": [{"kind": "ServiceAccount", "name": "Robot", "apiGroup": "x"}, {"kind": "User", "name": "jane", "apiGroup": "other"}, {"kind": "Machine", "name": "m"}, {"kind": "Group"}]}),
+            &[
+                "roleRef.apiGroup: Unsupported value: \"example.com\": supported values: \"rbac.authorization.k8s.io\"",
+                "roleRef.kind: Unsupported value: \"Policy\": supported values: \"Role\", \"ClusterRole\"",
+                "roleRef.name: Invalid value: \"a/b\": may not contain '/'",
+                "subjects[0].name: Invalid value: \"Robot\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+                "subjects[0].apiGroup: Unsupported value: \"x\": supported values: \"\"",
+                "subjects[1].apiGroup: Unsupported value: \"other\": supported values: \"rbac.authorization.k8s.io\"",
+                "subjects[2].kind: Unsupported value: \"Machine\": supported values: \"ServiceAccount\", \"User\", \"Group\"",
+                "subjects[3].name: Required value",
+            ],
+        );
+        // Defaulted groups; a cluster binding's service account needs its namespace.
+        check(
+            g,
+            "clusterrolebindings",
+            json!({"metadata": {"name": "b"}, "roleRef": {"kind": "Role", "name": "view"},
+                "subjects": [{"kind": "ServiceAccount", "name": "default"}, {"kind": "User", "name": "jane"}]}),
+            &[
+                "roleRef.kind: Unsupported value: \"Role\": supported values: \"ClusterRole\"",
+                "subjects[0].namespace: Required value",
+            ],
+        );
+        let r = res(g, "rolebindings");
+        let mut old =
+            json!({"metadata": {"name": "b"}, "roleRef": {"kind": "ClusterRole", "name": "view"}});
+        let mut new = json!({"metadata": {"name": "b"}, "roleRef": {"apiGroup": g, "kind": "ClusterRole", "name": "edit"}});
+        crate::defaults::apply(r, &mut old);
+        crate::defaults::apply(r, &mut new);
+        let got: Vec<String> = validate_update(r, &old, &new)
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "roleRef: Invalid value: rbac.RoleRef{APIGroup:\"rbac.authorization.k8s.io\", Kind:\"ClusterRole\", Name:\"edit\"}: cannot change roleRef"
+            ]
+        );
+        new["roleRef"]["name"] = json!("view");
+        assert!(validate_update(r, &old, &new).is_empty());
     }
 
     #[test]

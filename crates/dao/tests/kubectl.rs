@@ -1623,6 +1623,30 @@ fn invalid_objects_get_upstream_field_errors() {
     );
     not_found("networkpolicy", "np");
 
+    // A binding's roleRef is fixed once created; an empty rule grants nothing and is refused.
+    let binding = |role: &str| {
+        format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: rb\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\nsubjects:\n- {{kind: User, name: jane}}\n"
+        )
+    };
+    c.ok(&["apply", "-f", &c.file("rb.yaml", &binding("view"))]);
+    let out = c.fails(&["apply", "-f", &c.file("rb2.yaml", &binding("edit"))]);
+    assert!(
+        out.contains("The RoleBinding \"rb\" is invalid: roleRef: Invalid value: rbac.RoleRef{APIGroup:\"rbac.authorization.k8s.io\", Kind:\"ClusterRole\", Name:\"edit\"}: cannot change roleRef"),
+        "{out}"
+    );
+    c.ok(&["delete", "rolebinding", "rb"]);
+    let role = c.file(
+        "role.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: reader\nrules:\n- apiGroups: [\"\"]\n  resources: [pods]\n",
+    );
+    let out = c.fails(&["apply", "-f", &role]);
+    assert_eq!(
+        out,
+        "The Role \"reader\" is invalid: rules[0].verbs: Required value: verbs must contain at least one value\n"
+    );
+    not_found("role", "reader");
+
     // An Ingress with a malformed wildcard host and a relative Prefix path; an autoscaler
     // whose range is upside down.
     let out = c.fails(&[
