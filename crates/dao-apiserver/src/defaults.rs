@@ -229,6 +229,9 @@ pub fn apply(res: &Resource, obj: &mut Value) {
         ("batch", "Job") => {
             job_spec(&mut obj["spec"]);
         }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            default_field(obj, "preemptionPolicy", json!("PreemptLowerPriority"));
+        }
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
             // The roleRef's group, and each user's and group's, is RBAC's unless given.
             if obj["roleRef"].is_object() {

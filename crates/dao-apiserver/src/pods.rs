@@ -157,7 +157,7 @@ pub fn deletion_time(grace: i64) -> String {
 }
 
 /// The PriorityClasses every upstream cluster has, for the pods that keep it running.
-const SYSTEM_PRIORITY_CLASSES: [(&str, i64, &str); 2] = [
+pub const SYSTEM_PRIORITY_CLASSES: [(&str, i64, &str); 2] = [
     (
         "system-node-critical",
         2_000_001_000,

@@ -2389,16 +2389,19 @@ fn pod_spec(spec: &Value, path: &Path, out: &mut Vec<Cause>) {
         );
     }
     if let Some(p) = spec.get("preemptionPolicy").and_then(Value::as_str) {
-        let pp = path.child("preemptionPolicy");
-        match p {
-            "PreemptLowerPriority" | "Never" => {}
-            "" => out.push(required(&pp, "")),
-            other => out.push(not_supported(
-                &pp,
-                other,
-                &["PreemptLowerPriority", "Never"],
-            )),
-        }
+        preemption_policy(p, &path.child("preemptionPolicy"), out);
+    }
+}
+
+fn preemption_policy(p: &str, path: &Path, out: &mut Vec<Cause>) {
+    match p {
+        "PreemptLowerPriority" | "Never" => {}
+        "" => out.push(required(path, "")),
+        other => out.push(not_supported(
+            path,
+            other,
+            &["PreemptLowerPriority", "Never"],
+        )),
     }
 }
 
@@ -2796,6 +2799,47 @@ fn not_more_than_100_percent(v: &Value, path: &Path, out: &mut Vec<Cause>) {
 }
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// The highest value a PriorityClass outside the `system-` ones may have.
+const HIGHEST_USER_PRIORITY: i64 = 1_000_000_000;
+
+fn priority_class(obj: &Value, out: &mut Vec<Cause>) {
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let value = int_of(obj, "value").unwrap_or(0);
+    if name.starts_with("system-") {
+        let global = obj.get("globalDefault") == Some(&Value::Bool(true));
+        let why = match crate::pods::SYSTEM_PRIORITY_CLASSES
+            .iter()
+            .find(|(n, ..)| *n == name)
+        {
+            None => Some(format!("{name} is not a known system priority class")),
+            Some((n, v, _)) if *v != value => {
+                Some(format!("value of {n} PriorityClass must be {v}"))
+            }
+            Some((n, ..)) if global => {
+                Some(format!("globalDefault of {n} PriorityClass must be false"))
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            out.push(forbidden(
+                &Path::root("metadata").child("name"),
+                &format!("priority class names with 'system-' prefix are reserved for system use only. error: {why}"),
+            ));
+        }
+    } else if value > HIGHEST_USER_PRIORITY {
+        out.push(forbidden(
+            &Path::root("value"),
+            &format!("maximum allowed value of a user defined priority is {HIGHEST_USER_PRIORITY}"),
+        ));
+    }
+    if let Some(p) = obj.get("preemptionPolicy").and_then(Value::as_str) {
+        preemption_policy(p, &Path::root("preemptionPolicy"), out);
+    }
+}
 
 /// Roles' rules and aggregation, bindings' roleRef and subjects.
 fn rbac(kind: &str, obj: &Value, out: &mut Vec<Cause>) {
@@ -4088,6 +4132,7 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
         ("policy", "PodDisruptionBudget") => pod_disruption_budget(spec, &mut out),
         ("networking.k8s.io", "NetworkPolicy") => network_policy(spec, &mut out),
         ("rbac.authorization.k8s.io", kind) => rbac(kind, obj, &mut out),
+        ("scheduling.k8s.io", "PriorityClass") => priority_class(obj, &mut out),
         ("", "PersistentVolumeClaim") => {
             persistent_volume_claim_spec(spec, &Path::root("spec"), &mut out)
         }
@@ -4251,6 +4296,23 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value) -> Vec<Cause> {
             }
         }
         ("", "ConfigMap") => immutable_when_set(old, new, &["data", "binaryData"], &mut out),
+        ("scheduling.k8s.io", "PriorityClass") => {
+            if old.get("value") != new.get("value") {
+                out.push(forbidden(
+                    &Path::root("value"),
+                    "may not be changed in an update.",
+                ));
+            }
+            if old.get("preemptionPolicy") != new.get("preemptionPolicy") {
+                out.push(invalid(
+                    &Path::root("preemptionPolicy"),
+                    &new.get("preemptionPolicy")
+                        .and_then(Value::as_str)
+                        .map_or("null".into(), go_str),
+                    "field is immutable",
+                ));
+            }
+        }
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding")
             if old.get("roleRef") != new.get("roleRef") =>
         {
@@ -5185,6 +5247,96 @@ mod tests {
         );
         new["roleRef"]["name"] = json!("view");
         assert!(validate_update(r, &old, &new).is_empty());
+    }
+
+    #[test]
+    fn priority_classes_follow_upstream() {
+        let g = "scheduling.k8s.io";
+        let pc = |name: &str, value: i64, extra: Value| {
+            let mut o = json!({"metadata": {"name": name}, "value": value});
+            for (k, v) in extra.as_object().into_iter().flatten() {
+                o[k] = v.clone();
+            }
+            o
+        };
+        let reserved = "metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: ";
+        check(
+            g,
+            "priorityclasses",
+            pc("system-mine", 5, json!({})),
+            &[&format!(
+                "{reserved}system-mine is not a known system priority class"
+            )],
+        );
+        check(
+            g,
+            "priorityclasses",
+            pc("system-node-critical", 5, json!({})),
+            &[&format!(
+                "{reserved}value of system-node-critical PriorityClass must be 2000001000"
+            )],
+        );
+        check(
+            g,
+            "priorityclasses",
+            pc(
+                "system-cluster-critical",
+                2_000_000_000,
+                json!({"globalDefault": true}),
+            ),
+            &[&format!(
+                "{reserved}globalDefault of system-cluster-critical PriorityClass must be false"
+            )],
+        );
+        check(
+            g,
+            "priorityclasses",
+            pc(
+                "high",
+                2_000_000_000,
+                json!({"preemptionPolicy": "Sometimes"}),
+            ),
+            &[
+                "value: Forbidden: maximum allowed value of a user defined priority is 1000000000",
+                "preemptionPolicy: Unsupported value: \"Sometimes\": supported values: \"PreemptLowerPriority\", \"Never\"",
+            ],
+        );
+        check(
+            g,
+            "priorityclasses",
+            pc(
+                "high",
+                1_000_000,
+                json!({"globalDefault": true, "description": "x"}),
+            ),
+            &[],
+        );
+        check(
+            g,
+            "priorityclasses",
+            pc("system-node-critical", 2_000_001_000, json!({})),
+            &[],
+        );
+        let r = res(g, "priorityclasses");
+        let mut old = pc("high", 10, json!({}));
+        let mut new = pc("high", 20, json!({"preemptionPolicy": "Never"}));
+        crate::defaults::apply(r, &mut old);
+        crate::defaults::apply(r, &mut new);
+        let got: Vec<String> = validate_update(r, &old, &new)
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "value: Forbidden: may not be changed in an update.",
+                "preemptionPolicy: Invalid value: \"Never\": field is immutable",
+            ]
+        );
+        // Leaving out the defaulted policy on update changes nothing.
+        let mut same = pc("high", 10, json!({"description": "now described"}));
+        crate::defaults::apply(r, &mut same);
+        assert!(validate_update(r, &old, &same).is_empty());
     }
 
     #[test]

@@ -1647,6 +1647,18 @@ fn invalid_objects_get_upstream_field_errors() {
     );
     not_found("role", "reader");
 
+    // A user's priority class above the user range.
+    let pc = c.file(
+        "pc.yaml",
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: too-high\nvalue: 2000000000\n",
+    );
+    let out = c.fails(&["apply", "-f", &pc]);
+    assert_eq!(
+        out,
+        "The PriorityClass \"too-high\" is invalid: value: Forbidden: maximum allowed value of a user defined priority is 1000000000\n"
+    );
+    not_found("priorityclass", "too-high");
+
     // An Ingress with a malformed wildcard host and a relative Prefix path; an autoscaler
     // whose range is upside down.
     let out = c.fails(&[
