@@ -229,6 +229,10 @@ pub fn apply(res: &Resource, obj: &mut Value) {
         ("batch", "Job") => {
             job_spec(&mut obj["spec"]);
         }
+        ("storage.k8s.io", "StorageClass") => {
+            default_field(obj, "reclaimPolicy", json!("Delete"));
+            default_field(obj, "volumeBindingMode", json!("Immediate"));
+        }
         ("scheduling.k8s.io", "PriorityClass") => {
             default_field(obj, "preemptionPolicy", json!("PreemptLowerPriority"));
         }

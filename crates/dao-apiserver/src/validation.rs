@@ -2800,6 +2800,52 @@ fn not_more_than_100_percent(v: &Value, path: &Path, out: &mut Vec<Cause>) {
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
+fn storage_class(obj: &Value, out: &mut Vec<Cause>) {
+    let provisioner = str_of(obj, "provisioner");
+    let pp = Path::root("provisioner");
+    if provisioner.is_empty() {
+        out.push(required(&pp, ""));
+    } else {
+        let lower = provisioner.to_lowercase();
+        for m in qualified_name(&lower) {
+            out.push(invalid(&pp, &go_str(provisioner), &m));
+        }
+    }
+    let params = obj.get("parameters").and_then(Value::as_object);
+    let parp = Path::root("parameters");
+    if params.is_some_and(|p| p.len() > 512) {
+        out.push(too_long(&parp, 512));
+    } else {
+        let mut size = 0;
+        for (k, v) in params.into_iter().flatten() {
+            if k.is_empty() {
+                out.push(invalid(&parp, "\"\"", "field can not be empty."));
+            }
+            size += k.len() + v.as_str().map_or(0, str::len);
+        }
+        if size > 256 * 1024 {
+            out.push(too_long(&parp, 256 * 1024));
+        }
+    }
+    one_of(
+        obj,
+        "reclaimPolicy",
+        &Path::root("reclaimPolicy"),
+        &["Delete", "Retain"],
+        out,
+    );
+    let bp = Path::root("volumeBindingMode");
+    match obj.get("volumeBindingMode").and_then(Value::as_str) {
+        None => out.push(required(&bp, "")),
+        Some("Immediate" | "WaitForFirstConsumer") => {}
+        Some(other) => out.push(not_supported(
+            &bp,
+            other,
+            &["Immediate", "WaitForFirstConsumer"],
+        )),
+    }
+}
+
 /// The highest value a PriorityClass outside the `system-` ones may have.
 const HIGHEST_USER_PRIORITY: i64 = 1_000_000_000;
 
@@ -4133,6 +4179,7 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
         ("networking.k8s.io", "NetworkPolicy") => network_policy(spec, &mut out),
         ("rbac.authorization.k8s.io", kind) => rbac(kind, obj, &mut out),
         ("scheduling.k8s.io", "PriorityClass") => priority_class(obj, &mut out),
+        ("storage.k8s.io", "StorageClass") => storage_class(obj, &mut out),
         ("", "PersistentVolumeClaim") => {
             persistent_volume_claim_spec(spec, &Path::root("spec"), &mut out)
         }
@@ -4296,6 +4343,25 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value) -> Vec<Cause> {
             }
         }
         ("", "ConfigMap") => immutable_when_set(old, new, &["data", "binaryData"], &mut out),
+        ("storage.k8s.io", "StorageClass") => {
+            for key in ["parameters", "provisioner", "reclaimPolicy"] {
+                if old.get(key) != new.get(key) {
+                    out.push(forbidden(
+                        &Path::root(key),
+                        &format!("updates to {key} are forbidden."),
+                    ));
+                }
+            }
+            if old.get("volumeBindingMode") != new.get("volumeBindingMode") {
+                out.push(invalid(
+                    &Path::root("volumeBindingMode"),
+                    &new.get("volumeBindingMode")
+                        .and_then(Value::as_str)
+                        .map_or("null".into(), go_str),
+                    "field is immutable",
+                ));
+            }
+        }
         ("scheduling.k8s.io", "PriorityClass") => {
             if old.get("value") != new.get("value") {
                 out.push(forbidden(
@@ -5337,6 +5403,55 @@ mod tests {
         let mut same = pc("high", 10, json!({"description": "now described"}));
         crate::defaults::apply(r, &mut same);
         assert!(validate_update(r, &old, &same).is_empty());
+    }
+
+    #[test]
+    fn storage_classes_follow_upstream() {
+        let g = "storage.k8s.io";
+        check(
+            g,
+            "storageclasses",
+            json!({"metadata": {"name": "fast"}, "parameters": {"": "x", "type": "ssd"}, "reclaimPolicy": "Recycle", "volumeBindingMode": "Later"}),
+            &[
+                "provisioner: Required value",
+                "parameters: Invalid value: \"\": field can not be empty.",
+                "reclaimPolicy: Unsupported value: \"Recycle\": supported values: \"Delete\", \"Retain\"",
+                "volumeBindingMode: Unsupported value: \"Later\": supported values: \"Immediate\", \"WaitForFirstConsumer\"",
+            ],
+        );
+        check(
+            g,
+            "storageclasses",
+            json!({"metadata": {"name": "fast"}, "provisioner": "bad provisioner"}),
+            &[
+                "provisioner: Invalid value: \"bad provisioner\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+            ],
+        );
+        check(
+            g,
+            "storageclasses",
+            json!({"metadata": {"name": "local"}, "provisioner": "rancher.io/Local-Path"}),
+            &[],
+        );
+        let r = res(g, "storageclasses");
+        let mut old =
+            json!({"metadata": {"name": "s"}, "provisioner": "a.io/x", "parameters": {"k": "v"}});
+        let mut new = json!({"metadata": {"name": "s"}, "provisioner": "b.io/x", "reclaimPolicy": "Retain", "volumeBindingMode": "WaitForFirstConsumer"});
+        crate::defaults::apply(r, &mut old);
+        crate::defaults::apply(r, &mut new);
+        let got: Vec<String> = validate_update(r, &old, &new)
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "parameters: Forbidden: updates to parameters are forbidden.",
+                "provisioner: Forbidden: updates to provisioner are forbidden.",
+                "reclaimPolicy: Forbidden: updates to reclaimPolicy are forbidden.",
+                "volumeBindingMode: Invalid value: \"WaitForFirstConsumer\": field is immutable",
+            ]
+        );
     }
 
     #[test]

@@ -1659,6 +1659,18 @@ fn invalid_objects_get_upstream_field_errors() {
     );
     not_found("priorityclass", "too-high");
 
+    // A storage class with no provisioner.
+    let sc = c.file(
+        "sc.yaml",
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: fast\nparameters: {type: ssd}\n",
+    );
+    let out = c.fails(&["apply", "-f", &sc]);
+    assert_eq!(
+        out,
+        "The StorageClass \"fast\" is invalid: provisioner: Required value\n"
+    );
+    not_found("storageclass", "fast");
+
     // An Ingress with a malformed wildcard host and a relative Prefix path; an autoscaler
     // whose range is upside down.
     let out = c.fails(&[
