@@ -1868,11 +1868,7 @@ fn volume_source(v: &Value, vp: &Path, out: &mut Vec<Cause>) {
                     continue;
                 }
                 no_backsteps(p, &sp.child("path"), out);
-                if let Some(t) = src.get("type").and_then(Value::as_str)
-                    && !HOST_PATH_TYPES.contains(&t)
-                {
-                    out.push(not_supported(&sp.child("type"), t, HOST_PATH_TYPES));
-                }
+                one_of(src, "type", &sp.child("type"), HOST_PATH_TYPES, out);
             }
             "secret" | "configMap" => {
                 let name_field = if *key == "secret" {
@@ -3034,15 +3030,13 @@ fn network_policy(spec: &Value, out: &mut Vec<Cause>) {
 }
 
 fn network_policy_port(port: &Value, path: &Path, out: &mut Vec<Cause>) {
-    if let Some(p) = port.get("protocol").and_then(Value::as_str)
-        && !matches!(p, "TCP" | "UDP" | "SCTP")
-    {
-        out.push(not_supported(
-            &path.child("protocol"),
-            p,
-            &["TCP", "UDP", "SCTP"],
-        ));
-    }
+    one_of(
+        port,
+        "protocol",
+        &path.child("protocol"),
+        &["TCP", "UDP", "SCTP"],
+        out,
+    );
     let ep = path.child("endPort");
     let end = int_of(port, "endPort");
     match set(port, "port") {
@@ -3191,15 +3185,13 @@ fn persistent_volume_claim_spec(spec: &Value, path: &Path, out: &mut Vec<Cause>)
         }
     }
     name_if_set(spec, "storageClassName", dns1123_subdomain, path, out);
-    if let Some(mode) = spec.get("volumeMode").and_then(Value::as_str)
-        && !matches!(mode, "Block" | "Filesystem")
-    {
-        out.push(not_supported(
-            &path.child("volumeMode"),
-            mode,
-            &["Block", "Filesystem"],
-        ));
-    }
+    one_of(
+        spec,
+        "volumeMode",
+        &path.child("volumeMode"),
+        &["Block", "Filesystem"],
+        out,
+    );
 }
 
 fn pod_disruption_budget(spec: &Value, out: &mut Vec<Cause>) {
@@ -4022,15 +4014,13 @@ fn scaling_rules(rules: &Value, path: &Path, out: &mut Vec<Cause>) {
             ));
         }
     }
-    if let Some(p) = rules.get("selectPolicy").and_then(Value::as_str)
-        && !matches!(p, "Disabled" | "Max" | "Min")
-    {
-        out.push(not_supported(
-            &path.child("selectPolicy"),
-            p,
-            &["Disabled", "Max", "Min"],
-        ));
-    }
+    one_of(
+        rules,
+        "selectPolicy",
+        &path.child("selectPolicy"),
+        &["Disabled", "Max", "Min"],
+        out,
+    );
     let pp = path.child("policies");
     if rules
         .get("policies")
